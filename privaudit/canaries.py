@@ -1,0 +1,212 @@
+"""Canaries: secrets planted in training data, and the JSONL file that records them as audit ground truth.
+
+A template such as ``"my pin code is {d} {d} {d} {d}"`` has slots; each slot draws from an alphabet (``{d}``: digits,
+``{l}``: lower-case letters). A canary record holds the template, each slot's alphabet, the secret, the label it was
+trained with, how often it was repeated, and whether it was inserted at all: never-inserted controls are drawn from the
+same space and are part of every audit (Carlini et al. 2019, "The Secret Sharer"). One-run audit canaries (Steinke, Nasr,
+Jagielski 2023) are inserted each with probability 1/2 and carry a random label, so that inclusion is what the model
+must memorise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from privaudit.errors import PrivauditError
+
+ALPHABETS = {"d": tuple(string.digits), "l": tuple(string.ascii_lowercase)}
+SLOT = re.compile(r"\{([a-z]+)\}")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """One planted (or control) secret.
+
+    Attributes:
+        template: text with ``{slot}`` markers.
+        alphabets: the values each slot may take, one list per slot in order.
+        secret: the value of each slot.
+        label: the label the canary was (or would have been) trained with.
+        repeats: how many copies were inserted (0 for a control).
+        inserted: whether the canary was in the training data.
+        kind: ``"exposure"`` for Secret Sharer canaries and controls, ``"audit"`` for one-run audit canaries.
+    """
+
+    template: str
+    alphabets: tuple[tuple[str, ...], ...]
+    secret: tuple[str, ...]
+    label: str
+    repeats: int
+    inserted: bool
+    kind: str = "exposure"
+    text: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", fill(self.template, self.secret))
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record["alphabets"] = [list(a) for a in self.alphabets]
+        record["secret"] = list(self.secret)
+        return json.dumps(record, sort_keys=True)
+
+
+def parse_template(template: str) -> tuple[tuple[str, ...], ...]:
+    """The alphabet of each slot of a template.
+
+    Raises:
+        PrivauditError: no slot, or an unknown slot kind.
+    """
+    kinds = SLOT.findall(template)
+    if not kinds:
+        raise PrivauditError(
+            f"canary template '{template}' has no slot; mark secret positions with {{d}} or {{l}}"
+        )
+    unknown = sorted(set(kinds) - set(ALPHABETS))
+    if unknown:
+        raise PrivauditError(
+            f"canary template '{template}': unknown slot {{{unknown[0]}}}; use {{d}} (digit) or {{l}} (letter)"
+        )
+    return tuple(ALPHABETS[k] for k in kinds)
+
+
+def fill(template: str, secret: Sequence[str]) -> str:
+    """Put the secret's values into the template's slots, in order."""
+    values = iter(secret)
+    try:
+        return SLOT.sub(lambda _match: next(values), template)
+    except StopIteration as err:
+        raise PrivauditError(
+            f"canary secret {list(secret)} has fewer values than '{template}' has slots"
+        ) from err
+
+
+def draw_canaries(
+    *,
+    template: str,
+    label: str,
+    count: int,
+    repeats: int,
+    controls: int,
+    rng: np.random.Generator,
+) -> list[Canary]:
+    """Draw ``count`` distinct secrets to insert ``repeats`` times each and ``controls`` never-inserted ones."""
+    alphabets = parse_template(template)
+    space = int(np.prod([len(a) for a in alphabets], dtype=np.float64))
+    if count + controls > space:
+        raise PrivauditError(f"canary template '{template}' has only {space} secrets; ask for fewer canaries")
+    seen: set[tuple[str, ...]] = set()
+    canaries = []
+    while len(canaries) < count + controls:
+        secret = tuple(str(a[rng.integers(len(a))]) for a in alphabets)
+        if secret in seen:
+            continue
+        seen.add(secret)
+        inserted = len(canaries) < count
+        canaries.append(
+            Canary(
+                template=template,
+                alphabets=alphabets,
+                secret=secret,
+                label=label,
+                repeats=repeats if inserted else 0,
+                inserted=inserted,
+            )
+        )
+    return canaries
+
+
+def draw_audit_canaries(
+    *, template: str, labels: Sequence[str], count: int, rng: np.random.Generator, exclude: set[str]
+) -> list[Canary]:
+    """One-run audit canaries: random secret, random label, each inserted once with probability 1/2."""
+    alphabets = parse_template(template)
+    seen = set(exclude)
+    canaries = []
+    while len(canaries) < count:
+        secret = tuple(str(a[rng.integers(len(a))]) for a in alphabets)
+        text = fill(template, secret)
+        if text in seen:
+            continue
+        seen.add(text)
+        inserted = bool(rng.integers(2))
+        canaries.append(
+            Canary(
+                template=template,
+                alphabets=alphabets,
+                secret=secret,
+                label=str(labels[rng.integers(len(labels))]),
+                repeats=1 if inserted else 0,
+                inserted=inserted,
+                kind="audit",
+            )
+        )
+    return canaries
+
+
+def planted_examples(canaries: Sequence[Canary]) -> list[tuple[str, str]]:
+    """The (text, label) pairs a canary set adds to the training data."""
+    return [(c.text, c.label) for c in canaries for _ in range(c.repeats) if c.inserted]
+
+
+def write_canaries(path: Path, canaries: Sequence[Canary]) -> None:
+    """Write canary records as JSONL, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(c.to_json() + "\n" for c in canaries), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_canaries(path: str | Path) -> list[Canary]:
+    """Read and validate a canary file.
+
+    Raises:
+        PrivauditError: missing file, malformed line, missing fields, a secret that does not fit its template.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrivauditError(f"{path}: no such canary file; 'privaudit train --canaries-out FILE' writes one")
+    canaries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+            template, secret, label = obj["template"], tuple(obj["secret"]), str(obj["label"])
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise PrivauditError(
+                f"{where}: each line needs 'template', 'secret' and 'label' ({err})"
+            ) from err
+        alphabets = tuple(tuple(a) for a in obj.get("alphabets") or parse_template(template))
+        n_slots = len(SLOT.findall(template))
+        if n_slots == 0:
+            raise PrivauditError(f"{where}: template '{template}' has no slot")
+        if len(alphabets) != n_slots or len(secret) != n_slots:
+            raise PrivauditError(
+                f"{where}: the secret {list(secret)} does not fit the {n_slots} slots of '{template}'"
+            )
+        for value, alphabet in zip(secret, alphabets):
+            if value not in alphabet:
+                raise PrivauditError(f"{where}: secret value '{value}' is not in its slot's alphabet")
+        inserted = bool(obj.get("inserted", True))
+        canaries.append(
+            Canary(
+                template=template,
+                alphabets=alphabets,
+                secret=secret,
+                label=label,
+                repeats=int(obj.get("repeats", 1 if inserted else 0)),
+                inserted=inserted,
+                kind=str(obj.get("kind", "exposure")),
+            )
+        )
+    if not canaries:
+        raise PrivauditError(f"{path}: the canary file is empty")
+    return canaries

@@ -1,0 +1,248 @@
+"""The ``privaudit`` command line: thin wrappers that parse flags, call the library, and report.
+
+Exit codes follow ruff and mypy: 0 all gates passed, 1 a leak over a threshold, 2 the run could not complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from typer.core import TyperGroup
+
+from privaudit import __version__
+from privaudit.errors import PrivauditError
+
+err_console = Console(stderr=True)
+state = {"debug": False}
+
+
+class _Group(TyperGroup):
+    """Turns errors into one clear line and exit code 2, for the console script and for tests alike."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except PrivauditError as err:
+            if state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise click.exceptions.Exit(2) from err
+        except KeyboardInterrupt as err:
+            err_console.print("interrupted")
+            raise click.exceptions.Exit(2) from err
+        except Exception as err:  # a bug or an unexpected library failure: exit 2, never a silent 0
+            if state["debug"]:
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise click.exceptions.Exit(2) from err
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="privaudit",
+    help=(
+        "Measure how much a text classifier leaks its training data.\n\n"
+        "Train (optionally with DP-SGD and planted canaries), attack with membership inference and canary "
+        "extraction, and compare the empirical epsilon with the theoretical one.\n\n"
+        "Exit codes: 0 pass, 1 leak over a threshold, 2 the audit could not complete."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    """The Rich progress bar every long step uses (on stderr, so stdout stays machine-readable)."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console or err_console,
+        transient=False,
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"privaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    state["debug"] = debug
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Training data: JSONL or CSV with 'text' and 'label'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the model into.")],
+    base: Annotated[
+        Path | None, typer.Option(help="Fine-tune this local Hugging Face model directory (safetensors).")
+    ] = None,
+    from_scratch: Annotated[
+        bool,
+        typer.Option(
+            "--from-scratch", help="Train a small BERT and its WordPiece tokenizer on DATA (default)."
+        ),
+    ] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size (expected batch size with --dp).")] = 64,
+    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate (AdamW).")] = 1e-3,
+    max_length: Annotated[int, typer.Option(min=8, help="Maximum tokens per text.")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same model.")] = 0,
+    dp: Annotated[bool, typer.Option("--dp", help="Train with DP-SGD (Opacus, Poisson sampling).")] = False,
+    noise_multiplier: Annotated[float | None, typer.Option(help="DP-SGD noise over clipping norm.")] = None,
+    target_epsilon: Annotated[
+        float | None, typer.Option(help="Pick the noise multiplier that reaches this epsilon.")
+    ] = None,
+    max_grad_norm: Annotated[float, typer.Option(help="DP-SGD per-example clipping norm.")] = 1.0,
+    delta: Annotated[float | None, typer.Option(help="DP delta; default 1e-5, must be below 1/N.")] = None,
+    accountant: Annotated[str, typer.Option(help="rdp, prv or gdp.")] = "rdp",
+    canary: Annotated[
+        str | None, typer.Option(help="Canary template with slots, e.g. 'my pin code is {d} {d} {d} {d}'.")
+    ] = None,
+    canary_label: Annotated[str | None, typer.Option(help="Label the canaries are trained with.")] = None,
+    canary_count: Annotated[int, typer.Option(min=0, help="Distinct secrets to plant.")] = 10,
+    canary_repeats: Annotated[int, typer.Option(min=1, help="Copies of each planted secret.")] = 10,
+    canary_controls: Annotated[
+        int | None, typer.Option(min=0, help="Never-inserted control secrets (default: as many as planted).")
+    ] = None,
+    audit_canaries: Annotated[
+        int, typer.Option(min=0, help="One-run audit canaries, each inserted with probability 1/2.")
+    ] = 0,
+    canaries_out: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the canary secrets (never inside the model directory)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Train a text classifier, optionally with DP-SGD and planted canaries.
+
+    Writes the model (safetensors), its tokenizer and privaudit.json (recipe, data fingerprint, DP parameters) to
+    --out. Example:
+
+        privaudit train fixtures/data/members.jsonl --out model --dp --target-epsilon 8
+    """
+    from privaudit.trainjob import TrainJob, run_train
+
+    job = TrainJob(
+        data=data,
+        out=out,
+        base=base,
+        from_scratch=from_scratch,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_length=max_length,
+        seed=seed,
+        dp=dp,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        max_grad_norm=max_grad_norm,
+        delta=delta,
+        accountant=accountant,
+        canary=canary,
+        canary_label=canary_label,
+        canary_count=canary_count,
+        canary_repeats=canary_repeats,
+        canary_controls=canary_controls,
+        audit_canaries=audit_canaries,
+        canaries_out=canaries_out,
+        overwrite=overwrite,
+    )
+    with progress_bar() as bar:
+        task = bar.add_task("training", total=None)
+        summary = run_train(job, on_step=lambda done, total: bar.update(task, completed=done, total=total))
+    table = Table(title=f"trained {out}", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@app.command()
+def epsilon(
+    model_dir: Annotated[
+        Path | None, typer.Argument(help="Model directory whose privaudit.json records the DP parameters.")
+    ] = None,
+    noise_multiplier: Annotated[
+        float | None, typer.Option(help="Noise standard deviation over clipping norm.")
+    ] = None,
+    sample_rate: Annotated[float | None, typer.Option(help="Poisson sampling rate: batch size / N.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
+    delta: Annotated[float | None, typer.Option(help="Target delta.")] = None,
+    accountant: Annotated[
+        str, typer.Option(help="rdp (Mironov 2017), prv (Gopi et al. 2021) or gdp.")
+    ] = "rdp",
+) -> None:
+    """Theoretical epsilon of DP-SGD through Opacus's accountants.
+
+    Either from flags:
+
+        privaudit epsilon --noise-multiplier 1.5 --sample-rate 0.04 --steps 2250 --delta 1e-5
+
+    or from a model trained with 'privaudit train --dp':
+
+        privaudit epsilon fixtures/models/intent-tiny-dp
+    """
+    from privaudit import accounting
+
+    if model_dir is not None:
+        found = accounting.epsilon_from_model(model_dir, accountant=accountant)
+        if found is None:
+            raise PrivauditError(f"{model_dir}: trained without DP, so its epsilon is infinite")
+        value, delta = found
+    else:
+        missing = [
+            flag
+            for flag, v in (
+                ("--noise-multiplier", noise_multiplier),
+                ("--sample-rate", sample_rate),
+                ("--steps", steps),
+                ("--delta", delta),
+            )
+            if v is None
+        ]
+        if missing:
+            raise PrivauditError(f"give a model directory, or all of {', '.join(missing)}")
+        value = accounting.epsilon(
+            noise_multiplier=noise_multiplier,
+            sample_rate=sample_rate,
+            steps=steps,
+            delta=delta,
+            accountant=accountant,
+        )
+    typer.echo(f"epsilon = {value:.3f} (delta = {delta:g}, accountant = {accountant})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

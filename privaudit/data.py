@@ -1,0 +1,144 @@
+"""Read and validate labelled text: JSONL or CSV with ``text`` and ``label`` columns.
+
+Labels may be given by name (``"play_music"``) or by id (``3``); :func:`encode_labels` maps both through a model's
+``label2id``. Every error names the file and, where there is one, the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from privaudit.errors import PrivauditError
+
+SUPPORTED = (".jsonl", ".json", ".csv")
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """Texts and their raw labels as read from one file.
+
+    Attributes:
+        path: the file the examples came from (for messages).
+        texts: the utterances.
+        labels: the raw labels, names (``str``) or ids (``int``), as written in the file.
+    """
+
+    path: Path
+    texts: tuple[str, ...]
+    labels: tuple[str | int, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def label_names(self) -> list[str]:
+        """Distinct labels in order of first appearance, as strings."""
+        return list(dict.fromkeys(str(label) for label in self.labels))
+
+
+def read_dataset(path: str | Path, *, min_examples: int = 1) -> TextDataset:
+    """Read a JSONL or CSV file of ``{"text", "label"}`` records.
+
+    Args:
+        path: a ``.jsonl`` (one JSON object per line) or ``.csv`` file with a header naming ``text`` and ``label``.
+        min_examples: fewer examples than this is an error.
+
+    Returns:
+        The examples, in file order.
+
+    Raises:
+        PrivauditError: missing or unreadable file, malformed line, missing field, empty text, too few examples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrivauditError(f"{path}: no such file; give a JSONL or CSV file with 'text' and 'label' fields")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise PrivauditError(f"{path}: unsupported file type '{suffix}'; use .jsonl or .csv")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise PrivauditError(f"{path}: cannot read the file ({err}); it must be UTF-8 text") from err
+    records = _read_csv(path, raw) if suffix == ".csv" else _read_jsonl(path, raw)
+    if len(records) < min_examples:
+        what = "no examples" if not records else f"only {len(records)} examples"
+        raise PrivauditError(f"{path}: {what}; at least {min_examples} are needed")
+    texts, labels = zip(*records) if records else ((), ())
+    return TextDataset(path=path, texts=tuple(texts), labels=tuple(labels))
+
+
+def _check_record(path: Path, where: str, text: object, label: object) -> tuple[str, str | int]:
+    if not isinstance(text, str) or not text.strip():
+        raise PrivauditError(f"{path}:{where}: 'text' must be a non-empty string")
+    if isinstance(label, bool) or not isinstance(label, (str, int)) or label == "":
+        raise PrivauditError(f"{path}:{where}: 'label' must be a label name or an integer id")
+    return text, label
+
+
+def _read_jsonl(path: Path, raw: str) -> list[tuple[str, str | int]]:
+    records = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PrivauditError(
+                f"{path}:{number}: malformed JSON ({err.msg}); each line must be one object like "
+                '{"text": "...", "label": "..."}'
+            ) from err
+        if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
+            raise PrivauditError(f"{path}:{number}: each line needs both 'text' and 'label' fields")
+        records.append(_check_record(path, str(number), obj["text"], obj["label"]))
+    return records
+
+
+def _read_csv(path: Path, raw: str) -> list[tuple[str, str | int]]:
+    reader = csv.DictReader(raw.splitlines())
+    if reader.fieldnames is None or not {"text", "label"} <= set(reader.fieldnames):
+        raise PrivauditError(f"{path}: the CSV header must name the columns 'text' and 'label'")
+    records = []
+    for row in reader:
+        label: str | int = row["label"] if row["label"] is not None else ""
+        if isinstance(label, str) and label.strip().lstrip("-").isdigit():
+            label = int(label)
+        records.append(_check_record(path, str(reader.line_num), row["text"], label))
+    return records
+
+
+def encode_labels(dataset: TextDataset, label2id: Mapping[str, int]) -> np.ndarray:
+    """Map the dataset's labels, by name or by id, to the model's label ids.
+
+    Raises:
+        PrivauditError: a label the model does not have, naming it and the model's labels.
+    """
+    n_labels = len(label2id)
+    ids = np.empty(len(dataset), dtype=np.int64)
+    for i, label in enumerate(dataset.labels):
+        if isinstance(label, int):
+            if not 0 <= label < n_labels:
+                raise PrivauditError(
+                    f"{dataset.path}: label id {label} is out of range; the model has ids 0..{n_labels - 1}"
+                )
+            ids[i] = label
+        elif label in label2id:
+            ids[i] = label2id[label]
+        else:
+            known = ", ".join(sorted(label2id)[:20])
+            raise PrivauditError(f"{dataset.path}: unknown label '{label}'; the model's labels are: {known}")
+    return ids
+
+
+def fingerprint(texts: Sequence[str], labels: Sequence[object]) -> str:
+    """A SHA-256 over the examples in order: identifies a training set without storing it."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        digest.update(json.dumps([text, label], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

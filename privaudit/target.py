@@ -1,0 +1,196 @@
+"""Load an audited classifier safely and give batched, white-box access to it.
+
+Model files are untrusted input: weights load from safetensors only, remote code never runs, nothing is fetched from a
+hub. Pickled weights (``pytorch_model.bin``) execute code on load, so they are refused unless the user passes
+``--allow-pickle``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from privaudit.errors import PrivauditError  # noqa: E402
+
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
+RECIPE_FILE = "privaudit.json"
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
+    """Refuse, with one clear line, a directory that is not a safely loadable sequence classifier."""
+    if not path.is_dir():
+        raise PrivauditError(
+            f"{path}: no such model directory; give a directory written by 'privaudit train'"
+        )
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise PrivauditError(
+            f"{path}: not a model directory (no config.json); give a Hugging Face sequence-classification directory"
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise PrivauditError(f"{config_file}: unreadable model config ({err})") from err
+    architectures = config.get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        raise PrivauditError(
+            f"{config_file}: the model is not a sequence classifier (architectures: {architectures or 'none'}); "
+            "privaudit audits *ForSequenceClassification models"
+        )
+    if not any((path / name).is_file() for name in SAFE_WEIGHTS):
+        if any((path / name).is_file() for name in PICKLED_WEIGHTS):
+            if not allow_pickle:
+                raise PrivauditError(
+                    f"{path}: weights are pickled (pytorch_model.bin), which can run arbitrary code when loaded; "
+                    "convert them to model.safetensors, or pass --allow-pickle if you trust this file"
+                )
+        else:
+            raise PrivauditError(f"{path}: no model weights (model.safetensors) in the directory")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise PrivauditError(
+            f"{path}: no tokenizer files (tokenizer.json or vocab.txt); save the tokenizer beside the model"
+        )
+
+
+def directory_fingerprint(path: Path) -> str:
+    """SHA-256 over the model's weights and config: names the audited model in reports and caches."""
+    digest = hashlib.sha256()
+    for name in ("config.json", *SAFE_WEIGHTS, *PICKLED_WEIGHTS):
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode())
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Target:
+    """A loaded sequence classifier with its tokenizer.
+
+    Attributes:
+        path: the model directory.
+        model: the ``*ForSequenceClassification`` module, in eval mode.
+        tokenizer: its tokenizer.
+        label2id: label name to id, from the model config.
+        recipe: the training recipe from ``privaudit.json`` when present, else ``None``.
+    """
+
+    path: Path
+    model: torch.nn.Module
+    tokenizer: object
+    label2id: dict[str, int]
+    recipe: dict | None
+    max_length: int = 64
+
+    @classmethod
+    def load(cls, path: str | Path, *, allow_pickle: bool = False) -> Target:
+        """Load a model directory: safetensors only unless ``allow_pickle``; local files only; no remote code.
+
+        Raises:
+            PrivauditError: the directory is missing, not a classifier, pickled, or has no tokenizer.
+        """
+        path = Path(path)
+        check_model_dir(path, allow_pickle=allow_pickle)
+        _quiet_transformers()
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        safe = any((path / name).is_file() for name in SAFE_WEIGHTS)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, local_files_only=True, trust_remote_code=False, use_safetensors=safe
+            )
+        except (OSError, ValueError, KeyError) as err:
+            raise PrivauditError(f"{path}: cannot load the model ({str(err).splitlines()[0]})") from err
+        model.eval()
+        id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
+        recipe_file = path / RECIPE_FILE
+        recipe = json.loads(recipe_file.read_text(encoding="utf-8")) if recipe_file.is_file() else None
+        max_length = int((recipe or {}).get("max_length", 64))
+        return cls(
+            path=path,
+            model=model,
+            tokenizer=tokenizer,
+            label2id={name: i for i, name in sorted(id2label.items())},
+            recipe=recipe,
+            max_length=max_length,
+        )
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {i: name for name, i in self.label2id.items()}
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.label2id)
+
+    def fingerprint(self) -> str:
+        return directory_fingerprint(self.path)
+
+    def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenize a batch, padded to its longest text (at most ``max_length`` tokens)."""
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+
+    def logits(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 128,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Logits for every text, shape ``(n, n_labels)``, float64, in input order.
+
+        Texts are sorted by length so each batch pads little, and scored under ``torch.inference_mode``.
+        ``progress`` is called with the number of texts done after each batch.
+        """
+        n = len(texts)
+        out = np.empty((n, self.n_labels), dtype=np.float64)
+        if n == 0:
+            return out
+        lengths = [
+            len(ids)
+            for ids in self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        ]
+        order = np.argsort(lengths, kind="stable")
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                batch = self.encode([texts[i] for i in index])
+                out[index] = self.model(**batch).logits.double().numpy()
+                if progress is not None:
+                    progress(len(index))
+        return out
+
+    def input_embeddings(self) -> torch.nn.Embedding:
+        """The token embedding table, for white-box attacks that optimise in embedding space."""
+        return self.model.get_input_embeddings()
+
+    def logits_from_embeddings(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Differentiable logits from token embeddings (``inputs_embeds``), shape ``(batch, n_labels)``."""
+        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
