@@ -35,16 +35,16 @@ class _Group(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Abort):
             raise
         except PrivauditError as err:
             if state["debug"]:
                 raise
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            raise click.exceptions.Exit(2) from err
+            raise typer.Exit(2) from err
         except KeyboardInterrupt as err:
             err_console.print("interrupted")
-            raise click.exceptions.Exit(2) from err
+            raise typer.Exit(2) from err
         except Exception as err:  # a bug or an unexpected library failure: exit 2, never a silent 0
             if state["debug"]:
                 raise
@@ -53,7 +53,7 @@ class _Group(TyperGroup):
                 highlight=False,
                 soft_wrap=True,
             )
-            raise click.exceptions.Exit(2) from err
+            raise typer.Exit(2) from err
 
 
 app = typer.Typer(
@@ -139,6 +139,9 @@ def train(
     audit_canaries: Annotated[
         int, typer.Option(min=0, help="One-run audit canaries, each inserted with probability 1/2.")
     ] = 0,
+    audit_template: Annotated[
+        str, typer.Option(help="Template of the one-run audit canaries (random secret, random label).")
+    ] = "my secret number is {d} {d} {d} {d} {d} {d}",
     canaries_out: Annotated[
         Path | None,
         typer.Option(help="Where to write the canary secrets (never inside the model directory)."),
@@ -176,6 +179,7 @@ def train(
         canary_repeats=canary_repeats,
         canary_controls=canary_controls,
         audit_canaries=audit_canaries,
+        audit_template=audit_template,
         canaries_out=canaries_out,
         overwrite=overwrite,
     )

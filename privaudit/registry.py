@@ -157,9 +157,7 @@ def resolve(spec: str) -> list[str]:
         return valid
     unknown = [name for name in names if name not in valid]
     if unknown:
-        raise PrivauditError(
-            f"unknown attack {', '.join(map(repr, unknown))}; choose from: all, {', '.join(valid)}"
-        )
+        raise PrivauditError(f"unknown attack {', '.join(map(repr, unknown))}; choose from: all, {', '.join(valid)}")
     return list(dict.fromkeys(names))
 
 

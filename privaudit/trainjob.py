@@ -38,6 +38,7 @@ class TrainJob:
     canary_repeats: int = 10
     canary_controls: int | None = None
     audit_canaries: int = 0
+    audit_template: str = "my secret number is {d} {d} {d} {d} {d} {d}"
     canaries_out: Path | None = None
     overwrite: bool = False
 
@@ -102,9 +103,8 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
             rng=rng,
         )
     if job.audit_canaries:
-        template = job.canary or "my pin code is {d} {d} {d} {d} {d} {d}"
         planted += canary_lib.draw_audit_canaries(
-            template=template,
+            template=job.audit_template,
             labels=label_names,
             count=job.audit_canaries,
             rng=rng,

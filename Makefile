@@ -1,0 +1,45 @@
+# privaudit: every target installs what it needs first, so a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+MODELS := fixtures/models
+DATA := fixtures/data
+
+.PHONY: install demo test lint fixtures bench clean
+
+install: $(STAMP)
+
+# torch first, pinned: the CPU wheel on this machine's disk; a looser pin pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/privaudit epsilon $(MODELS)/intent-tiny-dp
+	$(BIN)/privaudit mia $(MODELS)/intent-tiny --members $(DATA)/members.jsonl --non-members $(DATA)/non_members.jsonl \
+		--population $(DATA)/population.jsonl --attack all --reference-models 4 --report out/mia-intent-tiny.html
+	$(BIN)/privaudit mia $(MODELS)/intent-tiny-dp --members $(DATA)/members.jsonl --non-members $(DATA)/non_members.jsonl \
+		--attack loss,entropy,modified-entropy
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Regenerate the fixture data and models from their seeds.
+fixtures: $(STAMP)
+	$(PY) fixtures/generate_data.py --out $(DATA) --seed 0
+	$(PY) fixtures/make_models.py
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
