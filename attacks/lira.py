@@ -27,10 +27,11 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from privaudit.attack import Attack
-from ._reference import masked_mean
 from privaudit.errors import PrivauditError
 from privaudit.registry import register_attack
 from privaudit.signals import Signals
+
+from ._reference import masked_mean
 
 FIXED_VARIANCE_BELOW = 32
 """With fewer reference models than this, ``fixed_variance=None`` uses the global (pooled) variance."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from privaudit.attack import Attack
-from ._reference import fill_missing, masked_mean
 from privaudit.registry import register_attack
 from privaudit.signals import Signals, losses
+
+from ._reference import fill_missing, masked_mean
 
 
 @register_attack

@@ -25,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from privaudit.attack import Attack
-from ._reference import masked_mean
 from privaudit.errors import PrivauditError
 from privaudit.registry import register_attack
 from privaudit.signals import Signals, losses
+
+from ._reference import masked_mean
 
 _TINY = np.finfo(np.float64).tiny  # keeps Pr(.) positive when a = 1 and every OUT probability underflows
 

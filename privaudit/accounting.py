@@ -24,9 +24,7 @@ def _check(*, noise_multiplier: float, sample_rate: float, steps: int, delta: fl
         raise PrivauditError("--delta must be in (0, 1)")
 
 
-def epsilon(
-    *, noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = "rdp"
-) -> float:
+def epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = "rdp") -> float:
     """Epsilon of ``steps`` Poisson-subsampled Gaussian steps at the given delta.
 
     Args:

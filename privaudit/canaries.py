@@ -66,9 +66,7 @@ def parse_template(template: str) -> tuple[tuple[str, ...], ...]:
     """
     kinds = SLOT.findall(template)
     if not kinds:
-        raise PrivauditError(
-            f"canary template '{template}' has no slot; mark secret positions with {{d}} or {{l}}"
-        )
+        raise PrivauditError(f"canary template '{template}' has no slot; mark secret positions with {{d}} or {{l}}")
     unknown = sorted(set(kinds) - set(ALPHABETS))
     if unknown:
         raise PrivauditError(
@@ -83,9 +81,7 @@ def fill(template: str, secret: Sequence[str]) -> str:
     try:
         return SLOT.sub(lambda _match: next(values), template)
     except StopIteration as err:
-        raise PrivauditError(
-            f"canary secret {list(secret)} has fewer values than '{template}' has slots"
-        ) from err
+        raise PrivauditError(f"canary secret {list(secret)} has fewer values than '{template}' has slots") from err
 
 
 def draw_canaries(
@@ -181,17 +177,13 @@ def read_canaries(path: str | Path) -> list[Canary]:
             obj = json.loads(line)
             template, secret, label = obj["template"], tuple(obj["secret"]), str(obj["label"])
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise PrivauditError(
-                f"{where}: each line needs 'template', 'secret' and 'label' ({err})"
-            ) from err
+            raise PrivauditError(f"{where}: each line needs 'template', 'secret' and 'label' ({err})") from err
         alphabets = tuple(tuple(a) for a in obj.get("alphabets") or parse_template(template))
         n_slots = len(SLOT.findall(template))
         if n_slots == 0:
             raise PrivauditError(f"{where}: template '{template}' has no slot")
         if len(alphabets) != n_slots or len(secret) != n_slots:
-            raise PrivauditError(
-                f"{where}: the secret {list(secret)} does not fit the {n_slots} slots of '{template}'"
-            )
+            raise PrivauditError(f"{where}: the secret {list(secret)} does not fit the {n_slots} slots of '{template}'")
         for value, alphabet in zip(secret, alphabets):
             if value not in alphabet:
                 raise PrivauditError(f"{where}: secret value '{value}' is not in its slot's alphabet")

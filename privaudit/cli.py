@@ -5,6 +5,9 @@ Exit codes follow ruff and mypy: 0 all gates passed, 1 a leak over a threshold, 
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -110,9 +113,7 @@ def train(
     ] = None,
     from_scratch: Annotated[
         bool,
-        typer.Option(
-            "--from-scratch", help="Train a small BERT and its WordPiece tokenizer on DATA (default)."
-        ),
+        typer.Option("--from-scratch", help="Train a small BERT and its WordPiece tokenizer on DATA (default)."),
     ] = False,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.")] = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size (expected batch size with --dp).")] = 64,
@@ -197,15 +198,11 @@ def epsilon(
     model_dir: Annotated[
         Path | None, typer.Argument(help="Model directory whose privaudit.json records the DP parameters.")
     ] = None,
-    noise_multiplier: Annotated[
-        float | None, typer.Option(help="Noise standard deviation over clipping norm.")
-    ] = None,
+    noise_multiplier: Annotated[float | None, typer.Option(help="Noise standard deviation over clipping norm.")] = None,
     sample_rate: Annotated[float | None, typer.Option(help="Poisson sampling rate: batch size / N.")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
     delta: Annotated[float | None, typer.Option(help="Target delta.")] = None,
-    accountant: Annotated[
-        str, typer.Option(help="rdp (Mironov 2017), prv (Gopi et al. 2021) or gdp.")
-    ] = "rdp",
+    accountant: Annotated[str, typer.Option(help="rdp (Mironov 2017), prv (Gopi et al. 2021) or gdp.")] = "rdp",
 ) -> None:
     """Theoretical epsilon of DP-SGD through Opacus's accountants.
 
@@ -245,6 +242,131 @@ def epsilon(
             accountant=accountant,
         )
     typer.echo(f"epsilon = {value:.3f} (delta = {delta:g}, accountant = {accountant})")
+
+
+FORMATS = ("table", "json")
+
+
+@app.command()
+def mia(
+    model_dir: Annotated[Path | None, typer.Argument(help="The audited model directory (safetensors).")] = None,
+    members: Annotated[Path | None, typer.Option(help="Training examples (JSONL/CSV).")] = None,
+    non_members: Annotated[Path | None, typer.Option(help="Examples not trained on, same distribution.")] = None,
+    attack: Annotated[
+        str | None, typer.Option("--attack", "-a", help="Comma-separated attacks, or 'all' (see 'privaudit attacks').")
+    ] = None,
+    population: Annotated[
+        Path | None, typer.Option(help="More non-members: train reference models and RMIA's z-samples.")
+    ] = None,
+    reference_models: Annotated[
+        int, typer.Option(min=0, help="Reference models to train (cached) for reference-loss, LiRA, RMIA.")
+    ] = 0,
+    train_config: Annotated[
+        Path | None, typer.Option(help="Training recipe (privaudit.json) for reference models, if not the model's.")
+    ] = None,
+    scores: Annotated[
+        Path | None, typer.Option(help="Audit precomputed logits or scores instead of a model (see docs).")
+    ] = None,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Theoretical epsilon (default: from the model's privaudit.json).")
+    ] = None,
+    delta: Annotated[float | None, typer.Option(help="Delta of the bounds (default: the model's, else 1e-5).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: reference models, bootstrap, splits. Same seed, same numbers.")] = 0,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here, not stdout.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report with ROC curves.")
+    ] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Load pickled weights (runs code from the file: trust it first).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 128,
+    cache_dir: Annotated[Path | None, typer.Option(help="Reference-model cache (default .cache/privaudit).")] = None,
+) -> None:
+    """Membership inference: how well can an attacker tell training examples from others?
+
+    Scores every example once, runs the chosen attacks, and reports AUC, TPR at low FPR, advantage and an empirical
+    epsilon lower bound (95% confidence) beside the theoretical epsilon. Example:
+
+        privaudit mia fixtures/models/intent-tiny --members fixtures/data/members.jsonl \
+            --non-members fixtures/data/non_members.jsonl --population fixtures/data/population.jsonl \
+            --attack loss,lira-offline,rmia --reference-models 4
+    """
+    from privaudit.mia import MiaRequest, run_mia
+    from privaudit.report.table import print_mia
+
+    if output_format not in FORMATS:
+        raise PrivauditError(f"--format '{output_format}' is unknown; use one of {', '.join(FORMATS)}")
+    if scores is not None and model_dir is not None:
+        raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
+    request = MiaRequest(
+        model_dir=model_dir,
+        members=members,
+        non_members=non_members,
+        attacks=attack,
+        population=population,
+        reference_models=reference_models,
+        scores=scores,
+        epsilon=epsilon,
+        delta=delta,
+        seed=seed,
+        allow_pickle=allow_pickle,
+        batch_size=batch_size,
+        train_config=train_config,
+        cache_dir=cache_dir,
+    )
+    with progress_bar() as bar:
+        tasks: dict[str, object] = {}
+
+        def on_progress(stage: str, done: int, total: int | None) -> None:
+            if stage.startswith("attack "):
+                return
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = run_mia(request, progress=on_progress)
+    if output_format == "json":
+        write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", output)
+    elif output is not None:
+        from privaudit.report.table import mia_table
+
+        file_console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
+        file_console.print(mia_table(result))
+        write_text(file_console.export_text(), output)
+    # Human output goes to stderr when a machine format takes stdout.
+    print_mia(result, Console(stderr=output_format != "table" and output is None))
+    if report is not None:
+        from privaudit.report.html import write_html
+
+        write_html(result, report)
+        err_console.print(f"HTML report written to {report}")
+
+
+@app.command()
+def attacks() -> None:
+    """List the membership inference attacks, built-in and from plugins, with what each needs."""
+    from privaudit.registry import list_attacks
+
+    table = Table(title="attacks")
+    for column in ("name", "needs", "description", "source"):
+        table.add_column(column)
+    for info in list_attacks():
+        needs = ", ".join(sorted(info.requires)) + (" (online)" if info.online else "")
+        description = info.description if info.error is None else f"[red]broken: {info.error}[/]"
+        table.add_row(info.name, needs, description, info.source)
+    Console().print(table)
+
+
+def write_text(text: str, output: Path | None) -> None:
+    """Write to a file atomically, or to stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
 
 
 def main() -> None:

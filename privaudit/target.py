@@ -39,9 +39,7 @@ def _quiet_transformers() -> None:
 def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
     """Refuse, with one clear line, a directory that is not a safely loadable sequence classifier."""
     if not path.is_dir():
-        raise PrivauditError(
-            f"{path}: no such model directory; give a directory written by 'privaudit train'"
-        )
+        raise PrivauditError(f"{path}: no such model directory; give a directory written by 'privaudit train'")
     config_file = path / "config.json"
     if not config_file.is_file():
         raise PrivauditError(
@@ -172,8 +170,7 @@ class Target:
         if n == 0:
             return out
         lengths = [
-            len(ids)
-            for ids in self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+            len(ids) for ids in self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         ]
         order = np.argsort(lengths, kind="stable")
         with torch.inference_mode():
@@ -189,8 +186,6 @@ class Target:
         """The token embedding table, for white-box attacks that optimise in embedding space."""
         return self.model.get_input_embeddings()
 
-    def logits_from_embeddings(
-        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
+    def logits_from_embeddings(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Differentiable logits from token embeddings (``inputs_embeds``), shape ``(batch, n_labels)``."""
         return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits

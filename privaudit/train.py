@@ -173,9 +173,7 @@ def _build(config: TrainConfig, label_names: list[str], texts: Sequence[str], to
 
 
 def _tensors(tokenizer, texts: Sequence[str], labels: np.ndarray, max_length: int):
-    enc = tokenizer(
-        list(texts), padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
-    )
+    enc = tokenizer(list(texts), padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
     return torch.utils.data.TensorDataset(
         enc["input_ids"], enc["attention_mask"], torch.as_tensor(labels, dtype=torch.long)
     )
@@ -226,9 +224,7 @@ def train_classifier(
     model, tokenizer = _build(config, label_names, texts, tokenizer)
     data = _tensors(tokenizer, texts, labels, config.max_length)
     generator = torch.Generator().manual_seed(config.seed)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=config.batch_size, shuffle=True, generator=generator
-    )
+    loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     criterion = torch.nn.CrossEntropyLoss()
     steps_per_epoch = len(loader)
@@ -346,6 +342,7 @@ def save_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite:
         trained.tokenizer.save_pretrained(tmp)
         (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         check_model_dir(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

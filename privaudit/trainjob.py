@@ -54,9 +54,7 @@ def _check_flags(job: TrainJob) -> None:
         raise PrivauditError(f"{job.out}: already exists; choose another --out or pass --overwrite")
     wants_canaries = job.canary is not None or job.audit_canaries > 0
     if wants_canaries and job.canaries_out is None:
-        raise PrivauditError(
-            "canaries need --canaries-out FILE: the secrets are audit ground truth, kept apart"
-        )
+        raise PrivauditError("canaries need --canaries-out FILE: the secrets are audit ground truth, kept apart")
     if job.canaries_out is not None:
         if not wants_canaries:
             raise PrivauditError("--canaries-out needs --canary TEMPLATE or --audit-canaries M")
@@ -77,13 +75,9 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     """
     _check_flags(job)
     dataset = read_dataset(job.data, min_examples=2)
-    label_names = (
-        sorted(dataset.label_names()) if not all(isinstance(x, int) for x in dataset.labels) else None
-    )
+    label_names = sorted(dataset.label_names()) if not all(isinstance(x, int) for x in dataset.labels) else None
     if label_names is None:
-        raise PrivauditError(
-            f"{job.data}: training data needs label names, not ids, so the model can name its labels"
-        )
+        raise PrivauditError(f"{job.data}: training data needs label names, not ids, so the model can name its labels")
     label2id = {name: i for i, name in enumerate(label_names)}
     labels = encode_labels(dataset, label2id)
     rng = np.random.default_rng(job.seed)
@@ -118,9 +112,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     if job.dp:
         delta = job.delta if job.delta is not None else 1e-5
         if delta >= 1 / n:
-            raise PrivauditError(
-                f"--delta {delta:g} is not below 1/N = {1 / n:.2g}; it would allow leaking an example"
-            )
+            raise PrivauditError(f"--delta {delta:g} is not below 1/N = {1 / n:.2g}; it would allow leaking an example")
         dp = DPConfig(
             delta=delta,
             max_grad_norm=job.max_grad_norm,

@@ -1,12 +1,13 @@
 """Tests for the attack base, the registry and the built-in attacks (``attacks/``).
 
 Statistical checks run on a synthetic world whose truth is known: each example has its own difficulty, as in
-Carlini et al. 2022 (Fig. 3), so attacks calibrated per example must beat the global LOSS threshold.
+Carlini et al. 2022, so attacks calibrated per example must beat the global LOSS threshold.
 """
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
@@ -16,12 +17,6 @@ from privaudit.attack import SIGNAL_NAMES, Attack
 from privaudit.errors import PrivauditError
 from privaudit.registry import get_attack, resolve
 from privaudit.signals import Signals
-
-# Through the package, not "privaudit.attacks.lira": the attacks/ folder is mapped onto privaudit.attacks.
-modified_entropy = attacks.entropy.modified_entropy
-logit_scaled_confidence = attacks.lira.logit_scaled_confidence
-FIXED_VARIANCE_BELOW = attacks.lira.FIXED_VARIANCE_BELOW
-fraction_dominated = attacks.rmia.fraction_dominated
 
 BUILTINS = {
     "loss",
@@ -125,8 +120,8 @@ def test_few_reference_models_fall_back_without_nan(k):
 
 
 def test_lira_variance_default_follows_number_of_reference_models():
-    few, _ = make_world(seed=3, n=300, m=10, k=FIXED_VARIANCE_BELOW - 1)
-    many, _ = make_world(seed=3, n=300, m=10, k=FIXED_VARIANCE_BELOW)
+    few, _ = make_world(seed=3, n=300, m=10, k=attacks.lira.FIXED_VARIANCE_BELOW - 1)
+    many, _ = make_world(seed=3, n=300, m=10, k=attacks.lira.FIXED_VARIANCE_BELOW)
     for name in ["lira-online", "lira-offline"]:
         np.testing.assert_array_equal(get_attack(name).score(few), get_attack(name, fixed_variance=True).score(few))
         np.testing.assert_array_equal(get_attack(name).score(many), get_attack(name, fixed_variance=False).score(many))
@@ -163,20 +158,20 @@ def test_modified_entropy_by_hand():
     np.testing.assert_allclose(get_attack("modified-entropy").score(hand_signals()), [-m0, -m1])
     # Label 0 of row 1: a likelier wrong class makes Mentr larger.
     m1_label0 = -(7 / 8) * math.log(1 / 8) - (2 / 8) * math.log(6 / 8) - (5 / 8) * math.log(3 / 8)
-    np.testing.assert_allclose(modified_entropy(HAND_LOGITS[1:], np.array([0])), [m1_label0])
+    np.testing.assert_allclose(attacks.entropy.modified_entropy(HAND_LOGITS[1:], np.array([0])), [m1_label0])
 
 
 def test_modified_entropy_stays_finite_for_certain_wrong_prediction():
-    scores = modified_entropy(np.array([[1000.0, 0.0], [0.0, 1000.0]]), np.array([1, 1]))
+    scores = attacks.entropy.modified_entropy(np.array([[1000.0, 0.0], [0.0, 1000.0]]), np.array([1, 1]))
     assert np.isfinite(scores).all() and scores[0] > 100 and scores[1] == pytest.approx(0.0)
 
 
 def test_logit_scaled_confidence_by_hand_and_stable():
     p0 = math.e / (math.e + math.e**2 + math.e**3)
-    phi = logit_scaled_confidence(np.array([[1.0, 2.0, 3.0]]), np.array([0]))
+    phi = attacks.lira.logit_scaled_confidence(np.array([[1.0, 2.0, 3.0]]), np.array([0]))
     np.testing.assert_allclose(phi, [math.log(p0) - math.log(1 - p0)])
     # p_y rounds to 1.0 in float64 here; the logsumexp form still gives z_y - z_other exactly.
-    np.testing.assert_allclose(logit_scaled_confidence(np.array([[800.0, 0.0]]), np.array([0])), [800.0])
+    np.testing.assert_allclose(attacks.lira.logit_scaled_confidence(np.array([[800.0, 0.0]]), np.array([0])), [800.0])
 
 
 def one_example_with_references(target_phi: float, in_phi: list[float], out_phi: list[float]) -> Signals:
@@ -238,7 +233,7 @@ def test_fraction_dominated_matches_brute_force(gamma):
     ratio_x = rng.lognormal(size=300)
     ratio_z = np.concatenate([rng.lognormal(size=200), ratio_x[:20], [0.0]])  # ties with x, and a zero
     brute = np.array([np.mean([rx / rz > gamma if rz > 0 else True for rz in ratio_z]) for rx in ratio_x])
-    np.testing.assert_array_equal(fraction_dominated(ratio_x, ratio_z, gamma), brute)
+    np.testing.assert_array_equal(attacks.rmia.fraction_dominated(ratio_x, ratio_z, gamma), brute)
 
 
 @pytest.mark.parametrize("online", [True, False])

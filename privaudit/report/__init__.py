@@ -1,0 +1,1 @@
+"""Reporters: turn audit results (data) into text, tables, documents. Reporters never compute."""

@@ -1,0 +1,234 @@
+"""One self-contained HTML file for a membership-inference audit: header, warning, metric tables and plots.
+
+Everything the page needs is inside it (inline CSS, figures as base64 PNG ``data:`` URIs, no script), so it can be
+mailed or attached to a CI run and opened offline. Every string that comes from the user or a plugin (model path,
+attack names, descriptions, parameters, title) goes through :func:`html.escape`. The page holds no time stamp, so
+the same result gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+from privaudit import __version__
+from privaudit.errors import PrivauditError
+from privaudit.metrics import AttackMetrics
+from privaudit.mia import AttackResult, MiaResult
+from privaudit.report.plots import histogram_figure, roc_figure
+
+_FINGERPRINT_CHARS = 12
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1d1d1f;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+h3 { font-size: 1.05em; margin-bottom: 0.3em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { text-align: left; padding: 0.3em 0.9em 0.3em 0; vertical-align: top; }
+td.num { font-variant-numeric: tabular-nums; text-align: right; }
+table.metrics th, table.metrics td { border-bottom: 1px solid #eee; }
+code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.92em; word-break: break-all; }
+.muted { color: #6e6e73; }
+.exceeded { color: #b00020; font-weight: bold; }
+.warning { border: 3px solid #b00020; background: #fdecea; color: #5f0010; padding: 0.8em 1.2em; margin: 1.5em 0; }
+.warning h2 { border: none; margin-top: 0; color: #b00020; }
+img { max-width: 100%; height: auto; }
+footer { margin-top: 3em; font-size: 0.85em; color: #6e6e73; }
+"""
+
+
+def write_html(result: MiaResult, path: Path, *, title: str | None = None) -> None:
+    """Write a membership-inference audit as one self-contained HTML file, atomically.
+
+    The file holds the audit's settings, a warning when an empirical epsilon lower bound exceeds the theoretical
+    epsilon, one metrics table per attack, the ROC curves of all attacks on a log-log plot and each attack's
+    member / non-member score histogram. It is written to a temporary file beside ``path`` and moved into
+    place, so a reader never sees half a report.
+
+    Args:
+        result: the audit, from :func:`privaudit.mia.run_mia`.
+        path: where to write the report; an existing file is replaced.
+        title: the page title; by default one naming the audited model.
+
+    Raises:
+        PrivauditError: if the file cannot be written.
+    """
+    document = render_html(result, title=title).encode("utf-8")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(document)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise PrivauditError(f"{path}: cannot write the HTML report ({err.strerror or err})") from err
+
+
+def render_html(result: MiaResult, *, title: str | None = None) -> str:
+    """The HTML document :func:`write_html` writes, as a string.
+
+    Args:
+        result: the audit.
+        title: the page title; by default one naming the audited model.
+
+    Returns:
+        A complete HTML5 document.
+    """
+    page_title = title if title is not None else f"privaudit membership inference: {_source(result)}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(page_title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_e(page_title)}</h1>",
+        _header(result),
+        _warning(result),
+        _metric_tables(result),
+        _plots(result),
+        f'<footer>privaudit {_e(__version__)}, report schema of <code>--format json</code>: "privaudit.mia/1"</footer>',
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def _header(result: MiaResult) -> str:
+    model = result.model or {}
+    rows = []
+    if model.get("path") is not None:
+        rows.append(("model", f"<code>{_e(model['path'])}</code>"))
+    fingerprint = model.get("fingerprint")
+    if fingerprint:
+        short = str(fingerprint)[:_FINGERPRINT_CHARS]
+        rows.append(("fingerprint", f'<code title="sha256 {_e(fingerprint)}">{_e(short)}</code>'))
+    if model.get("scores") is not None:
+        rows.append(("scores from", f"<code>{_e(model['scores'])}</code>"))
+    for key in sorted(k for k in model if k not in {"path", "fingerprint", "scores"}):
+        rows.append((_e(key), _e(json.dumps(model[key], sort_keys=True, default=str))))
+    eps = result.theoretical_epsilon
+    rows += [
+        ("seed", _e(result.seed)),
+        ("privaudit version", _e(__version__)),
+        ("members", _e(result.n_members)),
+        ("non-members", _e(result.n_non_members)),
+        ("reference models", _e(result.n_reference_models)),
+        ("theoretical ε", "none (trained without DP)" if eps is None else _e(f"{eps:.3f}")),
+        ("δ", _e(f"{result.delta:g}")),
+    ]
+    body = "\n".join(f'<tr><th scope="row">{k}</th><td>{v}</td></tr>' for k, v in rows)
+    return f'<h2>Audit</h2>\n<table class="header">\n{body}\n</table>'
+
+
+def _warning(result: MiaResult) -> str:
+    exceeded = result.exceeded()
+    if not exceeded:
+        return ""
+    eps = result.theoretical_epsilon
+    items = "\n".join(
+        f"<li><strong>{_e(a.name)}</strong>: empirical ε ≥ {a.metrics.epsilon_lower_bound:.3f} "
+        f"at {_level(a.metrics)} confidence, above the theoretical ε = {eps:.3f}</li>"
+        for a in exceeded
+    )
+    return (
+        '<div class="warning" role="alert">\n'
+        "<h2>WARNING: privacy claim violated</h2>\n"
+        f"<ul>\n{items}\n</ul>\n"
+        "<p>An empirical lower bound above the theoretical epsilon should be impossible if the model was trained with "
+        "the claimed (ε, δ)-differential privacy. It indicates a <strong>bug in the DP implementation</strong> "
+        "(noise, clipping, sampling or accounting) or <strong>wrong privacy metadata</strong> for this model "
+        f"(ε, δ or the training recipe). δ = {result.delta:g}.</p>\n"
+        "</div>"
+    )
+
+
+def _metric_tables(result: MiaResult) -> str:
+    if not result.attacks:
+        return '<h2>Attacks</h2>\n<p class="muted">No attack was run.</p>'
+    sections = ["<h2>Attacks</h2>"]
+    for attack in result.attacks:
+        sections.append(_attack_table(attack, result))
+    return "\n".join(sections)
+
+
+def _attack_table(attack: AttackResult, result: MiaResult) -> str:
+    m = attack.metrics
+    level = _level(m)
+    eps = result.theoretical_epsilon
+    rows = [(f"AUC [{level} CI]", _interval(m.auc.value, m.auc.low, m.auc.high), "")]
+    for t in m.tpr_at_fpr:
+        label = f"TPR at {t.fpr:.1%} FPR [{level} CI]"
+        if t.supported:
+            rows.append((label, _interval(t.tpr, t.low, t.high), ""))
+        else:
+            rows.append((label, '<span class="muted">n/a: too few non-members</span>', ""))
+    rows.append(("advantage (max TPR − FPR)", f"{m.advantage:.3f}", ""))
+    bound = f"{m.epsilon_lower_bound:.3f}"
+    theoretical = "none (trained without DP)" if eps is None else f"{eps:.3f}"
+    css = ""
+    if eps is not None and m.epsilon_lower_bound > eps:
+        bound, css = f"{bound} &gt; ε", ' class="exceeded"'
+    rows.append((f"empirical ε lower bound ({level}, δ = {m.delta:g})", bound, css))
+    rows.append(("theoretical ε", theoretical, ""))
+    body = "\n".join(f'<tr><th scope="row">{k}</th><td class="num"><span{c}>{v}</span></td></tr>' for k, v, c in rows)
+    params = json.dumps(attack.params, sort_keys=True, default=str) if attack.params else ""
+    about = [f"<h3>{_e(attack.name)}</h3>"]
+    if attack.description:
+        about.append(f"<p>{_e(attack.description)}</p>")
+    if params:
+        about.append(f'<p class="muted">parameters: <code>{_e(params)}</code></p>')
+    return "\n".join(about) + f'\n<table class="metrics">\n{body}\n</table>'
+
+
+def _plots(result: MiaResult) -> str:
+    if not result.attacks:
+        return ""
+    roc = _img(roc_figure(result.attacks), "ROC curves of all attacks, log-log axes")
+    hist = _img(histogram_figure(result.attacks, result.is_member), "member and non-member score histograms")
+    return (
+        "<h2>ROC curves</h2>\n"
+        '<p class="muted">Log-log axes show the low-FPR regime where an attack is reliable (Carlini et al. 2022); '
+        "the dashed line is chance.</p>\n"
+        f"{roc}\n"
+        "<h2>Score distributions</h2>\n"
+        '<p class="muted">Membership scores on members and non-members; the less they overlap, the more the model '
+        "leaks.</p>\n"
+        f"{hist}"
+    )
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<p><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _level(metrics: AttackMetrics) -> str:
+    return f"{(1 - metrics.alpha) * 100:g}%"
+
+
+def _source(result: MiaResult) -> str:
+    model = result.model or {}
+    return str(model.get("path") or model.get("scores") or "precomputed scores")
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+__all__ = ["write_html", "render_html"]

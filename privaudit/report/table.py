@@ -1,0 +1,60 @@
+"""Rich tables for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from privaudit.mia import MiaResult
+
+
+def _interval(value: float, low: float, high: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def mia_table(result: MiaResult) -> Table:
+    """One row per attack: AUC, TPR at low FPR, advantage, empirical epsilon beside the theoretical one."""
+    eps = result.theoretical_epsilon
+    source = result.model.get("path") or result.model.get("scores")
+    caption = (
+        f"{result.n_members} members, {result.n_non_members} non-members, "
+        f"{result.n_reference_models} reference models, seed {result.seed}; intervals at 95%"
+    )
+    table = Table(title=f"membership inference: {source}", caption=caption)
+    table.add_column("attack", style="bold")
+    table.add_column("AUC [95% CI]", justify="right")
+    fprs = [t.fpr for t in result.attacks[0].metrics.tpr_at_fpr] if result.attacks else []
+    for fpr in fprs:
+        table.add_column(f"TPR@{fpr:.1%} FPR", justify="right")
+    table.add_column("advantage", justify="right")
+    table.add_column(f"ε lower bound (δ={result.delta:g})", justify="right")
+    table.add_column("ε theoretical", justify="right")
+    for attack in result.attacks:
+        m = attack.metrics
+        cells = [attack.name, _interval(m.auc.value, m.auc.low, m.auc.high)]
+        for t in m.tpr_at_fpr:
+            cells.append(_interval(t.tpr, t.low, t.high) if t.supported else "[dim]n/a (too few non-members)[/]")
+        bound = f"{m.epsilon_lower_bound:.3f}"
+        if eps is not None and m.epsilon_lower_bound > eps:
+            bound = f"[bold red]{bound} > ε[/]"
+        cells += [f"{m.advantage:.3f}", bound, "∞ (no DP)" if eps is None else f"{eps:.3f}"]
+        table.add_row(*cells)
+    return table
+
+
+def print_mia(result: MiaResult, console: Console) -> None:
+    """The table, and a loud warning when an empirical bound exceeds the theoretical epsilon."""
+    console.print(mia_table(result))
+    exceeded = result.exceeded()
+    if exceeded:
+        names = ", ".join(a.name for a in exceeded)
+        console.print(
+            Panel(
+                f"The empirical epsilon lower bound of {names} exceeds the theoretical epsilon "
+                f"{result.theoretical_epsilon:.3f}.\nThis should be impossible under the claimed guarantee: "
+                "the DP implementation has a bug, or the model's privacy metadata is wrong.",
+                title="WARNING: privacy claim violated",
+                border_style="bold red",
+            )
+        )
