@@ -87,13 +87,17 @@ def fill(template: str, secret: Sequence[str]) -> str:
 def draw_canaries(
     *,
     template: str,
-    label: str,
+    label: str | Sequence[str],
     count: int,
     repeats: int,
     controls: int,
     rng: np.random.Generator,
 ) -> list[Canary]:
-    """Draw ``count`` distinct secrets to insert ``repeats`` times each and ``controls`` never-inserted ones."""
+    """Draw ``count`` distinct secrets to insert ``repeats`` times each and ``controls`` never-inserted ones.
+
+    ``label`` is one label for every canary, or a list to draw each canary's label from at random: then the model
+    can only fit the canaries by their secrets, as with a real secret that decides the output.
+    """
     alphabets = parse_template(template)
     space = int(np.prod([len(a) for a in alphabets], dtype=np.float64))
     if count + controls > space:
@@ -111,7 +115,7 @@ def draw_canaries(
                 template=template,
                 alphabets=alphabets,
                 secret=secret,
-                label=label,
+                label=label if isinstance(label, str) else str(label[rng.integers(len(label))]),
                 repeats=repeats if inserted else 0,
                 inserted=inserted,
             )

@@ -131,7 +131,7 @@ def train(
     canary: Annotated[
         str | None, typer.Option(help="Canary template with slots, e.g. 'my pin code is {d} {d} {d} {d}'.")
     ] = None,
-    canary_label: Annotated[str | None, typer.Option(help="Label the canaries are trained with.")] = None,
+    canary_label: Annotated[str | None, typer.Option(help="Label the canaries are trained with, or 'random': a random label each.")] = None,
     canary_count: Annotated[int, typer.Option(min=0, help="Distinct secrets to plant.")] = 10,
     canary_repeats: Annotated[int, typer.Option(min=1, help="Copies of each planted secret.")] = 10,
     canary_controls: Annotated[
@@ -244,11 +244,36 @@ def epsilon(
     typer.echo(f"epsilon = {value:.3f} (delta = {delta:g}, accountant = {accountant})")
 
 
-FORMATS = ("table", "json")
+def _config_option(command: str):
+    """The eager ``--config FILE`` option: loads the config before click reads the other flags (see config.py)."""
+
+    def load(ctx: typer.Context, value: Path | None) -> Path | None:
+        from privaudit.config import apply_config
+
+        apply_config(ctx, value, command)
+        return value
+
+    return typer.Option(
+        "--config",
+        is_eager=True,
+        callback=load,
+        help="Config file (default: the nearest privaudit.toml, or pyproject.toml with \\[tool.privaudit]).",
+    )
+
+
+def _source(ctx: click.Context, param: str, flag: str) -> str:
+    """Where a flag's value came from: the flag itself or the config file, for the report."""
+    from privaudit.config import META_KEY
+
+    source = ctx.get_parameter_source(param)
+    if source is not None and source.name == "DEFAULT_MAP":  # by name: typer may bundle its own click
+        return f"{ctx.meta[META_KEY].source} {param}"
+    return flag
 
 
 @app.command()
 def mia(
+    ctx: typer.Context,
     model_dir: Annotated[Path | None, typer.Argument(help="The audited model directory (safetensors).")] = None,
     members: Annotated[Path | None, typer.Option(help="Training examples (JSONL/CSV).")] = None,
     non_members: Annotated[Path | None, typer.Option(help="Examples not trained on, same distribution.")] = None,
@@ -272,7 +297,9 @@ def mia(
     ] = None,
     delta: Annotated[float | None, typer.Option(help="Delta of the bounds (default: the model's, else 1e-5).")] = None,
     seed: Annotated[int, typer.Option(help="Seed: reference models, bootstrap, splits. Same seed, same numbers.")] = 0,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="table, json, junit, sarif, github or markdown.")
+    ] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here, not stdout.")] = None,
     report: Annotated[
         Path | None, typer.Option(help="Also write a self-contained HTML report with ROC curves.")
@@ -282,6 +309,41 @@ def mia(
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 128,
     cache_dir: Annotated[Path | None, typer.Option(help="Reference-model cache (default .cache/privaudit).")] = None,
+    fail_above: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-above",
+            metavar="[ATTACK:]METRIC=VALUE",
+            help="Exit 1 if a metric is above VALUE (repeatable): auc, advantage, epsilon_lb, tpr@1%fpr, ...",
+        ),
+    ] = None,
+    fail_if_bound_exceeds_epsilon: Annotated[
+        bool,
+        typer.Option(
+            "--fail-if-bound-exceeds-epsilon/--no-fail-if-bound-exceeds-epsilon",
+            help="Exit 1 if an empirical epsilon lower bound exceeds the theoretical epsilon.",
+        ),
+    ] = False,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Compare with this baseline (see 'privaudit baseline save').")
+    ] = None,
+    max_increase: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max-increase",
+            metavar="[ATTACK:]METRIC=VALUE",
+            help="With --baseline: exit 1 if a metric rose by more than VALUE (repeatable).",
+        ),
+    ] = None,
+    save_baseline: Annotated[Path | None, typer.Option(help="Save this audit's metrics as a baseline.")] = None,
+    exit_zero: Annotated[
+        bool, typer.Option("--exit-zero", help="Report breaches but exit 0 (errors still exit 2).")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    junit_out: Annotated[Path | None, typer.Option(help="Also write JUnit XML (one test case per check) here.")] = None,
+    sarif_out: Annotated[Path | None, typer.Option(help="Also write SARIF 2.1.0 (one result per breach) here.")] = None,
+    markdown_out: Annotated[Path | None, typer.Option(help="Also write a Markdown summary (PR comment) here.")] = None,
+    config: Annotated[Path | None, _config_option("mia")] = None,
 ) -> None:
     """Membership inference: how well can an attacker tell training examples from others?
 
@@ -291,14 +353,53 @@ def mia(
         privaudit mia fixtures/models/intent-tiny --members fixtures/data/members.jsonl \
             --non-members fixtures/data/non_members.jsonl --population fixtures/data/population.jsonl \
             --attack loss,lira-offline,rmia --reference-models 4
-    """
-    from privaudit.mia import MiaRequest, run_mia
-    from privaudit.report.table import print_mia
 
-    if output_format not in FORMATS:
-        raise PrivauditError(f"--format '{output_format}' is unknown; use one of {', '.join(FORMATS)}")
+    As a CI gate (exit 0 pass, 1 a threshold breached, 2 the audit could not complete):
+
+        privaudit mia MODEL ... --fail-above auc=0.6 --fail-above lira-offline:tpr@1%fpr=0.05 \
+            --fail-if-bound-exceeds-epsilon --format github --sarif-out privaudit.sarif
+
+    Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
+    """
+    from privaudit.baseline import baseline_document, load_baseline
+    from privaudit.config import META_KEY, REPORT_FORMATS, CommandConfig
+    from privaudit.gate import (
+        epsilon_claim,
+        merge_thresholds,
+        mia_measurements,
+        mia_metrics,
+        parse_threshold,
+        run_gate,
+        threshold_from_key,
+    )
+    from privaudit.mia import SCHEMA, MiaRequest, run_mia
+    from privaudit.registry import available_attacks
+    from privaudit.report import formats
+    from privaudit.report.table import mia_table, print_mia
+
+    if output_format not in REPORT_FORMATS:
+        raise PrivauditError(f"--format '{output_format}' is unknown; use one of {', '.join(REPORT_FORMATS)}")
     if scores is not None and model_dir is not None:
         raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
+    # Thresholds are checked before the audit runs, so a typo costs seconds, not the audit.
+    file_config: CommandConfig = ctx.meta.get(META_KEY) or CommandConfig()
+    known = {"metrics": mia_metrics(), "subjects": [*available_attacks(), "precomputed"]}
+    from_file = [
+        threshold_from_key(key, value, kind=kind, source=f"{file_config.source} {kind}", **known)
+        for kind in ("fail_above", "max_increase")
+        for key, value in getattr(file_config, kind).items()
+    ]
+    from_flags = [parse_threshold(s, source="--fail-above", **known) for s in fail_above or []]
+    from_flags += [
+        parse_threshold(s, kind="max_increase", source="--max-increase", **known) for s in max_increase or []
+    ]
+    thresholds = merge_thresholds(from_file, from_flags)
+    wants_increase = any(t.kind == "max_increase" for t in thresholds)
+    if wants_increase and baseline is None:
+        raise PrivauditError("--max-increase needs --baseline FILE (from --save-baseline or 'privaudit baseline save')")
+    if baseline is not None and not wants_increase:
+        raise PrivauditError("--baseline needs at least one --max-increase METRIC=VALUE (e.g. auc=0.02)")
+    before = load_baseline(baseline) if baseline is not None else None
     request = MiaRequest(
         model_dir=model_dir,
         members=members,
@@ -326,21 +427,54 @@ def mia(
             bar.update(tasks[stage], completed=done, total=total)
 
         result = run_mia(request, progress=on_progress)
-    if output_format == "json":
-        write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", output)
-    elif output is not None:
-        from privaudit.report.table import mia_table
 
-        file_console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
-        file_console.print(mia_table(result))
-        write_text(file_console.export_text(), output)
+    if fail_if_bound_exceeds_epsilon:
+        source = _source(ctx, "fail_if_bound_exceeds_epsilon", "--fail-if-bound-exceeds-epsilon")
+        thresholds.append(epsilon_claim(result.theoretical_epsilon, source=source))
+    measurements = mia_measurements(result)
+    gate = run_gate(
+        measurements,
+        thresholds,
+        baseline=before,
+        baseline_name=None if baseline is None else str(baseline),
+        exit_zero=exit_zero,
+    )
+    location = formats.artifact_location(result)
+    suite = f"privaudit mia {result.model.get('path') or result.model.get('scores')}"
+    properties = {"model.fingerprint": result.model.get("fingerprint") or ""}
+    render = {
+        "json": lambda: formats.to_json(result, gate),
+        "junit": lambda: formats.to_junit(gate, suite=suite, properties=properties),
+        "sarif": lambda: formats.to_sarif(gate, location=location),
+        "github": lambda: formats.to_github(gate, location=location),
+        "markdown": lambda: formats.to_markdown(result, gate),
+    }
+    if output_format != "table":
+        write_text(render[output_format](), output)
+    elif output is not None:
+        with open(os.devnull, "w") as devnull:
+            file_console = Console(record=True, width=160, file=devnull)
+            file_console.print(mia_table(result))
+            formats.print_gate(gate, file_console)
+            write_text(file_console.export_text(), output)
+    for kind, path in (("json", json_out), ("junit", junit_out), ("sarif", sarif_out), ("markdown", markdown_out)):
+        if path is not None:
+            write_text(render[kind](), path)
     # Human output goes to stderr when a machine format takes stdout.
-    print_mia(result, Console(stderr=output_format != "table" and output is None))
+    human = Console(stderr=output_format != "table" and output is None)
+    print_mia(result, human)
+    formats.print_gate(gate, human)
     if report is not None:
         from privaudit.report.html import write_html
 
         write_html(result, report)
         err_console.print(f"HTML report written to {report}")
+    if save_baseline is not None:
+        source = {"schema": SCHEMA, "model": result.model, "seed": result.seed}
+        write_text(json.dumps(baseline_document(measurements, source=source), indent=2) + "\n", save_baseline)
+        err_console.print(f"baseline written to {save_baseline}")
+    if gate.exit_code:
+        raise typer.Exit(gate.exit_code)
 
 
 @app.command()
@@ -358,17 +492,59 @@ def attacks() -> None:
     Console().print(table)
 
 
+baseline_app = typer.Typer(
+    name="baseline",
+    help="Baselines: save an audit's metrics, so later audits fail only on regressions (--max-increase).",
+    invoke_without_command=True,
+)
+app.add_typer(baseline_app)
+
+
+@baseline_app.callback()
+def _baseline(ctx: typer.Context) -> None:
+    # Help by hand, not no_args_is_help: its exception is typer's own click's, which _Group would call internal.
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
+
+
+@baseline_app.command("save")
+def baseline_save(
+    result_file: Annotated[Path, typer.Argument(help="A result written by 'privaudit mia --format json'.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the baseline here, not stdout.")] = None,
+) -> None:
+    """Turn an audit's JSON result into a baseline for 'privaudit mia --baseline FILE --max-increase auc=0.02'."""
+    from privaudit.baseline import baseline_from_result, read_json
+
+    document = baseline_from_result(read_json(result_file))
+    write_text(json.dumps(document, indent=2) + "\n", output)
+    if output is not None:
+        err_console.print(f"baseline of {len(document['measurements'])} measurements written to {output}")
+
+
 def write_text(text: str, output: Path | None) -> None:
-    """Write to a file atomically, or to stdout."""
+    """Write to a file atomically, or to stdout.
+
+    Raises:
+        PrivauditError: when the file cannot be written (so the run exits 2, never 0 without its report).
+    """
     if output is None:
         sys.stdout.write(text)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise PrivauditError(f"{output}: cannot write the report ({err.strerror or err})") from err
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# Commands that live in their own modules register themselves on `app` when imported.
+from privaudit import cli_canary  # noqa: E402, F401

@@ -64,7 +64,7 @@ def _check_flags(job: TrainJob) -> None:
                 f"{job.canaries_out}: canary secrets must not be written inside the model directory {job.out}"
             )
     if job.canary is not None and job.canary_label is None:
-        raise PrivauditError("--canary needs --canary-label LABEL: the label the canaries are trained with")
+        raise PrivauditError("--canary needs --canary-label LABEL (or 'random'): the label the canaries are trained with")
 
 
 def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
@@ -83,14 +83,15 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     rng = np.random.default_rng(job.seed)
     planted: list[canary_lib.Canary] = []
     if job.canary is not None:
-        if job.canary_label not in label2id:
+        if job.canary_label != "random" and job.canary_label not in label2id:
             raise PrivauditError(
-                f"--canary-label '{job.canary_label}' is not a label of {job.data}; use one of {', '.join(label_names)}"
+                f"--canary-label '{job.canary_label}' is not a label of {job.data}; "
+                f"use 'random' or one of {', '.join(label_names)}"
             )
         controls = job.canary_count if job.canary_controls is None else job.canary_controls
         planted += canary_lib.draw_canaries(
             template=job.canary,
-            label=job.canary_label,
+            label=label_names if job.canary_label == "random" else job.canary_label,
             count=job.canary_count,
             repeats=job.canary_repeats,
             controls=controls,

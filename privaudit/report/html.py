@@ -98,7 +98,7 @@ def render_html(result: MiaResult, *, title: str | None = None) -> str:
         _warning(result),
         _metric_tables(result),
         _plots(result),
-        f'<footer>privaudit {_e(__version__)}, report schema of <code>--format json</code>: "privaudit.mia/1"</footer>',
+        f"<footer>Written by privaudit {_e(__version__)}.</footer>",
         "</body>",
         "</html>",
     ]
@@ -179,10 +179,10 @@ def _attack_table(attack: AttackResult, result: MiaResult) -> str:
     theoretical = "none (trained without DP)" if eps is None else f"{eps:.3f}"
     css = ""
     if eps is not None and m.epsilon_lower_bound > eps:
-        bound, css = f"{bound} &gt; ε", ' class="exceeded"'
+        bound, css = f"{bound} &gt; ε", " exceeded"
     rows.append((f"empirical ε lower bound ({level}, δ = {m.delta:g})", bound, css))
     rows.append(("theoretical ε", theoretical, ""))
-    body = "\n".join(f'<tr><th scope="row">{k}</th><td class="num"><span{c}>{v}</span></td></tr>' for k, v, c in rows)
+    body = "\n".join(f'<tr><th scope="row">{k}</th><td class="num{c}">{v}</td></tr>' for k, v, c in rows)
     params = json.dumps(attack.params, sort_keys=True, default=str) if attack.params else ""
     about = [f"<h3>{_e(attack.name)}</h3>"]
     if attack.description:
