@@ -22,7 +22,7 @@ from privaudit.accounting import epsilon_from_model
 from privaudit.canaries import Canary, fill, read_canaries
 from privaudit.errors import PrivauditError
 from privaudit.exposure import exposure_by_extrapolation, exposures
-from privaudit.signals import losses
+from privaudit.signals import log_softmax, losses
 
 SCHEMA = "privaudit.canary/1"
 MAX_ENUMERATE = 1_000_000
@@ -129,10 +129,15 @@ def candidates(canary: Canary) -> tuple[list[str], int]:
 
 
 def _group_key(c: Canary) -> tuple:
-    return (c.template, c.alphabets, c.label)
+    return (c.template, c.alphabets)
 
 
-def _candidate_losses(target, canary: Canary, label_id: int, *, sample: int | None, rng, batch_size: int):
+def _loss_key(c: Canary) -> str:
+    return f"{c.template} -> {c.label}"
+
+
+def _candidate_log_probs(target, canary: Canary, *, sample: int | None, rng, batch_size: int):
+    """Log-probabilities of every label for every candidate of the template (or a sample of them)."""
     space = int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
     if space <= MAX_ENUMERATE and sample is None:
         texts, _ = candidates(canary)
@@ -143,14 +148,11 @@ def _candidate_losses(target, canary: Canary, label_id: int, *, sample: int | No
                 f"canary template '{canary.template}' has {space:.3g} candidates, too many to enumerate "
                 f"(limit {MAX_ENUMERATE:.0e}); pass --sample N to extrapolate from N random candidates"
             )
-        draws = [
-            tuple(a[i] for a, i in zip(canary.alphabets, rng.integers(0, [len(a) for a in canary.alphabets])))
-            for _ in range(sample)
-        ]
-        texts = [fill(canary.template, d) for d in draws]
+        sizes = [len(a) for a in canary.alphabets]
+        draws = rng.integers(0, sizes, size=(sample, len(sizes)))
+        texts = [fill(canary.template, [a[i] for a, i in zip(canary.alphabets, row)]) for row in draws]
         method = "extrapolation"
-    logits = target.logits(texts, batch_size=batch_size)
-    return losses(logits, np.full(len(texts), label_id)), method, space
+    return log_softmax(target.logits(texts, batch_size=batch_size)), method, space
 
 
 def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | None], None] | None = None):
@@ -182,32 +184,26 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     method = None
     candidate_losses: dict[str, np.ndarray] = {}
     if request.exposure and rows:
+        # One scoring pass per template: every label's candidate losses come from the same logits.
         groups: dict[tuple, list[CanaryRow]] = {}
         for row in rows:
             groups.setdefault(_group_key(row.canary), []).append(row)
         for g, members in enumerate(groups.values()):
             tell("exposure", g, len(groups))
-            first = members[0].canary
-            cand, method, space = _candidate_losses(
-                target,
-                first,
-                target.label2id[first.label],
-                sample=request.sample,
-                rng=rng,
-                batch_size=request.batch_size,
+            logp, method, space = _candidate_log_probs(
+                target, members[0].canary, sample=request.sample, rng=rng, batch_size=request.batch_size
             )
-            candidate_losses[f"{first.template} -> {first.label}"] = cand
-            if method == "rank":
-                # The enumerated space holds each secret itself; rank it among the others (Carlini et al. 2019,
-                # sec. 4), reading its loss from the same pass so that batch composition cannot shift it.
-                index = [_candidate_index(r.canary) for r in members]
-                values = [exposures(cand[[i]], np.delete(cand, i))[0] for i in index]
-                for row, i in zip(members, index):
+            for row in members:
+                cand = -logp[:, target.label2id[row.canary.label]]
+                candidate_losses[_loss_key(row.canary)] = cand
+                if method == "rank":
+                    # The enumerated space holds the secret itself; rank it among the others (Carlini et al. 2019,
+                    # sec. 4), reading its loss from the same pass so that batch composition cannot shift it.
+                    i = _candidate_index(row.canary)
                     row.loss = float(cand[i])
-            else:
-                values = [exposure_by_extrapolation(r.loss, cand, space_size=space) for r in members]
-            for row, value in zip(members, values):
-                row.exposure = float(value)
+                    row.exposure = float(exposures(cand[[i]], np.delete(cand, i))[0])
+                else:
+                    row.exposure = float(exposure_by_extrapolation(row.loss, cand, space_size=space))
         tell("exposure", len(groups), len(groups))
     if request.extract and rows:
         from privaudit.modiva import ModivaConfig, extract

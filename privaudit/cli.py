@@ -131,7 +131,9 @@ def train(
     canary: Annotated[
         str | None, typer.Option(help="Canary template with slots, e.g. 'my pin code is {d} {d} {d} {d}'.")
     ] = None,
-    canary_label: Annotated[str | None, typer.Option(help="Label the canaries are trained with, or 'random': a random label each.")] = None,
+    canary_label: Annotated[
+        str | None, typer.Option(help="Label the canaries are trained with, or 'random': a random label each.")
+    ] = None,
     canary_count: Annotated[int, typer.Option(min=0, help="Distinct secrets to plant.")] = 10,
     canary_repeats: Annotated[int, typer.Option(min=1, help="Copies of each planted secret.")] = 10,
     canary_controls: Annotated[
@@ -244,33 +246,6 @@ def epsilon(
     typer.echo(f"epsilon = {value:.3f} (delta = {delta:g}, accountant = {accountant})")
 
 
-def _config_option(command: str):
-    """The eager ``--config FILE`` option: loads the config before click reads the other flags (see config.py)."""
-
-    def load(ctx: typer.Context, value: Path | None) -> Path | None:
-        from privaudit.config import apply_config
-
-        apply_config(ctx, value, command)
-        return value
-
-    return typer.Option(
-        "--config",
-        is_eager=True,
-        callback=load,
-        help="Config file (default: the nearest privaudit.toml, or pyproject.toml with \\[tool.privaudit]).",
-    )
-
-
-def _source(ctx: click.Context, param: str, flag: str) -> str:
-    """Where a flag's value came from: the flag itself or the config file, for the report."""
-    from privaudit.config import META_KEY
-
-    source = ctx.get_parameter_source(param)
-    if source is not None and source.name == "DEFAULT_MAP":  # by name: typer may bundle its own click
-        return f"{ctx.meta[META_KEY].source} {param}"
-    return flag
-
-
 @app.command()
 def mia(
     ctx: typer.Context,
@@ -343,7 +318,7 @@ def mia(
     junit_out: Annotated[Path | None, typer.Option(help="Also write JUnit XML (one test case per check) here.")] = None,
     sarif_out: Annotated[Path | None, typer.Option(help="Also write SARIF 2.1.0 (one result per breach) here.")] = None,
     markdown_out: Annotated[Path | None, typer.Option(help="Also write a Markdown summary (PR comment) here.")] = None,
-    config: Annotated[Path | None, _config_option("mia")] = None,
+    config: Annotated[Path | None, config_option("mia")] = None,
 ) -> None:
     """Membership inference: how well can an attacker tell training examples from others?
 
@@ -362,7 +337,7 @@ def mia(
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
     from privaudit.baseline import baseline_document, load_baseline
-    from privaudit.config import META_KEY, REPORT_FORMATS, CommandConfig
+    from privaudit.config import META_KEY, REPORT_FORMATS, CommandConfig, value_source
     from privaudit.gate import (
         epsilon_claim,
         merge_thresholds,
@@ -385,7 +360,7 @@ def mia(
     file_config: CommandConfig = ctx.meta.get(META_KEY) or CommandConfig()
     known = {"metrics": mia_metrics(), "subjects": [*available_attacks(), "precomputed"]}
     from_file = [
-        threshold_from_key(key, value, kind=kind, source=f"{file_config.source} {kind}", **known)
+        threshold_from_key(key, value, kind=kind, source=f"{file_config.source}.{kind}", **known)
         for kind in ("fail_above", "max_increase")
         for key, value in getattr(file_config, kind).items()
     ]
@@ -429,7 +404,7 @@ def mia(
         result = run_mia(request, progress=on_progress)
 
     if fail_if_bound_exceeds_epsilon:
-        source = _source(ctx, "fail_if_bound_exceeds_epsilon", "--fail-if-bound-exceeds-epsilon")
+        source = value_source(ctx, "fail_if_bound_exceeds_epsilon", "--fail-if-bound-exceeds-epsilon")
         thresholds.append(epsilon_claim(result.theoretical_epsilon, source=source))
     measurements = mia_measurements(result)
     gate = run_gate(

@@ -82,7 +82,7 @@ def canary(
         write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", output)
     print_canary(result, Console(stderr=output_format != "table" and output is None))
     if report is not None:
-        from privaudit.report.html import write_canary_html
+        from privaudit.report.canary_html import write_canary_html
 
         write_canary_html(result, report)
         err_console.print(f"HTML report written to {report}")

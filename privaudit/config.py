@@ -165,7 +165,7 @@ class CommandConfig:
 
     Attributes:
         path: the file it came from.
-        section: how the table is written in that file, e.g. ``[tool.privaudit.mia]``, for messages.
+        section: the table's dotted key in that file, e.g. ``tool.privaudit.mia``, for messages.
         defaults: click parameter name to value, for ``ctx.default_map``.
         fail_above: the ``fail_above`` table, key to limit.
         max_increase: the ``max_increase`` table, key to allowed increase.
@@ -179,7 +179,7 @@ class CommandConfig:
 
     @property
     def source(self) -> str:
-        """``pyproject.toml [tool.privaudit.mia]``, for messages and the report's threshold sources."""
+        """``pyproject.toml tool.privaudit.mia``, for messages and the report's threshold sources."""
         return f"{self.path} {self.section}" if self.path is not None else ""
 
 
@@ -218,14 +218,15 @@ def load_config(path: Path, command: str) -> CommandConfig:
     if prefix:
         data = data.get("tool", {}).get("privaudit", {})
     if not isinstance(data, dict):
-        raise PrivauditError(f"{path}: [{prefix[:-1]}] must be a table")
+        raise PrivauditError(f"{path}: {prefix[:-1]} must be a table")
     for name, table in data.items():
         if _key(name) not in COMMAND_KEYS:
-            known = ", ".join(f"[{prefix}{c}]" for c in COMMAND_KEYS)
-            raise PrivauditError(f"{path}: unknown key '{prefix}{name}'; privaudit reads the tables {known}")
+            known = ", ".join(f"{prefix}{c}" for c in COMMAND_KEYS)
+            raise PrivauditError(f"{path}: unknown key {prefix}{name}; privaudit reads the tables {known}")
         if not isinstance(table, dict):
-            raise PrivauditError(f"{path}: '{prefix}{name}' must be a table, e.g. [{prefix}{name}]")
-    section = f"[{prefix}{command}]"
+            raise PrivauditError(f"{path}: {prefix}{name} must be a table")
+    # Messages name keys by their dotted path, not [table]: a Rich console would read [..] as markup.
+    section = f"{prefix}{command}"
     config = CommandConfig(path=path, section=section)
     tables = [t for n, t in data.items() if _key(n) == command]
     keys = COMMAND_KEYS.get(command, {})
@@ -233,14 +234,14 @@ def load_config(path: Path, command: str) -> CommandConfig:
     for key, value in (tables[0] if tables else {}).items():
         name = _key(key)
         if name not in keys:
-            raise PrivauditError(f"{path}: unknown key '{key}' in {section}; valid keys: {', '.join(sorted(keys))}")
+            raise PrivauditError(f"{path}: unknown key {section}.{key}; valid keys: {', '.join(sorted(keys))}")
         if name in seen:
-            raise PrivauditError(f"{path}: '{key}' is given twice in {section} (with '_' and with '-')")
+            raise PrivauditError(f"{path}: {section}.{key} is given twice (with '_' and with '-')")
         seen.add(name)
         try:
             checked = keys[name].check(value, path.parent)
         except ValueError as err:
-            raise PrivauditError(f"{path}: {section} {key}: {err}") from None
+            raise PrivauditError(f"{path}: {section}.{key}: {err}") from None
         if name in ("fail_above", "max_increase"):
             getattr(config, name).update(checked)
         else:

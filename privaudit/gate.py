@@ -203,11 +203,15 @@ class GateResult:
         return 1 if self.failed and not self.exit_zero else 0
 
     def summary(self) -> str:
-        """``fail: 1 of 3 checks failed, 1 skipped``; ``pass: no thresholds set`` when there were none."""
+        """``fail: 1 of 3 checks failed, 1 skipped``, ``pass: 3 checks passed``, or ``pass: no thresholds set``."""
         if not self.checks:
             return f"{self.verdict}: no thresholds set"
-        n_failed, n_skipped = len(self.failed), len(self.by_status("skipped"))
-        text = f"{self.verdict}: {n_failed} of {len(self.checks)} checks failed"
+        n_passed, n_failed = len(self.by_status("passed")), len(self.failed)
+        if n_failed:
+            text = f"fail: {n_failed} of {len(self.checks)} checks failed"
+        else:
+            text = f"pass: {n_passed} check{'s' * (n_passed != 1)} passed"
+        n_skipped = len(self.by_status("skipped"))
         if n_skipped:
             text += f", {n_skipped} skipped"
         if self.failed and self.exit_zero:

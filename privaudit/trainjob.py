@@ -64,7 +64,9 @@ def _check_flags(job: TrainJob) -> None:
                 f"{job.canaries_out}: canary secrets must not be written inside the model directory {job.out}"
             )
     if job.canary is not None and job.canary_label is None:
-        raise PrivauditError("--canary needs --canary-label LABEL (or 'random'): the label the canaries are trained with")
+        raise PrivauditError(
+            "--canary needs --canary-label LABEL (or 'random'): the label the canaries are trained with"
+        )
 
 
 def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:

@@ -58,12 +58,20 @@ def write_html(result: MiaResult, path: Path, *, title: str | None = None) -> No
     Raises:
         PrivauditError: if the file cannot be written.
     """
-    document = render_html(result, title=title).encode("utf-8")
+    write_document(render_html(result, title=title), path)
+
+
+def write_document(document: str, path: Path) -> None:
+    """Write an HTML document atomically: to a temporary file beside ``path``, then moved into place.
+
+    Raises:
+        PrivauditError: if the file cannot be written.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as handle:
-            handle.write(document)
+            handle.write(document.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -83,21 +91,23 @@ def render_html(result: MiaResult, *, title: str | None = None) -> str:
         A complete HTML5 document.
     """
     page_title = title if title is not None else f"privaudit membership inference: {_source(result)}"
+    return page(page_title, [_header(result), _warning(result), _metric_tables(result), _plots(result)])
+
+
+def page(title: str, body: list[str]) -> str:
+    """A complete self-contained HTML5 page with privaudit's style around ``body`` (already escaped HTML)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(page_title)}</title>",
+        f"<title>{_e(title)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
-        f"<h1>{_e(page_title)}</h1>",
-        _header(result),
-        _warning(result),
-        _metric_tables(result),
-        _plots(result),
+        f"<h1>{_e(title)}</h1>",
+        *body,
         f"<footer>Written by privaudit {_e(__version__)}.</footer>",
         "</body>",
         "</html>",
@@ -231,4 +241,4 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-__all__ = ["write_html", "render_html"]
+__all__ = ["write_html", "render_html", "write_document", "page"]

@@ -1,0 +1,66 @@
+"""One self-contained HTML file for a canary audit: summary, per-canary table, and each group's candidate losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from privaudit.canary import CanaryResult
+from privaudit.report.html import _e, _img, page, write_document
+from privaudit.report.plots import candidate_loss_figure
+
+
+def render_canary_html(result: CanaryResult) -> str:
+    """The canary report as an HTML string (same bytes for the same result)."""
+    eps = result.theoretical_epsilon
+    summary = result.to_dict()["summary"]
+    body = [
+        "<table>",
+        f"<tr><th>model</th><td><code>{_e(result.model['path'])}</code></td></tr>",
+        f"<tr><th>canary file</th><td><code>{_e(result.model['canaries'])}</code></td></tr>",
+        f"<tr><th>theoretical ε</th><td>{'none (trained without DP)' if eps is None else f'{eps:.3f}'}"
+        f" (δ = {result.delta:g})</td></tr>",
+        f"<tr><th>seed</th><td>{result.seed}</td></tr>",
+        "</table>",
+    ]
+    if result.one_run is not None:
+        one = result.one_run
+        warn = ' class="exceeded"' if eps is not None and one.epsilon_lower_bound > eps else ""
+        body.append(
+            f"<h2>One-run audit</h2><p{warn}>ε ≥ {one.epsilon_lower_bound:.3f} at 95% confidence: {one.v} of "
+            f"{one.r} guesses right among {one.m} canaries (Steinke, Nasr, Jagielski 2023).</p>"
+        )
+    if result.rows:
+        body.append("<h2>Secrets</h2>")
+        for key in ("mean_exposure_inserted", "mean_exposure_controls", "extracted_inserted", "extracted_controls"):
+            value = summary[key]
+            shown = "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
+            body.append(f"<p>{_e(key.replace('_', ' '))}: <b>{shown}</b></p>")
+        body.append(
+            '<table class="metrics"><tr><th>secret</th><th>label</th><th>inserted</th><th>exposure</th>'
+            "<th>ModIvA guess</th><th>slots right</th><th>rank</th></tr>"
+        )
+        for row in result.rows:
+            c, x = row.canary, row.extraction
+            cells = [
+                " ".join(c.secret),
+                c.label,
+                f"yes ×{c.repeats}" if c.inserted else "control",
+                "-" if row.exposure is None else f"{row.exposure:.2f}",
+                "-" if x is None else " ".join(x.guess) + (" ✓" if x.recovered else ""),
+                "-" if x is None else f"{x.slot_accuracy:.0%}",
+                "-" if x is None or x.rank is None else f"{x.rank} / {x.space_size}",
+            ]
+            body.append("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>")
+        body.append("</table>")
+    for name, losses in result.candidate_losses.items():
+        inserted = [r for r in result.rows if r.canary.inserted and f"{r.canary.template} -> {r.canary.label}" == name]
+        body.append(f"<h2>Candidates of <code>{_e(name)}</code></h2>")
+        for row in inserted:
+            figure = candidate_loss_figure(losses, row.loss, f"secret {' '.join(row.canary.secret)}")
+            body.append(_img(figure, f"loss of every candidate, and of secret {' '.join(row.canary.secret)}"))
+    return page(f"privaudit canary audit: {result.model['path']}", body)
+
+
+def write_canary_html(result: CanaryResult, path: Path) -> None:
+    """Write the canary report atomically."""
+    write_document(render_canary_html(result), path)
