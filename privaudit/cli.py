@@ -26,6 +26,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from privaudit import __version__
+from privaudit.config import config_option
 from privaudit.errors import PrivauditError
 
 err_console = Console(stderr=True)
@@ -445,8 +446,8 @@ def mia(
         write_html(result, report)
         err_console.print(f"HTML report written to {report}")
     if save_baseline is not None:
-        source = {"schema": SCHEMA, "model": result.model, "seed": result.seed}
-        write_text(json.dumps(baseline_document(measurements, source=source), indent=2) + "\n", save_baseline)
+        origin = {"schema": SCHEMA, "model": result.model, "seed": result.seed}
+        write_text(json.dumps(baseline_document(measurements, source=origin), indent=2) + "\n", save_baseline)
         err_console.print(f"baseline written to {save_baseline}")
     if gate.exit_code:
         raise typer.Exit(gate.exit_code)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import typer
 
 from privaudit.errors import PrivauditError
 
@@ -262,6 +263,35 @@ def apply_config(ctx: click.Context, path: Path | None, command: str) -> Command
     ctx.default_map = {**(ctx.default_map or {}), **config.defaults}
     ctx.meta[META_KEY] = config
     return config
+
+
+def config_option(command: str) -> Any:
+    """The eager ``--config FILE`` option of a command, for its signature::
+
+        config: Annotated[Path | None, config_option("canary")] = None
+
+    Its callback runs :func:`apply_config` before click reads the other flags, so the file's values become their
+    defaults; it runs whether or not ``--config`` is given, to find the file when it is not.
+    """
+
+    def load(ctx: typer.Context, value: Path | None) -> Path | None:
+        apply_config(ctx, value, command)
+        return value
+
+    return typer.Option(
+        "--config",
+        is_eager=True,
+        callback=load,
+        help="Config file (default: the nearest privaudit.toml, or pyproject.toml with \\[tool.privaudit]).",
+    )
+
+
+def value_source(ctx: click.Context, param: str, flag: str) -> str:
+    """Where a flag's value came from, for the report: ``flag``, or ``pyproject.toml tool.privaudit.mia.param``."""
+    source = ctx.get_parameter_source(param)
+    if source is not None and source.name == "DEFAULT_MAP":  # by name: typer bundles its own copy of click
+        return f"{ctx.meta[META_KEY].source}.{param}"
+    return flag
 
 
 def _key(name: str) -> str:

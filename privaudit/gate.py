@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 from privaudit.errors import PrivauditError
@@ -94,7 +94,7 @@ class Threshold:
         limit: the largest value (``fail_above``, ``epsilon_claim``) or increase (``max_increase``) that passes;
             ``None`` for an ``epsilon_claim`` without a theoretical epsilon.
         subject: the one subject it applies to, or ``None`` for every subject.
-        source: where it came from, for messages: ``"--fail-above"``, ``"pyproject.toml [tool.privaudit.mia]"``.
+        source: where it came from, for messages: ``"--fail-above"``, ``"pyproject.toml tool.privaudit.mia.fail_above"``.
     """
 
     kind: Kind
@@ -109,13 +109,7 @@ class Threshold:
         return self.metric if self.subject is None else f"{self.subject}:{self.metric}"
 
     def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "subject": self.subject,
-            "metric": self.metric,
-            "limit": self.limit,
-            "source": self.source,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

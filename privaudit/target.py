@@ -169,15 +169,20 @@ class Target:
         out = np.empty((n, self.n_labels), dtype=np.float64)
         if n == 0:
             return out
-        lengths = [
-            len(ids) for ids in self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        ]
-        order = np.argsort(lengths, kind="stable")
+        # Tokenize once (the fast tokenizer batches in Rust), then pad each length-sorted batch by hand.
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
-                batch = self.encode([texts[i] for i in index])
-                out[index] = self.model(**batch).logits.double().numpy()
+                width = len(ids[index[-1]])
+                input_ids = torch.full((len(index), width), pad, dtype=torch.long)
+                attention_mask = torch.zeros((len(index), width), dtype=torch.long)
+                for row, i in enumerate(index):
+                    input_ids[row, : len(ids[i])] = torch.as_tensor(ids[i])
+                    attention_mask[row, : len(ids[i])] = 1
+                out[index] = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.double().numpy()
                 if progress is not None:
                     progress(len(index))
         return out

@@ -194,6 +194,21 @@ def _forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> to
     ).logits
 
 
+def _empty_batch_step(optimizer, *, ghost: bool) -> None:
+    """DP-SGD's step on an empty Poisson batch: the clipped sum is zero, the noise is not, and the accountant counts it.
+
+    Skipping the step instead would both reveal that the batch was empty and leave the accountant a step short of
+    the steps drawn. The model cannot run a batch of zero examples, so the zero gradient goes to Opacus directly.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    for p in optimizer.params:
+        if ghost:  # the ghost-clipping optimiser noises p.grad, already clipped by its loss wrapper
+            p.grad = torch.zeros_like(p)
+        else:  # the others clip and sum p.grad_sample, one row per example: none here
+            p.grad_sample = p.new_zeros((0, *p.shape))
+    optimizer.step()
+
+
 def train_classifier(
     *,
     texts: Sequence[str],
@@ -236,6 +251,9 @@ def train_classifier(
         from opacus import PrivacyEngine
 
         sample_rate = 1 / steps_per_epoch
+        # Opacus's Poisson sampler draws int(1 / sample_rate) batches an epoch (opacus/utils/uniform_sampler.py): one
+        # fewer than len(loader) for some sizes (93, 99, ...), so plan the noise and the progress on its count.
+        total = int(1 / sample_rate) * config.epochs
         noise = dp.noise_multiplier
         if noise is None:
             noise = noise_multiplier_for_epsilon(
@@ -281,12 +299,12 @@ def train_classifier(
         for _epoch in range(config.epochs):
             for input_ids, attention_mask, batch_labels in loader:
                 if len(batch_labels) == 0:  # Poisson sampling can draw an empty batch
-                    done += 1
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                loss = criterion(_forward(train_model, input_ids, attention_mask), batch_labels)
-                loss.backward()
-                optimizer.step()
+                    _empty_batch_step(optimizer, ghost=dp.grad_sample_mode == "ghost")
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = criterion(_forward(train_model, input_ids, attention_mask), batch_labels)
+                    loss.backward()
+                    optimizer.step()
                 done += 1
                 if on_step is not None:
                     on_step(done, total)

@@ -1,0 +1,216 @@
+"""``make bench``: measure privaudit against its cost floor, side by side in one run, and rewrite BENCHMARKS.md.
+
+Every figure is a ratio or a pair measured in the same process on the same machine, each timing the best of a few
+repeats, so that load from elsewhere inflates both sides alike. Sections:
+
+- dp:       DP-SGD training time over non-DP training time, same model, data and batch size, per Opacus mode;
+- mia:      ``privaudit mia --attack loss`` (in process) over a bare batched forward pass of the same texts;
+- canary:   candidates scored per second for a 4-digit space, against a bare batched forward pass;
+- modiva:   wall time of one ModIvA extraction on the fixture;
+- reference: time of the reference-model attacks (training K models, scoring, attacking).
+
+Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "fixtures" / "data"
+MODELS = ROOT / "fixtures" / "models"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
+    """The fastest of ``repeats`` runs, in seconds: the least disturbed by other load."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _texts(path: Path) -> tuple[list[str], list[str]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def bare_forward(target, texts: list[str], batch_size: int) -> np.ndarray:
+    """The floor: tokenize each batch (padded to its longest) and run the model, no sorting, no bookkeeping."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = target.tokenizer(texts[i : i + batch_size], padding=True, return_tensors="pt")
+            out.append(target.model(**batch).logits)
+    return torch.cat(out).numpy()
+
+
+def bench_dp(repeats: int) -> dict:
+    """DP-SGD over non-DP training time for one epoch of 2,048 examples, tiny BERT, batch 64."""
+    from privaudit.train import Architecture, DPConfig, TrainConfig, train_classifier
+
+    texts, labels = _texts(DATA / "population.jsonl")
+    m_texts, m_labels = _texts(DATA / "members.jsonl")
+    texts, labels = (texts + m_texts)[:2048], (labels + m_labels)[:2048]
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    config = TrainConfig(epochs=1, batch_size=64, lr=1e-3, max_length=32, seed=0, architecture=Architecture())
+
+    def run(dp: DPConfig | None) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            trained = train_classifier(texts=texts, labels=y, label_names=names, config=config, dp=dp)
+            best = min(best, trained.seconds)
+        return best
+
+    rows = {"non-DP": run(None)}
+    for mode in ("hooks", "functorch", "ghost"):
+        rows[f"DP-SGD ({mode})"] = run(DPConfig(delta=1e-5, noise_multiplier=1.0, grad_sample_mode=mode))
+    return {"seconds": rows, "baseline": "non-DP"}
+
+
+def bench_mia(repeats: int) -> dict:
+    """Whole in-process ``privaudit mia --attack loss`` over a bare batched forward pass of the same texts."""
+    from privaudit.mia import MiaRequest, run_mia
+    from privaudit.target import Target
+
+    request = MiaRequest(
+        model_dir=MODELS / "intent-tiny",
+        members=DATA / "members.jsonl",
+        non_members=DATA / "non_members.jsonl",
+        attacks="loss",
+    )
+    texts = _texts(DATA / "members.jsonl")[0] + _texts(DATA / "non_members.jsonl")[0]
+    target = Target.load(MODELS / "intent-tiny")
+    torch.set_num_threads(torch.get_num_threads())
+
+    def floor() -> None:
+        Target.load(MODELS / "intent-tiny")
+        bare_forward(target, texts, 128)
+
+    bare = best_of(floor, repeats)
+    whole = best_of(lambda: run_mia(request), repeats)
+    forward_only = best_of(lambda: bare_forward(target, texts, 128), repeats)
+    scorer = best_of(lambda: target.logits(texts, batch_size=128), repeats)
+    return {
+        "seconds": {
+            "bare forward pass (load + tokenize + forward)": bare,
+            "privaudit mia --attack loss (load, read, score, attack, metrics)": whole,
+            "bare forward pass only": forward_only,
+            "privaudit's scorer only (Target.logits)": scorer,
+        },
+        "n_texts": len(texts),
+    }
+
+
+def bench_canary(repeats: int) -> dict:
+    """Candidates per second of exposure enumeration (1e4 candidates) against a bare batched forward pass."""
+    from privaudit.canaries import read_canaries
+    from privaudit.canary import _candidate_log_probs, candidates
+    from privaudit.target import Target
+
+    target = Target.load(MODELS / "intent-tiny")
+    canary = next(c for c in read_canaries(MODELS / "intent-tiny.canaries.jsonl") if c.kind == "exposure")
+    texts, space = candidates(canary)
+    rng = np.random.default_rng(0)
+    enum = best_of(lambda: _candidate_log_probs(target, canary, sample=None, rng=rng, batch_size=512), repeats)
+    bare = best_of(lambda: bare_forward(target, texts, 512), repeats)
+    return {"seconds": {"bare forward pass": bare, "privaudit exposure enumeration": enum}, "candidates": space}
+
+
+def bench_modiva(repeats: int) -> dict:
+    """Wall time of one ModIvA extraction (default settings) on the fixture."""
+    from privaudit.canaries import read_canaries
+    from privaudit.modiva import ModivaConfig, extract
+    from privaudit.target import Target
+
+    target = Target.load(MODELS / "intent-tiny")
+    canary = next(c for c in read_canaries(MODELS / "intent-tiny.canaries.jsonl") if c.kind == "exposure")
+    result = {}
+    seconds = best_of(lambda: result.setdefault("r", extract(target, canary, config=ModivaConfig())), repeats)
+    return {"seconds": {"one ModIvA extraction": seconds}, "config": ModivaConfig().__dict__}
+
+
+def bench_reference(repeats: int) -> dict:
+    """Reference-model attacks with K = 2 fresh reference models: training, scoring and attack time."""
+    from privaudit.mia import MiaRequest, run_mia
+
+    out = {}
+    for attack in ("reference-loss", "lira-offline", "lira-online", "rmia"):
+        with tempfile.TemporaryDirectory() as cache:
+            request = MiaRequest(
+                model_dir=MODELS / "intent-tiny",
+                members=DATA / "members.jsonl",
+                non_members=DATA / "non_members.jsonl",
+                population=DATA / "population.jsonl",
+                attacks=attack,
+                reference_models=2,
+                cache_dir=Path(cache),
+            )
+            start = time.perf_counter()
+            run_mia(request)
+            out[f"{attack}, K=2, training included"] = time.perf_counter() - start
+            out[f"{attack}, K=2, cached models"] = best_of(lambda r=request: run_mia(r), repeats)
+    return {"seconds": out}
+
+
+SECTIONS = {
+    "dp": bench_dp,
+    "mia": bench_mia,
+    "canary": bench_canary,
+    "modiva": bench_modiva,
+    "reference": bench_reference,
+}
+
+
+def machine() -> dict:
+    import opacus
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch threads": torch.get_num_threads(),
+        "transformers": transformers.__version__,
+        "opacus": opacus.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.only.split(","):
+        print(f"benchmark {name} ...", file=sys.stderr, flush=True)
+        result = SECTIONS[name](args.repeats)
+        result["machine"] = machine()
+        result["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(json.dumps(result["seconds"], indent=2), file=sys.stderr)
+    from benchmarks.report import write_markdown
+
+    write_markdown(RESULTS, args.out)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
