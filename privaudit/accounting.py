@@ -11,10 +11,10 @@ from privaudit.errors import PrivauditError
 ACCOUNTANTS = ("rdp", "prv", "gdp")
 
 
-def _check(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> None:
+def _check(*, noise_multiplier: float | None, sample_rate: float, steps: int, delta: float, accountant: str) -> None:
     if accountant not in ACCOUNTANTS:
         raise PrivauditError(f"--accountant '{accountant}' is unknown; use one of {', '.join(ACCOUNTANTS)}")
-    if noise_multiplier <= 0:
+    if noise_multiplier is not None and noise_multiplier <= 0:
         raise PrivauditError("--noise-multiplier must be above 0 (0 gives no privacy at all)")
     if not 0 < sample_rate <= 1:
         raise PrivauditError("--sample-rate must be in (0, 1]: batch size over data set size")
@@ -53,13 +53,20 @@ def epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: f
 def noise_multiplier_for_epsilon(
     *, target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "rdp"
 ) -> float:
-    """The smallest noise multiplier whose epsilon after ``steps`` is at most ``target_epsilon``."""
+    """The smallest noise multiplier whose epsilon after ``steps`` is at most ``target_epsilon``.
+
+    Raises:
+        PrivauditError: bad parameters, or a target so small that no noise multiplier reaches it.
+    """
+    if target_epsilon <= 0:
+        raise PrivauditError("--target-epsilon must be above 0; try 8")
+    _check(noise_multiplier=None, sample_rate=sample_rate, steps=steps, delta=delta, accountant=accountant)
     from opacus.accountants.utils import get_noise_multiplier
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(
-            get_noise_multiplier(
+        try:
+            noise = get_noise_multiplier(
                 target_epsilon=target_epsilon,
                 target_delta=delta,
                 sample_rate=sample_rate,
@@ -67,7 +74,12 @@ def noise_multiplier_for_epsilon(
                 accountant=accountant,
                 epsilon_tolerance=0.005,
             )
-        )
+        except ValueError as err:  # Opacus gives up past a noise multiplier of 1e6: "The privacy budget is too low."
+            raise PrivauditError(
+                f"--target-epsilon {target_epsilon:g} is out of reach at delta {delta:g} over {steps} steps "
+                f"(sample rate {sample_rate:.3g}); raise it or train for fewer epochs"
+            ) from err
+    return float(noise)
 
 
 def epsilon_from_model(model_dir: Path, *, accountant: str | None = None) -> tuple[float, float] | None:

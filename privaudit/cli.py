@@ -14,6 +14,7 @@ from typing import Annotated
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,18 +34,40 @@ err_console = Console(stderr=True)
 state = {"debug": False}
 
 
+def _click_flow_exceptions() -> tuple[type[BaseException], ...]:
+    """Exit, abort and usage errors of click and of the click copy typer may bundle: click reports those itself."""
+    modules = [click]
+    try:
+        from typer import _click as bundled  # typer >= 0.20 vendors click
+
+        modules.append(bundled)
+    except ImportError:
+        pass
+    found: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    for module in modules:
+        exceptions = getattr(module, "exceptions", module)
+        for name in ("Exit", "Abort", "ClickException"):
+            cls = getattr(exceptions, name, None) or getattr(module, name, None)
+            if isinstance(cls, type):
+                found.append(cls)
+    return tuple(found)
+
+
+_PASS_THROUGH = _click_flow_exceptions()
+
+
 class _Group(TyperGroup):
     """Turns errors into one clear line and exit code 2, for the console script and for tests alike."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort, typer.Abort):
+        except _PASS_THROUGH:
             raise
         except PrivauditError as err:
             if state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from err
         except KeyboardInterrupt as err:
             err_console.print("interrupted")
@@ -53,7 +76,8 @@ class _Group(TyperGroup):
             if state["debug"]:
                 raise
             err_console.print(
-                f"[bold red]internal error:[/] {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+                f"[bold red]internal error:[/] {type(err).__name__}: {escape(str(err))} "
+                "(rerun with --debug for the traceback)",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def read_dataset(path: str | Path, *, min_examples: int = 1) -> TextDataset:
     if suffix not in SUPPORTED:
         raise PrivauditError(f"{path}: unsupported file type '{suffix}'; use .jsonl or .csv")
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheet exports often start with a byte-order mark
     except (OSError, UnicodeDecodeError) as err:
         raise PrivauditError(f"{path}: cannot read the file ({err}); it must be UTF-8 text") from err
     records = _read_csv(path, raw) if suffix == ".csv" else _read_jsonl(path, raw)
@@ -83,7 +84,8 @@ def _check_record(path: Path, where: str, text: object, label: object) -> tuple[
 
 def _read_jsonl(path: Path, raw: str) -> list[tuple[str, str | int]]:
     records = []
-    for number, line in enumerate(raw.splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON strings may hold U+2028, U+0085 and the like raw, and those end a line there.
+    for number, line in enumerate(raw.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -100,7 +102,7 @@ def _read_jsonl(path: Path, raw: str) -> list[tuple[str, str | int]]:
 
 
 def _read_csv(path: Path, raw: str) -> list[tuple[str, str | int]]:
-    reader = csv.DictReader(raw.splitlines())
+    reader = csv.DictReader(io.StringIO(raw, newline=""))  # keeps the line breaks of quoted multi-line fields
     if reader.fieldnames is None or not {"text", "label"} <= set(reader.fieldnames):
         raise PrivauditError(f"{path}: the CSV header must name the columns 'text' and 'label'")
     records = []

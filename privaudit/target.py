@@ -49,6 +49,8 @@ def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise PrivauditError(f"{config_file}: unreadable model config ({err})") from err
+    if not isinstance(config, dict):
+        raise PrivauditError(f"{config_file}: a model config must be a JSON object")
     architectures = config.get("architectures") or []
     if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
         raise PrivauditError(
@@ -68,6 +70,18 @@ def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
         raise PrivauditError(
             f"{path}: no tokenizer files (tokenizer.json or vocab.txt); save the tokenizer beside the model"
         )
+
+
+def _read_recipe(recipe_file: Path) -> dict | None:
+    if not recipe_file.is_file():
+        return None
+    try:
+        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PrivauditError(f"{recipe_file}: unreadable training recipe ({err})") from err
+    if not isinstance(recipe, dict):
+        raise PrivauditError(f"{recipe_file}: the training recipe must be a JSON object")
+    return recipe
 
 
 def directory_fingerprint(path: Path) -> str:
@@ -124,8 +138,7 @@ class Target:
             raise PrivauditError(f"{path}: cannot load the model ({str(err).splitlines()[0]})") from err
         model.eval()
         id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
-        recipe_file = path / RECIPE_FILE
-        recipe = json.loads(recipe_file.read_text(encoding="utf-8")) if recipe_file.is_file() else None
+        recipe = _read_recipe(path / RECIPE_FILE)
         max_length = int((recipe or {}).get("max_length", 64))
         return cls(
             path=path,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from privaudit import __version__
-from privaudit.accounting import noise_multiplier_for_epsilon
+from privaudit.accounting import ACCOUNTANTS, epsilon, noise_multiplier_for_epsilon
 from privaudit.errors import PrivauditError
 from privaudit.target import RECIPE_FILE, _quiet_transformers, check_model_dir
 
@@ -76,6 +76,8 @@ class DPConfig:
             raise PrivauditError("--delta must be in (0, 1); use less than 1/(number of training examples)")
         if self.max_grad_norm <= 0:
             raise PrivauditError("--max-grad-norm must be above 0; try 1.0")
+        if self.accountant not in ACCOUNTANTS:
+            raise PrivauditError(f"--accountant '{self.accountant}' is unknown; use one of {', '.join(ACCOUNTANTS)}")
 
 
 @dataclass
@@ -310,8 +312,16 @@ def train_classifier(
                     on_step(done, total)
     seconds = time.perf_counter() - start
     if dp_summary is not None:
-        dp_summary["epsilon"] = float(engine.accountant.get_epsilon(dp.delta))
         dp_summary["steps"] = int(done)
+        # From the recorded fields, not engine.accountant: Opacus's accountant takes 1 / len(its Poisson loader) as the
+        # sample rate, above the 1 / len(loader) it samples with when int(1 / sample_rate) rounds down.
+        dp_summary["epsilon"] = epsilon(
+            noise_multiplier=noise,
+            sample_rate=sample_rate,
+            steps=done,
+            delta=dp.delta,
+            accountant=dp.accountant,
+        )
         model = train_model._module  # the plain module, without Opacus hooks
         engine = None
     model.eval()
