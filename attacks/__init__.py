@@ -7,3 +7,6 @@ module here whose class carries ``@register_attack``, and import it below.
 from privaudit.attacks import confidence, entropy, lira, loss, reference_loss, rmia
 
 __all__ = ["confidence", "entropy", "lira", "loss", "reference_loss", "rmia"]
+
+# How `--attack all` and `privaudit attacks` list the built-ins: from the cheapest signal to the strongest attacks.
+ORDER = ("loss", "confidence", "entropy", "modified-entropy", "reference-loss", "lira-offline", "lira-online", "rmia")

@@ -126,8 +126,19 @@ def draw_canaries(
 def draw_audit_canaries(
     *, template: str, labels: Sequence[str], count: int, rng: np.random.Generator, exclude: set[str]
 ) -> list[Canary]:
-    """One-run audit canaries: random secret, random label, each inserted once with probability 1/2."""
+    """One-run audit canaries: random secret, random label, each inserted once with probability 1/2.
+
+    Raises:
+        PrivauditError: the template has fewer secrets than ``count`` beyond those in ``exclude``.
+    """
     alphabets = parse_template(template)
+    space = int(np.prod([len(a) for a in alphabets], dtype=np.float64))
+    matcher = _matcher(template)
+    taken = sum(1 for text in exclude if matcher.fullmatch(text))
+    if count > space - taken:  # else the loop below would draw forever
+        raise PrivauditError(
+            f"audit template '{template}' has only {space - taken} unused secrets; ask for fewer audit canaries"
+        )
     seen = set(exclude)
     canaries = []
     while len(canaries) < count:
@@ -151,16 +162,35 @@ def draw_audit_canaries(
     return canaries
 
 
+def _matcher(template: str) -> re.Pattern[str]:
+    """A regex for every text the template can produce."""
+    parts = SLOT.split(template)  # literal, kind, literal, kind, ..., literal
+    pattern = "".join(
+        re.escape(part) if i % 2 == 0 else f"[{re.escape(''.join(ALPHABETS[part]))}]" for i, part in enumerate(parts)
+    )
+    return re.compile(pattern)
+
+
 def planted_examples(canaries: Sequence[Canary]) -> list[tuple[str, str]]:
     """The (text, label) pairs a canary set adds to the training data."""
     return [(c.text, c.label) for c in canaries for _ in range(c.repeats) if c.inserted]
 
 
 def write_canaries(path: Path, canaries: Sequence[Canary]) -> None:
-    """Write canary records as JSONL, atomically."""
+    """Write canary records as JSONL, atomically.
+
+    Raises:
+        PrivauditError: the file cannot be written.
+    """
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(c.to_json() + "\n" for c in canaries), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("".join(c.to_json() + "\n" for c in canaries), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise PrivauditError(f"{path}: cannot write the canary file ({err.strerror or err})") from err
 
 
 def read_canaries(path: str | Path) -> list[Canary]:

@@ -85,12 +85,17 @@ def _load_plugin(ep: metadata.EntryPoint) -> type[Attack]:
 
 
 def available_attacks() -> list[str]:
-    """Names of all attacks, built-in and plugin, sorted; plugins are not imported.
+    """Names of all attacks: built-ins in ``privaudit.attacks.ORDER``, then plugins, sorted; nothing is imported.
 
     Returns:
         Attack names as used on the command line. A built-in name shadows a plugin of the same name.
     """
-    return sorted(set(_builtin_attacks()) | set(_plugin_entry_points()))
+    from privaudit.attacks import ORDER
+
+    builtins = _builtin_attacks()
+    ordered = [name for name in ORDER if name in builtins]
+    ordered += sorted(set(builtins) - set(ordered))
+    return ordered + sorted(set(_plugin_entry_points()) - set(builtins))
 
 
 def get_attack_class(name: str) -> type[Attack]:

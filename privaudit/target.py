@@ -47,7 +47,7 @@ def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
         )
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PrivauditError(f"{config_file}: unreadable model config ({err})") from err
     if not isinstance(config, dict):
         raise PrivauditError(f"{config_file}: a model config must be a JSON object")

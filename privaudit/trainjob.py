@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +59,13 @@ def _check_flags(job: TrainJob) -> None:
     if job.canaries_out is not None:
         if not wants_canaries:
             raise PrivauditError("--canaries-out needs --canary TEMPLATE or --audit-canaries M")
-        out_dir = job.out.resolve()
-        if out_dir in job.canaries_out.resolve().parents:
+        out_dir, canaries_file = job.out.resolve(), job.canaries_out.resolve()
+        if canaries_file == out_dir or out_dir in canaries_file.parents:
             raise PrivauditError(
                 f"{job.canaries_out}: canary secrets must not be written inside the model directory {job.out}"
             )
+        if job.canaries_out.is_dir():
+            raise PrivauditError(f"{job.canaries_out}: is a directory; --canaries-out names the file to write")
     if job.canary is not None and job.canary_label is None:
         raise PrivauditError(
             "--canary needs --canary-label LABEL (or 'random'): the label the canaries are trained with"
@@ -77,9 +80,10 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     """
     _check_flags(job)
     dataset = read_dataset(job.data, min_examples=2)
-    label_names = sorted(dataset.label_names()) if not all(isinstance(x, int) for x in dataset.labels) else None
-    if label_names is None:
+    # Any id at all is refused: encode_labels would read it as an index into the sorted names, not as a name.
+    if any(isinstance(x, int) for x in dataset.labels):
         raise PrivauditError(f"{job.data}: training data needs label names, not ids, so the model can name its labels")
+    label_names = sorted(dataset.label_names())
     label2id = {name: i for i, name in enumerate(label_names)}
     labels = encode_labels(dataset, label2id)
     rng = np.random.default_rng(job.seed)
@@ -157,7 +161,11 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     )
     save_model(trained, job.out, recipe, overwrite=job.overwrite)
     if planted:
-        canary_lib.write_canaries(job.canaries_out, planted)
+        try:
+            canary_lib.write_canaries(job.canaries_out, planted)
+        except PrivauditError:
+            shutil.rmtree(job.out, ignore_errors=True)  # everything or nothing: a model without its ground truth
+            raise
     summary = {
         "examples": n,
         "labels": len(label_names),

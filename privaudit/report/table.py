@@ -9,8 +9,8 @@ from rich.table import Table
 from privaudit.mia import MiaResult
 
 
-def _interval(value: float, low: float, high: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+def _interval(value: float, low: float, high: float) -> str:
+    return f"{value:.3f}\n[dim]{low:.2f}–{high:.2f}[/]"
 
 
 def mia_table(result: MiaResult) -> Table:
@@ -19,26 +19,28 @@ def mia_table(result: MiaResult) -> Table:
     source = result.model.get("path") or result.model.get("scores")
     caption = (
         f"{result.n_members} members, {result.n_non_members} non-members, "
-        f"{result.n_reference_models} reference models, seed {result.seed}; intervals at 95%"
+        f"{result.n_reference_models} reference models, seed {result.seed}. Below each value its 95% interval; "
+        f"TPR at FPR n/a: too few non-members. ε ≥: empirical lower bound at 95% (δ = {result.delta:g}); "
+        "ε DP: theoretical (∞ without DP)."
     )
     table = Table(title=f"membership inference: {source}", caption=caption)
-    table.add_column("attack", style="bold")
-    table.add_column("AUC [95% CI]", justify="right")
+    table.add_column("attack", style="bold", no_wrap=True)
+    table.add_column("AUC", justify="right")
     fprs = [t.fpr for t in result.attacks[0].metrics.tpr_at_fpr] if result.attacks else []
     for fpr in fprs:
-        table.add_column(f"TPR@{fpr:.1%} FPR", justify="right")
-    table.add_column("advantage", justify="right")
-    table.add_column(f"ε lower bound (δ={result.delta:g})", justify="right")
-    table.add_column("ε theoretical", justify="right")
+        table.add_column(f"TPR@{fpr * 100:g}%", justify="right")
+    table.add_column("adv.", justify="right")
+    table.add_column("ε ≥", justify="right")
+    table.add_column("ε DP", justify="right")
     for attack in result.attacks:
         m = attack.metrics
         cells = [attack.name, _interval(m.auc.value, m.auc.low, m.auc.high)]
         for t in m.tpr_at_fpr:
-            cells.append(_interval(t.tpr, t.low, t.high) if t.supported else "[dim]n/a (too few non-members)[/]")
+            cells.append(_interval(t.tpr, t.low, t.high) if t.supported else "[dim]n/a[/]")
         bound = f"{m.epsilon_lower_bound:.3f}"
         if eps is not None and m.epsilon_lower_bound > eps:
             bound = f"[bold red]{bound} > ε[/]"
-        cells += [f"{m.advantage:.3f}", bound, "∞ (no DP)" if eps is None else f"{eps:.3f}"]
+        cells += [f"{m.advantage:.3f}", bound, "∞" if eps is None else f"{eps:.3f}"]
         table.add_row(*cells)
     return table
 
