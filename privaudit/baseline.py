@@ -2,7 +2,8 @@
 
 A baseline is a small JSON document (``"schema": "privaudit.baseline/1"``) holding every measurement of one audit
 (subject, metric, value, interval) and where it came from. It is written by ``privaudit baseline save RESULT.json``
-or ``privaudit mia --save-baseline FILE`` and read by ``--baseline FILE`` with ``--max-increase METRIC=VALUE``.
+or ``privaudit mia --save-baseline FILE`` (``privaudit canary --save-baseline FILE``) and read by ``--baseline FILE``
+with ``--max-increase METRIC=VALUE``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from pathlib import Path
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
-from privaudit.gate import Measurement, measurements_from_mia_dict
+from privaudit.gate import Measurement, measurements_from_canary_dict, measurements_from_mia_dict
 
 SCHEMA = "privaudit.baseline/1"
 
-# Result documents a baseline can be made from, by their "schema" field. The canary command adds its own.
-READERS: dict[str, Callable[[Mapping], list[Measurement]]] = {"privaudit.mia/1": measurements_from_mia_dict}
+# Result documents a baseline can be made from, by their "schema" field.
+READERS: dict[str, Callable[[Mapping], list[Measurement]]] = {
+    "privaudit.mia/1": measurements_from_mia_dict,
+    "privaudit.canary/1": measurements_from_canary_dict,
+}
 
 
 def baseline_document(measurements: Sequence[Measurement], *, source: Mapping) -> dict:
@@ -37,7 +41,7 @@ def baseline_document(measurements: Sequence[Measurement], *, source: Mapping) -
 
 
 def baseline_from_result(document: Mapping) -> dict:
-    """A baseline from a result document, e.g. the output of ``privaudit mia --format json``.
+    """A baseline from a result document: the output of ``privaudit mia --format json`` or ``privaudit canary ...``.
 
     Raises:
         PrivauditError: when the document is of a kind no reader knows.

@@ -10,6 +10,7 @@ must memorise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import string
@@ -189,7 +190,8 @@ def write_canaries(path: Path, canaries: Sequence[Canary]) -> None:
         tmp.write_text("".join(c.to_json() + "\n" for c in canaries), encoding="utf-8")
         tmp.replace(path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the parent may be missing or a file: nothing to clean then
+            tmp.unlink()
         raise PrivauditError(f"{path}: cannot write the canary file ({err.strerror or err})") from err
 
 

@@ -6,7 +6,6 @@ Exit codes follow ruff and mypy: 0 all gates passed, 1 a leak over a threshold, 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -361,45 +360,22 @@ def mia(
 
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
-    from privaudit.baseline import baseline_document, load_baseline
-    from privaudit.config import META_KEY, REPORT_FORMATS, CommandConfig, value_source
-    from privaudit.gate import (
-        epsilon_claim,
-        merge_thresholds,
-        mia_measurements,
-        mia_metrics,
-        parse_threshold,
-        run_gate,
-        threshold_from_key,
-    )
+    from privaudit.cli_output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
+    from privaudit.gate import mia_measurements, mia_metrics
     from privaudit.mia import SCHEMA, MiaRequest, run_mia
     from privaudit.registry import available_attacks
     from privaudit.report import formats
-    from privaudit.report.table import mia_table, print_mia
+    from privaudit.report.table import print_mia
 
-    if output_format not in REPORT_FORMATS:
-        raise PrivauditError(f"--format '{output_format}' is unknown; use one of {', '.join(REPORT_FORMATS)}")
     if scores is not None and model_dir is not None:
         raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
-    # Thresholds are checked before the audit runs, so a typo costs seconds, not the audit.
-    file_config: CommandConfig = ctx.meta.get(META_KEY) or CommandConfig()
-    known = {"metrics": mia_metrics(), "subjects": [*available_attacks(), "precomputed"]}
-    from_file = [
-        threshold_from_key(key, value, kind=kind, source=f"{file_config.source}.{kind}", **known)
-        for kind in ("fail_above", "max_increase")
-        for key, value in getattr(file_config, kind).items()
-    ]
-    from_flags = [parse_threshold(s, source="--fail-above", **known) for s in fail_above or []]
-    from_flags += [
-        parse_threshold(s, kind="max_increase", source="--max-increase", **known) for s in max_increase or []
-    ]
-    thresholds = merge_thresholds(from_file, from_flags)
-    wants_increase = any(t.kind == "max_increase" for t in thresholds)
-    if wants_increase and baseline is None:
-        raise PrivauditError("--max-increase needs --baseline FILE (from --save-baseline or 'privaudit baseline save')")
-    if baseline is not None and not wants_increase:
-        raise PrivauditError("--baseline needs at least one --max-increase METRIC=VALUE (e.g. auc=0.02)")
-    before = load_baseline(baseline) if baseline is not None else None
+    # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
+    plan = prepare_gate(
+        ctx,
+        GateOptions.from_params(ctx.params),
+        metrics=mia_metrics(),
+        subjects=[*available_attacks(), "precomputed"],
+    )
     request = MiaRequest(
         model_dir=model_dir,
         members=members,
@@ -416,65 +392,19 @@ def mia(
         train_config=train_config,
         cache_dir=cache_dir,
     )
-    with progress_bar() as bar:
-        tasks: dict[str, object] = {}
-
-        def on_progress(stage: str, done: int, total: int | None) -> None:
-            if stage.startswith("attack "):
-                return
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress(ignore="attack ") as on_progress:
         result = run_mia(request, progress=on_progress)
-
-    if fail_if_bound_exceeds_epsilon:
-        source = value_source(ctx, "fail_if_bound_exceeds_epsilon", "--fail-if-bound-exceeds-epsilon")
-        thresholds.append(epsilon_claim(result.theoretical_epsilon, source=source))
-    measurements = mia_measurements(result)
-    gate = run_gate(
-        measurements,
-        thresholds,
-        baseline=before,
-        baseline_name=None if baseline is None else str(baseline),
-        exit_zero=exit_zero,
+    audit = AuditReport(
+        command="mia",
+        schema=SCHEMA,
+        result=result,
+        measurements=mia_measurements(result),
+        bound_metric="epsilon_lb",
+        print_result=print_mia,
+        markdown=formats.to_markdown,
+        write_html=lazy("privaudit.report.html", "write_html"),
     )
-    location = formats.artifact_location(result)
-    suite = f"privaudit mia {result.model.get('path') or result.model.get('scores')}"
-    properties = {"model.fingerprint": result.model.get("fingerprint") or ""}
-    render = {
-        "json": lambda: formats.to_json(result, gate),
-        "junit": lambda: formats.to_junit(gate, suite=suite, properties=properties),
-        "sarif": lambda: formats.to_sarif(gate, location=location),
-        "github": lambda: formats.to_github(gate, location=location),
-        "markdown": lambda: formats.to_markdown(result, gate),
-    }
-    if output_format != "table":
-        write_text(render[output_format](), output)
-    elif output is not None:
-        with open(os.devnull, "w") as devnull:
-            file_console = Console(record=True, width=160, file=devnull)
-            file_console.print(mia_table(result))
-            formats.print_gate(gate, file_console)
-            write_text(file_console.export_text(), output)
-    for kind, path in (("json", json_out), ("junit", junit_out), ("sarif", sarif_out), ("markdown", markdown_out)):
-        if path is not None:
-            write_text(render[kind](), path)
-    # Human output goes to stderr when a machine format takes stdout.
-    human = Console(stderr=output_format != "table" and output is None)
-    print_mia(result, human)
-    formats.print_gate(gate, human)
-    if report is not None:
-        from privaudit.report.html import write_html
-
-        write_html(result, report)
-        err_console.print(f"HTML report written to {report}")
-    if save_baseline is not None:
-        origin = {"schema": SCHEMA, "model": result.model, "seed": result.seed}
-        write_text(json.dumps(baseline_document(measurements, source=origin), indent=2) + "\n", save_baseline)
-        err_console.print(f"baseline written to {save_baseline}")
-    if gate.exit_code:
-        raise typer.Exit(gate.exit_code)
+    finish(plan, audit)
 
 
 @app.command()

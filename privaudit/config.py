@@ -11,6 +11,10 @@ for its flags, under the flag's name with ``_`` or ``-``::
     fail_above = { "auc" = 0.6, "lira-offline:tpr@1%fpr" = 0.05 }
     fail_if_bound_exceeds_epsilon = true
 
+    [tool.privaudit.canary]         # [canary] in privaudit.toml
+    canaries = "models/target.canaries.jsonl"
+    fail_above = { "exposure" = 10, "extracted" = 0 }
+
 Flags given on the command line win. The defaults reach the command through click's ``default_map`` (set by the
 eager ``--config`` option, see :func:`apply_config`), so every flag keeps its own type checks; the threshold tables
 (``fail_above``, ``max_increase``) are merged key by key with the flags by the command instead, so
@@ -119,7 +123,7 @@ class Key:
 
 REPORT_FORMATS = ("table", "json", "junit", "sarif", "github", "markdown")
 
-# Keys every gated command shares (mia now, canary later).
+# Keys every gated command shares (mia, canary).
 GATE_KEYS: dict[str, Key] = {
     "fail_above": Key(None, _thresholds),
     "max_increase": Key(None, _thresholds),
@@ -151,6 +155,21 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "report": Key("report", _path),
         "batch_size": Key("batch_size", _int(minimum=1)),
         "cache_dir": Key("cache_dir", _path),
+    },
+    "canary": {
+        **GATE_KEYS,
+        "model": Key("model_dir", _path),
+        "canaries": Key("canaries", _path),
+        "exposure": Key("exposure", _bool),
+        "extract": Key("extract", _bool),
+        "one_run": Key("one_run", _bool),
+        "sample": Key("sample", _int(minimum=100)),
+        "epsilon": Key("epsilon", _float),
+        "delta": Key("delta", _float),
+        "steps": Key("steps", _int(minimum=1)),
+        "restarts": Key("restarts", _int(minimum=1)),
+        "report": Key("report", _path),
+        "batch_size": Key("batch_size", _int(minimum=1)),
     },
 }
 

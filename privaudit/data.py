@@ -102,6 +102,8 @@ def _read_jsonl(path: Path, raw: str) -> list[tuple[str, str | int]]:
 
 
 def _read_csv(path: Path, raw: str) -> list[tuple[str, str | int]]:
+    if not raw.strip():
+        return []  # an empty file has no examples, rather than a bad header
     reader = csv.DictReader(io.StringIO(raw, newline=""))  # keeps the line breaks of quoted multi-line fields
     if reader.fieldnames is None or not {"text", "label"} <= set(reader.fieldnames):
         raise PrivauditError(f"{path}: the CSV header must name the columns 'text' and 'label'")

@@ -1,8 +1,8 @@
 """The CI gate: thresholds and baselines over measurements, to checks, a verdict and an exit code.
 
 The gate knows nothing about attacks or canaries. A command turns its result into a flat list of
-:class:`Measurement` (one value of one metric for one subject: an attack, a canary set) and the gate compares
-them with three kinds of threshold:
+:class:`Measurement` (one value of one metric for one subject: an attack, a canary set, one canary; see
+:func:`mia_measurements` and :func:`canary_measurements`) and the gate compares them with three kinds of threshold:
 
 - ``fail_above``: ``auc=0.6`` fails when a measured value is above 0.6. ``loss:auc=0.6`` applies to one subject
   only and, for that subject, overrides the same metric given without a subject.
@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Literal
 from privaudit.errors import PrivauditError
 
 if TYPE_CHECKING:
+    from privaudit.canaries import Canary
+    from privaudit.canary import CanaryResult
     from privaudit.mia import MiaResult
 
 Kind = Literal["fail_above", "max_increase", "epsilon_claim"]
@@ -33,6 +35,9 @@ Status = Literal["passed", "failed", "skipped"]
 
 MIA_FIXED_METRICS = ("auc", "advantage", "epsilon_lb")
 CANARY_METRICS = ("exposure", "extracted", "one_run_epsilon_lb")
+# Subjects of a canary audit: the inserted canaries as a set, each inserted canary, and the one-run audit canaries.
+CANARY_SET = "canaries"
+ONE_RUN = "one-run"
 
 _TPR = re.compile(r"tpr@(?P<pct>\d+(?:\.\d+)?)%fpr")
 _ABS_TOL = 1e-12  # a value equal to its limit up to float noise is not above it
@@ -213,7 +218,7 @@ class GateResult:
         return text
 
     def to_dict(self) -> dict:
-        """The ``gate`` section of the JSON report (see ``docs/schema-mia.json``)."""
+        """The ``gate`` section of the JSON report (see ``docs/schema-mia.json``, ``docs/schema-canary.json``)."""
         return {
             "verdict": self.verdict,
             "exit_code": self.exit_code,
@@ -232,15 +237,17 @@ def parse_threshold(
     metrics: Collection[str],
     subjects: Collection[str] | None = None,
     source: str = "",
+    noun: str = "attack",
 ) -> Threshold:
     """Parse ``METRIC=VALUE`` or ``SUBJECT:METRIC=VALUE``.
 
     Args:
-        spec: e.g. ``"auc=0.6"``, ``"lira-offline:tpr@1%fpr=0.05"``.
+        spec: e.g. ``"auc=0.6"``, ``"lira-offline:tpr@1%fpr=0.05"``, ``"canary:3:exposure=12"``.
         kind: ``"fail_above"`` or ``"max_increase"`` (whose value must be ``>= 0``).
         metrics: the valid metric names.
         subjects: the valid subject names, or ``None`` to accept any.
         source: where ``spec`` came from, for messages and the report.
+        noun: what a subject is, for messages: ``"attack"`` (mia) or ``"subject"`` (canary).
 
     Returns:
         The threshold, with the metric name in its canonical spelling (``tpr@1.0%FPR`` becomes ``tpr@1%fpr``).
@@ -250,11 +257,12 @@ def parse_threshold(
     """
     key, sep, raw = spec.rpartition("=")
     if not sep or not key.strip() or not raw.strip():
-        raise PrivauditError(f"{source}: '{spec}' is not METRIC=VALUE or ATTACK:METRIC=VALUE")
+        raise PrivauditError(f"{source}: '{spec}' is not METRIC=VALUE or {noun.upper()}:METRIC=VALUE")
     try:
-        return threshold_from_key(key, float(raw), kind=kind, metrics=metrics, subjects=subjects, source=source)
+        value = float(raw)
     except ValueError as err:
         raise PrivauditError(f"{source}: '{spec}': '{raw.strip()}' is not a number") from err
+    return threshold_from_key(key, value, kind=kind, metrics=metrics, subjects=subjects, source=source, noun=noun)
 
 
 def threshold_from_key(
@@ -265,6 +273,7 @@ def threshold_from_key(
     metrics: Collection[str],
     subjects: Collection[str] | None = None,
     source: str = "",
+    noun: str = "attack",
 ) -> Threshold:
     """Like :func:`parse_threshold`, from a key (``"loss:auc"``) and a value, as a config file's table holds them."""
     subject, _, metric = key.strip().rpartition(":")
@@ -273,7 +282,7 @@ def threshold_from_key(
     if metric not in metrics:
         raise PrivauditError(f"{source}: unknown metric '{metric}' in '{key}'; valid metrics: {', '.join(metrics)}")
     if subject is not None and subjects is not None and subject not in subjects:
-        raise PrivauditError(f"{source}: unknown attack '{subject}' in '{key}'; choose from: {', '.join(subjects)}")
+        raise PrivauditError(f"{source}: unknown {noun} '{subject}' in '{key}'; choose from: {_listing(subjects)}")
     if isinstance(limit, bool) or not math.isfinite(limit):
         raise PrivauditError(f"{source}: '{key}' needs a finite number, got {limit!r}")
     if kind == "max_increase" and limit < 0:
@@ -433,6 +442,83 @@ def measurements_from_mia_dict(document: Mapping) -> list[Measurement]:
     except (KeyError, TypeError) as err:
         raise PrivauditError(f"not a privaudit.mia/1 document: missing or malformed field {err}") from err
     return out
+
+
+def canary_subject(index: int) -> str:
+    """The subject of one inserted canary: ``canary:3`` is ``canaries[3]`` of the JSON report."""
+    return f"canary:{index}"
+
+
+def canary_subjects(canaries: Sequence[Canary]) -> list[str]:
+    """The subjects a canary audit of this canary file measures, for checking ``SUBJECT:METRIC`` before it runs.
+
+    Args:
+        canaries: the canary file's records, in file order, as :func:`privaudit.canaries.read_canaries` reads them.
+    """
+    exposure = [c for c in canaries if c.kind == "exposure"]  # the report's canaries, in the same order
+    return [CANARY_SET, ONE_RUN, *(canary_subject(i) for i, c in enumerate(exposure) if c.inserted)]
+
+
+def canary_measurements(result: CanaryResult) -> list[Measurement]:
+    """The measurements of a canary audit: exposure and extraction per inserted canary and as a set, one-run bound."""
+    return measurements_from_canary_dict(result.to_dict())
+
+
+def measurements_from_canary_dict(document: Mapping) -> list[Measurement]:
+    """:func:`canary_measurements` from the JSON document (``privaudit.canary/1``) of ``privaudit canary``.
+
+    Subjects and what they measure:
+
+    - ``canaries``: ``exposure``, the largest exposure among the inserted canaries (controls are never gated: a
+      control's exposure is chance), and ``extracted``, how many inserted secrets ModIvA recovered exactly;
+    - ``canary:<i>``: ``exposure`` and ``extracted`` (0 or 1) of one inserted canary, ``i`` its index in the
+      document's ``canaries`` array;
+    - ``one-run``: ``one_run_epsilon_lb``, the one-run epsilon lower bound (Steinke et al. 2023).
+
+    A measure that was not run (``--no-exposure``, ``--no-extract``, no ``--one-run``) is ``None`` with a note on the
+    set's subject, so a threshold on it is skipped, never passed.
+
+    Raises:
+        PrivauditError: when the document lacks a field the measurements need.
+    """
+    try:
+        rows = list(enumerate(document["canaries"]))
+        inserted = [(i, row) for i, row in rows if row["inserted"]]
+        exposures = [row["exposure"] for _, row in inserted if row["exposure"] is not None]
+        extraction_ran = any("extraction" in row for _, row in rows)
+        if inserted:
+            exposure_note = None if exposures else "exposure was not measured (--no-exposure)"
+            extracted_note = None if extraction_ran else "ModIvA extraction was not run (--no-extract)"
+        else:
+            exposure_note = extracted_note = "the canary file has no inserted exposure canaries"
+        extracted = None if extracted_note else sum(bool(row["extraction"]["recovered"]) for _, row in inserted)
+        out = [
+            Measurement(CANARY_SET, "exposure", max(exposures, default=None), note=exposure_note),
+            Measurement(CANARY_SET, "extracted", extracted, note=extracted_note),
+        ]
+        for i, row in inserted:
+            if row["exposure"] is not None:
+                out.append(Measurement(canary_subject(i), "exposure", row["exposure"]))
+            if "extraction" in row:
+                out.append(Measurement(canary_subject(i), "extracted", int(bool(row["extraction"]["recovered"]))))
+        one_run = document["one_run"]
+        if one_run is None:
+            note = "the one-run audit was not run (pass --one-run)"
+            out.append(Measurement(ONE_RUN, "one_run_epsilon_lb", None, note=note))
+        else:
+            level = 1 - one_run["p"]
+            out.append(Measurement(ONE_RUN, "one_run_epsilon_lb", one_run["epsilon_lower_bound"], confidence=level))
+    except (KeyError, TypeError) as err:
+        raise PrivauditError(f"not a privaudit.canary/1 document: missing or malformed field {err}") from err
+    return out
+
+
+def _listing(names: Collection[str], most: int = 12) -> str:
+    """Names for a message; past ``most``, the first ones and how many there are in all."""
+    names = list(names)
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[: most - 1])}, ... ({len(names)} in all)"
 
 
 def _num(x: float) -> str:

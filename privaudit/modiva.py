@@ -2,12 +2,14 @@
 Language Understanding Models").
 
 The attacker knows the canary's template and label and the model's weights, and searches for the secret that makes the
-model predict that label. The template's fixed tokens stay as they are; each slot is relaxed into a distribution over
-its alphabet, ``p_i = softmax(theta_i / T)``, and fed through ``inputs_embeds`` as ``sum_v p_i[v] * E[token(v)]``. The
-slot logits ``theta`` are trained with Adam to minimise the cross-entropy to the label plus ``entropy_weight`` times
-the slots' mean entropy, which pushes each ``p_i`` toward one-hot, while ``T`` anneals geometrically from
-``temperature_start`` to ``temperature_end`` (a deterministic annealed softmax; the paper uses Gumbel-softmax, whose
-noise we leave to the restarts). ``restarts`` random starting points run as one batch.
+model predict that label. The template's fixed tokens stay as they are; each slot ``i`` is relaxed into a Gumbel-softmax
+sample over its alphabet, ``y_i = softmax((theta_i + g) / T)`` with fresh Gumbel noise ``g`` each step (Jang et al.
+2017, as the paper does), and fed through ``inputs_embeds`` as ``sum_v y_i[v] * E[token(v)]``. The slot logits
+``theta`` are trained with Adam to minimise the cross-entropy to the label plus ``entropy_weight`` times the mean
+entropy of ``p_i = softmax(theta_i / T)``, which pushes each slot toward one-hot, while ``T`` anneals geometrically
+from ``temperature_start`` to ``temperature_end``. ``restarts`` random starting points run as one batch. On the
+``intent-tiny`` fixture the noise halves the true secrets' mean rank against a noise-free annealed softmax: it keeps
+restarts from settling on mixtures of embeddings that no discrete secret reproduces.
 
 Decoding: each restart's argmax per slot is a candidate, and so are the ``top_k`` secrets of the final distribution;
 all are scored with a real forward pass of token ids, and the one with the lowest loss is the guess.
@@ -46,11 +48,12 @@ class ModivaConfig:
         steps: Adam steps.
         lr: Adam learning rate on the slot logits.
         restarts: random starting points, optimised together as one batch.
-        temperature_start: softmax temperature at the first step.
-        temperature_end: softmax temperature at the last step (geometric schedule in between).
+        temperature_start: Gumbel-softmax temperature at the first step.
+        temperature_end: temperature at the last step (geometric schedule in between); the final distribution
+            over secrets is taken at this temperature.
         entropy_weight: weight of the slots' mean entropy in the loss (pushes toward one-hot).
         top_k: guesses reported, and decoded candidates scored, from the final distribution.
-        seed: seeds the starting points; the same seed gives the same result.
+        seed: seeds the starting points and the Gumbel noise; the same seed gives the same result.
     """
 
     steps: int = 300
@@ -221,8 +224,8 @@ def _frozen(model: torch.nn.Module):
 def _invert(target: Target, layout: _Layout, label_ids: Sequence[int], config: ModivaConfig) -> list[torch.Tensor]:
     """Optimise the slot logits of every (label, restart) pair as one batch.
 
-    Every label starts from the same ``restarts`` points, drawn from ``config.seed``, so a canary's result does not
-    depend on which others share its batch. Returns each slot's final logits over its alphabet divided by
+    Every label starts from the same ``restarts`` points and gets the same Gumbel noise, drawn from ``config.seed``,
+    so a canary's run does not depend on which others share its batch. Returns each slot's final logits divided by
     ``temperature_end``, shape ``(labels, restarts, |alphabet|)``.
     """
     generator = torch.Generator().manual_seed(config.seed)
@@ -242,10 +245,14 @@ def _invert(target: Target, layout: _Layout, label_ids: Sequence[int], config: M
         embeds = base.clone()
         entropy = torch.zeros(rows)
         for theta, alphabet, position in zip(thetas, alphabets, layout.positions):
+            # Gumbel-softmax (Jang et al. 2017), as the paper relaxes its one-hot tokens; every label gets the same
+            # noise, so a canary's run does not depend on its batch.
+            uniform = torch.rand(restarts, theta.shape[-1], generator=generator).clamp_(1e-10, 1 - 1e-10)
+            gumbel = -torch.log(-torch.log(uniform)).repeat(n_labels, 1)
+            relaxed = torch.softmax((theta + gumbel) / temperature, dim=-1)
+            embeds[:, position] = relaxed @ alphabet
             log_p = torch.log_softmax(theta / temperature, dim=-1)
-            p = log_p.exp()
-            embeds[:, position] = p @ alphabet
-            entropy = entropy - (p * log_p).sum(-1)
+            entropy = entropy - (log_p.exp() * log_p).sum(-1)
         logits = target.logits_from_embeddings(embeds, mask)
         # Rows are independent attacks: sum their losses so no row's gradient shrinks with the batch.
         loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")

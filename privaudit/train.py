@@ -101,13 +101,30 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    def wordpiece(vocab: dict[str, int] | None = None) -> Tokenizer:
+        tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]") if vocab else models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        return tok
+
+    # The trainer gives each continuing-subword token ("##e") its id in hash-map order, and breaks ties between
+    # merges by id, so the same texts gave a different vocabulary on every run (huggingface/tokenizers#1794).
+    # Registering those tokens up front, sorted, fixes their ids and so the whole vocabulary.
+    tok = wordpiece()
+    inner = set()
+    for text in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            inner.update(word[1:])
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIAL_TOKENS, show_progress=False
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=SPECIAL_TOKENS + [f"##{c}" for c in sorted(inner)],
+        show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
+    # The same vocabulary in a fresh tokenizer, where only the real special tokens are special.
+    tok = wordpiece(tok.get_vocab(with_added_tokens=False))
+    tok.add_special_tokens(SPECIAL_TOKENS)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from privaudit import trainjob
 from privaudit.train import Architecture, TrainConfig
@@ -26,7 +25,9 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MODEL = ROOT / "fixtures" / "models" / "intent-tiny"
 FIXTURE_DATA = ROOT / "fixtures" / "data"
-TINY_ARCH = Architecture(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=200)
+TINY_ARCH = Architecture(
+    hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=200
+)
 LABELS = ("get_weather", "play_music", "set_alarm")
 CANARY_TEMPLATE = "my pin code is {d} {d} {d} {d}"
 
@@ -124,9 +125,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 def run_cli() -> Callable[..., Result]:
     """``run_cli("train", ...)`` runs ``privaudit`` in-process; ``result.stdout`` and ``result.stderr`` come apart.
 
-    Click 8.2+ always captures the two streams separately (``result.output`` interleaves them). Exceptions are caught
-    by the runner (``result.exception``), as the console script would exit with them. The terminal is 200 columns wide
-    so that Rich does not wrap paths and messages in the middle.
+    Typer's runner (its own copy of Click 8.2+'s) always captures the two streams apart; ``result.output`` interleaves
+    them. An exception that escapes the app lands in ``result.exception`` with exit code 1. The terminal is 200 columns
+    wide so that Rich does not wrap paths and messages in the middle.
     """
     runner = CliRunner()
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from privaudit.canary import CanaryRequest, candidates, run_canary
 from privaudit.canaries import read_canaries
+from privaudit.canary import CanaryRequest, candidates, run_canary
 from privaudit.cli import app
 from privaudit.errors import PrivauditError
 

@@ -48,10 +48,7 @@ def test_jsonl_texts_may_hold_unicode_line_separators(tmp_path: Path) -> None:
 def test_csv_with_names_ids_quoting_and_a_byte_order_mark(tmp_path: Path) -> None:
     path = write(
         tmp_path / "d.csv",
-        "\ufefftext,label,source\n"
-        'play some jazz,play_music,web\n'
-        '"rain, or not?",0,app\n'
-        '"two\nlines",set_alarm,app\n',
+        '\ufefftext,label,source\nplay some jazz,play_music,web\n"rain, or not?",0,app\n"two\nlines",set_alarm,app\n',
     )
     dataset = read_dataset(path)
     assert dataset.texts == ("play some jazz", "rain, or not?", "two\nlines")
@@ -59,7 +56,9 @@ def test_csv_with_names_ids_quoting_and_a_byte_order_mark(tmp_path: Path) -> Non
 
 
 def test_encode_labels_by_name_and_by_id(tmp_path: Path) -> None:
-    dataset = TextDataset(path=tmp_path / "d.jsonl", texts=("a", "b", "c", "d"), labels=("set_alarm", 0, "play_music", 2))
+    dataset = TextDataset(
+        path=tmp_path / "d.jsonl", texts=("a", "b", "c", "d"), labels=("set_alarm", 0, "play_music", 2)
+    )
     ids = encode_labels(dataset, LABEL2ID)
     assert ids.dtype == np.int64
     assert ids.tolist() == [2, 0, 1, 2]
@@ -129,7 +128,13 @@ def test_csv_without_text_and_label_columns(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content"),
-    [("d.jsonl", ""), ("d.jsonl", "\n \n\t\n"), ("d.csv", ""), ("d.csv", "text,label\n"), ("d.csv", "text,label\n\n\n")],
+    [
+        ("d.jsonl", ""),
+        ("d.jsonl", "\n \n\t\n"),
+        ("d.csv", ""),
+        ("d.csv", "text,label\n"),
+        ("d.csv", "text,label\n\n\n"),
+    ],
 )
 def test_empty_file(tmp_path: Path, name: str, content: str) -> None:
     path = write(tmp_path / name, content)

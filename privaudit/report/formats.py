@@ -1,9 +1,9 @@
 """Machine and CI formats of a gated audit: JSON, JUnit XML, SARIF 2.1.0, GitHub annotations, Markdown, and the
 gate's Rich table. Reporters never compute: they render a :class:`~privaudit.gate.GateResult` (and for JSON and
-Markdown the :class:`~privaudit.mia.MiaResult`) as they are.
+Markdown the :class:`~privaudit.mia.MiaResult` or :class:`~privaudit.canary.CanaryResult`) as they are.
 
-The JUnit, SARIF and GitHub writers take only the gate and a file to point at, so any gated command (mia, canary)
-can use them.
+The JSON, JUnit, SARIF and GitHub writers take only the gate, the result's own document and a file to point at, so
+every gated command (mia, canary) uses them; the Markdown summary has one writer per command.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from rich.console import Console
@@ -19,8 +20,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from privaudit import __version__
-from privaudit.gate import Check, GateResult
+from privaudit.gate import Check, GateResult, canary_subject
 from privaudit.mia import MiaResult
+
+if TYPE_CHECKING:
+    from privaudit.canary import CanaryResult
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _STATUS_STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
@@ -40,8 +44,8 @@ def metric_title(metric: str) -> str:
     return f"TPR at {match[1]}% FPR of a membership-inference attack" if match else _TITLES.get(metric, metric)
 
 
-def artifact_location(result: MiaResult) -> str:
-    """The file CI annotations point at: the model's ``config.json``, or the ``--scores`` file.
+def artifact_location(result: MiaResult | CanaryResult) -> str:
+    """The file CI annotations point at: the model's ``config.json``, or the ``--scores`` file of a mia audit.
 
     A path inside the current directory is made relative to it (the repository root in CI), with ``/``.
     """
@@ -56,13 +60,16 @@ def artifact_location(result: MiaResult) -> str:
 # --- JSON --------------------------------------------------------------------------------------------------------
 
 
-def mia_document(result: MiaResult, gate: GateResult) -> dict:
-    """The ``privaudit.mia/1`` JSON document: the audit's own fields plus the ``gate`` section."""
+def report_document(result: MiaResult | CanaryResult, gate: GateResult) -> dict:
+    """The JSON document (``privaudit.mia/1``, ``privaudit.canary/1``): the audit's own fields plus the ``gate``."""
     return {**result.to_dict(), "gate": gate.to_dict()}
 
 
-def to_json(result: MiaResult, gate: GateResult) -> str:
-    return json.dumps(mia_document(result, gate), indent=2, sort_keys=True) + "\n"
+mia_document = report_document
+
+
+def to_json(result: MiaResult | CanaryResult, gate: GateResult) -> str:
+    return json.dumps(report_document(result, gate), indent=2, sort_keys=True) + "\n"
 
 
 # --- JUnit XML ---------------------------------------------------------------------------------------------------
@@ -258,6 +265,50 @@ def to_markdown(result: MiaResult, gate: GateResult) -> str:
         cells += [_interval(t.tpr, t.low, t.high) if t.supported else "n/a (too few non-members)" for t in m.tpr_at_fpr]
         cells += [f"{m.advantage:.3f}", f"{m.epsilon_lower_bound:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    gate_part = markdown_gate(gate)
+    return "\n".join(lines) + ("\n\n" + gate_part if gate_part else "") + "\n"
+
+
+def _bits(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def canary_markdown(result: CanaryResult, gate: GateResult) -> str:
+    """A pull-request summary of a canary audit: verdict line, exposure and extraction, one-run bound, breaches."""
+    icon = "❌" if gate.verdict == "fail" else "✅"
+    eps = "∞ (no DP)" if result.theoretical_epsilon is None else f"{result.theoretical_epsilon:.3f}"
+    inserted, controls = result.group(True), result.group(False)
+    extracted = any(r.extraction is not None for r in result.rows)
+    lines = [
+        f"### {icon} privaudit canary: {_cell(gate.summary())}",
+        "",
+        f"Model `{result.model.get('path')}`, canaries `{result.model.get('canaries')}`: {len(inserted)} inserted, "
+        f"{len(controls)} controls, seed {result.seed}; theoretical ε {eps} (δ={result.delta:g}).",
+        "",
+        "| canaries | mean exposure (bits) | max exposure (bits) | recovered by ModIvA |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, group, flag in (("inserted", inserted, True), ("controls", controls, False)):
+        top = max((r.exposure for r in group if r.exposure is not None), default=None)
+        recovered = f"{result.extracted(flag)} of {len(group)}" if extracted else "n/a"
+        lines.append(f"| {name} | {_bits(result.mean_exposure(flag))} | {_bits(top)} | {recovered} |")
+    one = result.one_run
+    if one is not None:
+        lines += [
+            "",
+            f"One-run audit: ε ≥ {one.epsilon_lower_bound:.3f} at {1 - one.p:.0%} confidence "
+            f"({one.v} of {one.r} guesses right, {one.m} canaries).",
+        ]
+    if inserted:
+        lines += ["", "| subject | canary | label | exposure (bits) | recovered |", "|---|---|---|---:|---|"]
+        for i, row in enumerate(result.rows):
+            if row.canary.inserted:
+                x = row.extraction
+                recovered = "n/a" if x is None else ("yes" if x.recovered else "no")
+                lines.append(
+                    f"| {canary_subject(i)} | `{_cell(row.canary.text)}` | {_cell(row.canary.label)} | "
+                    f"{_bits(row.exposure)} | {recovered} |"
+                )
     gate_part = markdown_gate(gate)
     return "\n".join(lines) + ("\n\n" + gate_part if gate_part else "") + "\n"
 

@@ -1,0 +1,347 @@
+"""Attack power per compute: TPR at 1% FPR against the number of reference models, on the fixture ``intent-tiny``.
+
+LOSS needs no reference model; LiRA (offline and online) and RMIA get K = 1, 2, 4 and 8. Reference models come from
+privaudit's own cache (``privaudit.reference``), which keys model ``i`` by the recipe, the data and the seed but not
+by K, so the first K of the eight models are exactly the models ``privaudit mia --reference-models K`` would train:
+eight offline and eight online models serve every K, and the peers section reuses them.
+
+The helpers here (one scoring pass of the target, reference signals from the shared cache, one attack measured the
+same way as ``privaudit mia`` measures it) are shared with ``benchmarks/peers.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from privaudit.data import encode_labels, read_dataset
+from privaudit.metrics import AttackMetrics, evaluate
+from privaudit.reference import ReferenceSignals, reference_signals
+from privaudit.registry import get_attack
+from privaudit.signals import Signals
+from privaudit.target import Target
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "fixtures" / "data"
+TARGET = ROOT / "fixtures" / "models" / "intent-tiny"
+CACHE = ROOT / ".cache" / "bench"
+REFERENCE_CACHE = CACHE / "reference"
+RESULTS = ROOT / "benchmarks" / "results"
+PLOT = RESULTS / "power.png"
+
+# One thread: on two cores shared with other jobs, two OpenMP threads spin against each other and a training step of
+# the tiny model takes ten times longer (0.9 s against 0.06 s measured); one thread is also the polite share.
+THREADS = 1
+SEED = 0
+DELTA = 1e-5  # as privaudit mia's default
+KS = (1, 2, 4, 8)
+SERIES = {
+    # name: (attack, reference models trained online)
+    "loss": ("loss", False),
+    "lira-offline": ("lira-offline", False),
+    "lira-online": ("lira-online", True),
+    "rmia": ("rmia", False),
+    "rmia (online models)": ("rmia", True),
+}
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Audit:
+    """The audited model and data, scored once: every attack and every tool reads these arrays."""
+
+    target: Target
+    texts: list[str]  # members, then non-members
+    labels: np.ndarray
+    is_member: np.ndarray
+    population_texts: list[str]
+    population_labels: np.ndarray
+    logits: np.ndarray  # target logits on ``texts``
+    population_logits: np.ndarray
+    scoring_seconds: float
+
+
+def load_audit(model_dir: Path = TARGET) -> Audit:
+    """Read the fixture data the way ``privaudit mia`` does and score it with the target in one pass."""
+    target = Target.load(model_dir)
+    members, non_members = read_dataset(DATA / "members.jsonl"), read_dataset(DATA / "non_members.jsonl")
+    population = read_dataset(DATA / "population.jsonl")
+    texts = list(members.texts) + list(non_members.texts)
+    labels = np.concatenate([encode_labels(members, target.label2id), encode_labels(non_members, target.label2id)])
+    is_member = np.r_[np.ones(len(members), dtype=bool), np.zeros(len(non_members), dtype=bool)]
+    start = time.perf_counter()
+    logits = target.logits(texts + list(population.texts))
+    seconds = time.perf_counter() - start
+    return Audit(
+        target=target,
+        texts=texts,
+        labels=labels,
+        is_member=is_member,
+        population_texts=list(population.texts),
+        population_labels=encode_labels(population, target.label2id),
+        logits=logits[: len(texts)],
+        population_logits=logits[len(texts) :],
+        scoring_seconds=seconds,
+    )
+
+
+@dataclass
+class References:
+    """K reference models' signals and what they cost."""
+
+    signals: ReferenceSignals
+    online: bool
+    trained: int  # models trained in this run (the others came from the cache)
+    train_seconds: list[float]  # per model: training and scoring, as recorded when it was trained
+    cached_seconds: list[float]  # per model loaded from the cache this run: loading and scoring
+
+
+def _ledger_key(audit: Audit, online: bool, index: int) -> str:
+    return f"{audit.target.fingerprint()[:16]}/{'online' if online else 'offline'}/{index}"
+
+
+def references(audit: Audit, *, n_models: int, online: bool, cache_dir: Path = REFERENCE_CACHE) -> References:
+    """Train (or load from privaudit's cache) ``n_models`` reference models the way ``privaudit mia`` does.
+
+    A model's training time is measured once, when it is trained, and kept in a ledger beside the cache, so a cached
+    run still reports what the models cost.
+    """
+    ledger_file = cache_dir / "seconds.json"
+    ledger = json.loads(ledger_file.read_text()) if ledger_file.is_file() else {}
+    per_model: list[float] = []
+    cached: list[float] = []
+    trained = [0]
+    last = [time.perf_counter()]
+
+    def on_model(i: int, _total: int, status: str) -> None:
+        now = time.perf_counter()
+        elapsed, last[0] = now - last[0], now
+        key = _ledger_key(audit, online, i - 1)
+        if status == "trained":
+            trained[0] += 1
+            ledger[key] = elapsed
+        else:
+            cached.append(elapsed)
+        if key in ledger:  # a model cached by an older run without the ledger has no recorded cost
+            per_model.append(ledger[key])
+
+    signals = reference_signals(
+        audit.target,
+        audited_texts=audit.texts,
+        audited_labels=audit.labels,
+        population_texts=audit.population_texts,
+        population_labels=audit.population_labels,
+        n_models=n_models,
+        online=online,
+        seed=SEED,
+        cache_dir=cache_dir,
+        on_model=on_model,
+    )
+    if trained[0]:
+        ledger_file.parent.mkdir(parents=True, exist_ok=True)
+        ledger_file.write_text(json.dumps(ledger, indent=2, sort_keys=True) + "\n")
+    return References(signals, online, trained[0], per_model, cached)
+
+
+def signals_with(audit: Audit, refs: References | None, k: int) -> Signals:
+    """The target's signals with the first ``k`` reference models: what ``--reference-models k`` gives an attack."""
+    ref = refs.signals if refs is not None and k > 0 else None
+    return Signals(
+        logits=audit.logits,
+        labels=audit.labels,
+        reference_logits=None if ref is None else ref.logits[:k],
+        reference_in=None if ref is None else ref.is_in[:k],
+        population_logits=audit.population_logits,
+        population_labels=audit.population_labels,
+        population_reference_logits=None if ref is None else ref.population_logits[:k],
+    )
+
+
+def measure(scores: np.ndarray, is_member: np.ndarray) -> AttackMetrics:
+    """Every tool's scores go through this one function: privaudit's metrics, at privaudit mia's settings."""
+    return evaluate(np.asarray(scores, dtype=np.float64).ravel(), is_member, alpha=0.05, delta=DELTA, seed=SEED)
+
+
+def summary(metrics: AttackMetrics) -> dict:
+    """AUC and TPR at 1% and 0.1% FPR, with their 95% intervals, as plain numbers."""
+    tpr = {t.fpr: t for t in metrics.tpr_at_fpr}
+    return {
+        "auc": metrics.auc.value,
+        "auc_low": metrics.auc.low,
+        "auc_high": metrics.auc.high,
+        "tpr_at_1%": tpr[0.01].tpr,
+        "tpr_at_1%_low": tpr[0.01].low,
+        "tpr_at_1%_high": tpr[0.01].high,
+        "tpr_at_0.1%": tpr[0.001].tpr,
+        "tpr_at_0.1%_low": tpr[0.001].low,
+        "tpr_at_0.1%_high": tpr[0.001].high,
+        "epsilon_lower_bound": metrics.epsilon_lower_bound,
+    }
+
+
+def attack(name: str, signals: Signals, is_member: np.ndarray) -> tuple[np.ndarray, dict, float]:
+    """One privaudit attack on ready signals: its scores, their summary, and the seconds the attack itself took."""
+    start = time.perf_counter()
+    scores = np.asarray(get_attack(name).score(signals), dtype=np.float64)
+    seconds = time.perf_counter() - start
+    return scores, summary(measure(scores, is_member)), seconds
+
+
+def _check_against_run_mia(audit: Audit, k: int, expected: dict[str, np.ndarray]) -> bool:
+    """``privaudit mia`` itself, at K = k from the same cache, must give the scores measured on the sliced signals."""
+    from privaudit.mia import MiaRequest, run_mia
+
+    result = run_mia(
+        MiaRequest(
+            model_dir=TARGET,
+            members=DATA / "members.jsonl",
+            non_members=DATA / "non_members.jsonl",
+            population=DATA / "population.jsonl",
+            attacks=",".join(expected),
+            reference_models=k,
+            seed=SEED,
+            cache_dir=REFERENCE_CACHE,
+        )
+    )
+    return all(np.allclose(a.scores, expected[a.name]) for a in result.attacks)
+
+
+def plot(data: dict, path: Path) -> None:
+    """TPR at 1% FPR against reference models, one line per attack, with 95% Clopper-Pearson bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for name, rows in data["series"].items():
+        ks = [r["k"] for r in rows]
+        tpr = np.array([r["tpr_at_1%"] for r in rows]) * 100
+        low = tpr - np.array([r["tpr_at_1%_low"] for r in rows]) * 100
+        high = np.array([r["tpr_at_1%_high"] for r in rows]) * 100 - tpr
+        if name == "loss":
+            ax.axhline(tpr[0], color="grey", linestyle="--", linewidth=1, label="loss (no reference model)")
+            ax.errorbar(ks, tpr, yerr=[low, high], fmt="o", color="grey", capsize=3)
+            continue
+        ax.errorbar(ks, tpr, yerr=[low, high], marker="o", capsize=3, label=name)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xticks([0, *KS])
+    ax.set_xticklabels([str(k) for k in (0, *KS)])
+    ax.set_xlabel("reference models trained (K)")
+    ax.set_ylabel("TPR at 1% FPR (%)")
+    ax.set_title("Attack power per compute: intent-tiny, 1,000 members / 1,000 non-members")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _notes(data: dict) -> str:
+    s = data["series"]
+    at = {name: {r["k"]: r for r in rows} for name, rows in s.items()}
+
+    def tpr(name: str, k: int) -> str:
+        r = at[name][k]
+        return f"{r['tpr_at_1%']:.1%} [{r['tpr_at_1%_low']:.1%}, {r['tpr_at_1%_high']:.1%}]"
+
+    lines = [
+        f"LOSS, with no reference model, reaches {tpr('loss', 0)} TPR at 1% FPR. ",
+    ]
+    for k in (1, 2):
+        r, lo, ln = at["rmia"][k], at["lira-offline"][k], at["lira-online"][k]
+        best_lira = max(lo["tpr_at_1%"], ln["tpr_at_1%"])
+        verdict = "beats" if r["tpr_at_1%"] > best_lira else "does not beat"
+        overlap = r["tpr_at_1%_low"] <= best_lira <= r["tpr_at_1%_high"]
+        lines.append(
+            f"With K={k}, RMIA {verdict} LiRA: RMIA {tpr('rmia', k)}, LiRA offline {tpr('lira-offline', k)}, "
+            f"LiRA online {tpr('lira-online', k)}"
+            + (" (the intervals overlap: one seed and 1,000 members cannot separate them). " if overlap else ". ")
+        )
+    k_max = max(KS)
+    lines.append(
+        f"At K={k_max}: RMIA {tpr('rmia', k_max)}, LiRA offline {tpr('lira-offline', k_max)}, "
+        f"LiRA online {tpr('lira-online', k_max)}. "
+    )
+    lines.append(
+        "Online LiRA draws each reference model's training set from population and audited examples together, so an "
+        "audited example is IN a given model with probability 1/4 (1,000 of 4,000): at K=1 most examples have no IN "
+        "model and fall back to a shifted OUT mean, which is why online LiRA is weak at small K. "
+        "Intervals are 95% Clopper-Pearson on one seed; a second seed (another eight models each way) would show the "
+        "spread across training randomness, which these intervals do not include."
+    )
+    if not data.get("matches_run_mia", True):
+        lines.append(" **The sliced signals did not reproduce `privaudit mia` at K=2: the figures above are suspect.**")
+    return "".join(lines)
+
+
+def run(repeats: int) -> dict:
+    """The ``power`` section: TPR@1%FPR per attack and K, training cost per model, and the plot."""
+    del repeats  # every number here is a deterministic measurement or a one-off training time
+    with torch_threads(THREADS):
+        audit = load_audit()
+        refs = {online: references(audit, n_models=max(KS), online=online) for online in (False, True)}
+        series: dict[str, list[dict]] = {}
+        attack_seconds: dict[str, float] = {}
+        k2_scores: dict[str, np.ndarray] = {}
+        for name, (attack_name, online) in SERIES.items():
+            rows = []
+            for k in (0,) if attack_name == "loss" else KS:
+                scores, row, seconds = attack(attack_name, signals_with(audit, refs[online], k), audit.is_member)
+                rows.append({"k": k, **row})
+                if k == 2 and name in ("lira-offline", "rmia"):
+                    k2_scores[attack_name] = scores
+                attack_seconds[f"{name}, K={k}"] = seconds
+            series[name] = rows
+        start = time.perf_counter()
+        matches = _check_against_run_mia(audit, 2, k2_scores)
+        check_seconds = time.perf_counter() - start
+    cached = refs[False].cached_seconds + refs[True].cached_seconds
+    seconds = {"target scoring pass (4,000 texts)": audit.scoring_seconds}
+    for online, side in ((False, "offline"), (True, "online")):
+        if refs[online].train_seconds:
+            seconds[f"one {side} reference model: train + score (mean)"] = float(np.mean(refs[online].train_seconds))
+    recorded = refs[False].train_seconds + refs[True].train_seconds
+    if len(recorded) == 2 * max(KS):
+        seconds[f"all {2 * max(KS)} reference models: train + score (total)"] = float(sum(recorded))
+    if cached:
+        seconds["one reference model: load + score from the cache (mean)"] = float(np.mean(cached))
+    seconds |= {
+        "lira-offline, K=8 (attack only)": attack_seconds["lira-offline, K=8"],
+        "lira-online, K=8 (attack only)": attack_seconds["lira-online, K=8"],
+        "rmia, K=8 (attack only)": attack_seconds["rmia, K=8"],
+        "privaudit mia --attack lira-offline,rmia --reference-models 2 (cached models)": check_seconds,
+    }
+    data = {
+        "seconds": seconds,
+        "series": series,
+        "ks": [0, *KS],
+        "n_members": int(audit.is_member.sum()),
+        "n_non_members": int((~audit.is_member).sum()),
+        "models_trained_this_run": refs[False].trained + refs[True].trained,
+        "matches_run_mia": matches,
+        "torch_threads": THREADS,
+        "attack_seconds": attack_seconds,
+        "plot": str(PLOT.relative_to(ROOT)),
+    }
+    plot(data, PLOT)
+    data["notes"] = _notes(data)
+    return data
