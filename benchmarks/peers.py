@@ -129,7 +129,9 @@ class RecipeShadowModel:
                 dp=dp,
                 tokenizer=target.tokenizer,
             )
-            save_model(trained, model_dir, recipe_dict(trained, data={"n_examples": len(rows)}, canaries=None), overwrite=True)
+            save_model(
+                trained, model_dir, recipe_dict(trained, data={"n_examples": len(rows)}, canaries=None), overwrite=True
+            )
             self.seconds_ = time.perf_counter() - start
             ledger.write_text(f"{self.seconds_}\n")
         self.model_ = Target.load(model_dir)
@@ -233,7 +235,16 @@ def run(repeats: int) -> dict:
         rule = MembershipInferenceBlackBoxRuleBased(_lookup_classifier(probs))
         scores = rule.infer(_rows(len(audit.texts)), onehot, probabilities=True)[:, 1]
         seconds = time.perf_counter() - start
-        rows.append(_row("ART", "MembershipInferenceBlackBoxRuleBased", "none", summary(measure(scores, audit.is_member)), seconds, None))
+        rows.append(
+            _row(
+                "ART",
+                "MembershipInferenceBlackBoxRuleBased",
+                "none",
+                summary(measure(scores, audit.is_member)),
+                seconds,
+                None,
+            )
+        )
         for model_type in ("nn", "rf", "gb"):
             start = time.perf_counter()
             scores = art_black_box(audit, probs, onehot, model_type)
@@ -322,7 +333,6 @@ def _notes(data: dict) -> str:
         "attacker has, and its scores come from two attack models (one per fold). Its shadow-model attack trains "
         f"{data['k']} models as privaudit's offline attacks do, so the two sides cost the same training; ART cannot "
         "train a text model itself, so its shadow models are trained by privaudit's trainer with the target's recipe. "
-        "Not run: "
-        + " ".join(f"{tool}: {why}" for tool, why in data["not_run"].items())
+        "Not run: " + " ".join(f"{tool}: {why}" for tool, why in data["not_run"].items())
     )
     return "".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 TARGETS = {
@@ -34,10 +35,99 @@ def _table(seconds: dict[str, float], baseline: str | None) -> list[str]:
     return lines
 
 
+def _pct(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1%}" + (f" [{low:.1%}, {high:.1%}]" if low is not None else "")
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _power(data: dict, results: Path, out: Path) -> list[str]:
+    lines = [
+        f"TPR at 1% FPR (95% Clopper-Pearson interval) against the number of reference models K on `intent-tiny`, "
+        f"{data['n_members']} members and {data['n_non_members']} non-members; AUC in the second table. Models "
+        "0..K-1 are the same models at every K (one privaudit reference cache), trained with the target's recipe.\n"
+    ]
+    plot = results / "power.png"
+    if plot.is_file():
+        link = Path(os.path.relpath(plot, out.parent)).as_posix()
+        lines.append(f"![TPR at 1% FPR against reference models]({link})\n")
+    ks = data["ks"]
+    for metric, title in (("tpr_at_1%", "TPR at 1% FPR"), ("auc", "AUC")):
+        lines += [f"| {title} | " + " | ".join(f"K={k}" for k in ks) + " |", "| --- |" + " ---: |" * len(ks)]
+        for name, rows in data["series"].items():
+            at = {r["k"]: r for r in rows}
+            cells = []
+            for k in ks:
+                r = at.get(k)
+                if r is None:
+                    cells.append("")
+                elif metric == "auc":
+                    cells.append(f"{r['auc']:.3f}")
+                else:
+                    cells.append(_pct(r[metric], r[f"{metric}_low"], r[f"{metric}_high"]))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    check = "reproduces" if data["matches_run_mia"] else "**does not reproduce**"
+    lines.append(f"`privaudit mia --reference-models 2` from the same cache {check} the K=2 scores above.\n")
+    return lines + _table(data["seconds"], None)
+
+
+def _peers(data: dict) -> list[str]:
+    lines = [
+        f"privaudit and IBM ART {data.get('art_version') or ''} on the same `intent-tiny` outputs (one scoring pass), "
+        f"{data['n_members']} members and {data['n_non_members']} non-members; every tool's scores measured by "
+        "`privaudit.metrics.evaluate`. Attack seconds exclude the shared scoring pass; training seconds are the models "
+        "the attack needs, as recorded when they were trained.\n",
+        "| tool | attack | models | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | attack s | training s |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['tool']} | {r['attack']} | {r['models']} | {r['auc']:.3f} [{r['auc_low']:.3f}, {r['auc_high']:.3f}] "
+            f"| {_pct(r['tpr_at_1%'])} | {_pct(r['tpr_at_0.1%'])} | {_seconds(r['attack_seconds'])} "
+            f"| {_seconds(r['training_seconds'])} |"
+        )
+    lines.append("")
+    lines += _table({k: v for k, v in data["seconds"].items() if "(attack only)" not in k}, None)
+    return lines
+
+
+def _minilm(data: dict) -> list[str]:
+    if "models" not in data:
+        return []
+    epoch = {k: v for k, v in data["seconds"].items() if k.startswith("one epoch")}
+    ratio = data["dp_over_non_dp"]
+    lines = [
+        f"`{data['model']['name']}` ({data['model']['parameters'] / 1e6:.1f}M parameters) fine-tuned with "
+        "`privaudit train --base`, batch 64, max length 32. DP-SGD cost: one epoch on the 1,000 members, "
+        "noise 1.0, ghost clipping, side by side.\n",
+        *_table(epoch, "one epoch, non-DP"),
+        f"\nDP-SGD training time over non-DP for MiniLM: **{ratio:.2f}x** (the tiny model's target: at most 1.5x): "
+        f"{'meets' if ratio <= 1.5 else 'misses'} it.\n",
+        "| target | epsilon | train acc | non-member acc | attack | K | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |",
+    ]
+    for name, m in data["models"].items():
+        eps = "" if m["epsilon"] is None else f"{m['epsilon']:.2f}"
+        for attack, r in m["attacks"].items():
+            k = 0 if attack == "loss" else m["reference_models"]
+            lines.append(
+                f"| {name} | {eps} | {m['train_accuracy']:.1%} | {m['non_member_accuracy']:.1%} | {attack} | {k} "
+                f"| {r['auc']:.3f} [{r['auc_low']:.3f}, {r['auc_high']:.3f}] | {_pct(r['tpr_at_1%'])} "
+                f"| {_pct(r['tpr_at_0.1%'])} |"
+            )
+    lines.append("")
+    return lines + _table({k: v for k, v in data["seconds"].items() if k not in epoch}, None)
+
+
 def write_markdown(results: Path, out: Path) -> None:
     parts = [INTRO]
     machine_written = False
-    for name in ("dp", "mia", "canary", "modiva", "reference"):
+    for name in ("dp", "mia", "canary", "modiva", "reference", "power", "peers", "minilm"):
         file = results / f"{name}.json"
         if not file.is_file():
             continue
@@ -67,6 +157,12 @@ def write_markdown(results: Path, out: Path) -> None:
             parts.append(
                 f"\nEnumeration runs at {ratio:.2f} of the bare forward pass's rate: {verdict} the 0.8 target."
             )
+        elif name == "power":
+            parts += _power(data, results, out)
+        elif name == "peers":
+            parts += _peers(data)
+        elif name == "minilm":
+            parts += _minilm(data)
         else:
             parts += _table(seconds, None)
         if name in TARGETS:

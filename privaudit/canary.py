@@ -206,12 +206,20 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
                     row.exposure = float(exposure_by_extrapolation(row.loss, cand, space_size=space))
         tell("exposure", len(groups), len(groups))
     if request.extract and rows:
-        from privaudit.modiva import ModivaConfig, extract
+        from privaudit.modiva import ModivaConfig, extract_all
 
         config = ModivaConfig(steps=request.modiva_steps, restarts=request.modiva_restarts, seed=request.seed)
-        for i, row in enumerate(rows):
-            tell("ModIvA extraction", i, len(rows))
-            row.extraction = extract(target, row.canary, config=config)
+        done = [0]
+
+        def one_done(_result) -> None:
+            done[0] += 1
+            tell("ModIvA extraction", done[0], len(rows))
+
+        tell("ModIvA extraction", 0, len(rows))
+        for row, extraction in zip(
+            rows, extract_all(target, [r.canary for r in rows], config=config, on_canary=one_done)
+        ):
+            row.extraction = extraction
         tell("ModIvA extraction", len(rows), len(rows))
     one_run = None
     if request.one_run:

@@ -11,8 +11,12 @@ from privaudit.canary import CanaryResult
 
 def canary_table(result: CanaryResult) -> Table:
     """One row per exposure canary: inserted or control, exposure, and what ModIvA recovered."""
-    table = Table(title=f"canaries: {result.model['path']}", caption=f"seed {result.seed}")
-    for column in ("secret", "label", "inserted", "exposure", "ModIvA guess", "slots right", "rank"):
+    spaces = {r.extraction.space_size for r in result.rows if r.extraction is not None}
+    caption = f"seed {result.seed}. exposure in bits; rank: the true secret's rank under ModIvA's final distribution"
+    if len(spaces) == 1:
+        caption += f", out of {spaces.pop()} candidates"
+    table = Table(title=f"canaries: {result.model['path']}", caption=caption)
+    for column in ("secret", "label", "inserted", "exposure", "ModIvA guess", "slots", "rank"):
         table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess") else "right")
     for row in sorted(result.rows, key=lambda r: (not r.canary.inserted, -(r.exposure or 0))):
         c, x = row.canary, row.extraction
@@ -23,7 +27,7 @@ def canary_table(result: CanaryResult) -> Table:
         else:
             guess = " ".join(x.guess) + (" [bold red]✓[/]" if x.recovered else "")
             slots = f"{x.slot_accuracy:.0%}"
-            rank = "-" if x.rank is None else f"{x.rank} / {x.space_size}"
+            rank = "-" if x.rank is None else str(x.rank)
         table.add_row(" ".join(c.secret), c.label, inserted, exposure, guess, slots, rank)
     return table
 
