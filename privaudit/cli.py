@@ -99,9 +99,21 @@ app = typer.Typer(
 )
 
 
+class _LazyProgress(Progress):
+    """A progress display that appears with its first task: a run that fails its checks shows only its error."""
+
+    def __enter__(self) -> _LazyProgress:
+        return self
+
+    def add_task(self, *args, **kwargs):
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+
 def progress_bar(console: Console | None = None) -> Progress:
     """The Rich progress bar every long step uses (on stderr, so stdout stays machine-readable)."""
-    return Progress(
+    return _LazyProgress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -211,8 +223,14 @@ def train(
         overwrite=overwrite,
     )
     with progress_bar() as bar:
-        task = bar.add_task("training", total=None)
-        summary = run_train(job, on_step=lambda done, total: bar.update(task, completed=done, total=total))
+        tasks: list = []
+
+        def on_step(done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(bar.add_task("training", total=total))
+            bar.update(tasks[0], completed=done, total=total)
+
+        summary = run_train(job, on_step=on_step)
     table = Table(title=f"trained {out}", show_header=False)
     for key, value in summary.items():
         table.add_row(key, str(value))
@@ -409,7 +427,13 @@ def mia(
 
 @app.command()
 def attacks() -> None:
-    """List the membership inference attacks, built-in and from plugins, with what each needs."""
+    """List the membership inference attacks, built-in and from plugins, with what each needs.
+
+    Third-party attacks register under the entry-point group 'privaudit.attacks'; one that fails to import is listed
+    as broken, with the reason. Example:
+
+        privaudit attacks
+    """
     from privaudit.registry import list_attacks
 
     table = Table(title="attacks")
@@ -443,7 +467,12 @@ def baseline_save(
     result_file: Annotated[Path, typer.Argument(help="A result written by 'privaudit mia --format json'.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the baseline here, not stdout.")] = None,
 ) -> None:
-    """Turn an audit's JSON result into a baseline for 'privaudit mia --baseline FILE --max-increase auc=0.02'."""
+    """Turn an audit's JSON result (mia or canary) into a baseline for later audits to compare with. Example:
+
+        privaudit mia MODEL ... --format json -o result.json
+        privaudit baseline save result.json -o baseline.json
+        privaudit mia MODEL ... --baseline baseline.json --max-increase auc=0.02
+    """
     from privaudit.baseline import baseline_from_result, read_json
 
     document = baseline_from_result(read_json(result_file))
