@@ -25,6 +25,9 @@ demo: $(STAMP)
 		--population $(DATA)/population.jsonl --attack all --reference-models 4 --report out/mia-intent-tiny.html
 	$(BIN)/privaudit mia $(MODELS)/intent-tiny-dp --members $(DATA)/members.jsonl --non-members $(DATA)/non_members.jsonl \
 		--attack loss,entropy,modified-entropy
+	$(BIN)/privaudit canary $(MODELS)/intent-tiny -c $(MODELS)/intent-tiny.canaries.jsonl --one-run \
+		--report out/canary-intent-tiny.html
+	@echo "HTML reports: out/mia-intent-tiny.html out/canary-intent-tiny.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

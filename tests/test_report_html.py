@@ -86,10 +86,17 @@ def test_write_html_leaves_no_temporary_file_and_replaces(stub_figures: None, re
     assert [p.name for p in tmp_path.iterdir()] == ["audit.html"]
 
 
-def test_write_html_to_missing_directory_raises(stub_figures: None, result: MiaResult, tmp_path: Path):
+def test_write_html_creates_missing_directories(stub_figures: None, result: MiaResult, tmp_path: Path):
+    write_html(result, tmp_path / "out" / "audit.html")
+    assert (tmp_path / "out" / "audit.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_write_html_to_unwritable_place_raises(stub_figures: None, result: MiaResult, tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
     with pytest.raises(PrivauditError, match="cannot write the HTML report"):
-        write_html(result, tmp_path / "missing" / "audit.html")
-    assert not (tmp_path / "missing").exists()
+        write_html(result, blocker / "audit.html")
+    assert blocker.read_text() == "not a directory"
 
 
 def test_header_shows_the_audit_settings(page: str):

@@ -70,6 +70,7 @@ def write_document(document: str, path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as handle:
             handle.write(document.encode("utf-8"))
             handle.flush()
