@@ -9,6 +9,7 @@ the same result gives the same bytes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import os
@@ -77,7 +78,8 @@ def write_document(document: str, path: Path) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise PrivauditError(f"{path}: cannot write the HTML report ({err.strerror or err})") from err
 
 
