@@ -5,6 +5,7 @@ Exit codes follow ruff and mypy: 0 all gates passed, 1 a leak over a threshold, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -496,7 +497,8 @@ def write_text(text: str, output: Path | None) -> None:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(output)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise PrivauditError(f"{output}: cannot write the report ({err.strerror or err})") from err
 
 

@@ -264,6 +264,7 @@ def train_classifier(
     steps_per_epoch = len(loader)
     total = steps_per_epoch * config.epochs
     engine = None
+    book_keeping = None
     dp_summary = None
     train_model = model
     if dp is not None:
@@ -282,24 +283,40 @@ def train_classifier(
                 steps=total,
                 accountant=dp.accountant,
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Opacus warns that secure RNG is off; determinism needs it off
-            engine = PrivacyEngine(accountant=dp.accountant)
-            prepared = engine.make_private(
-                module=model,
-                optimizer=optimizer,
-                data_loader=loader,
-                criterion=criterion,
+        if dp.grad_sample_mode == "bk":
+            from opacus.data_loader import DPDataLoader
+
+            from privaudit.bk import BookKeepingDP
+
+            # Opacus's Poisson sampler on the loader's generator, as make_private sets it up, and its expected batch.
+            loader = DPDataLoader.from_data_loader(loader)
+            book_keeping = BookKeepingDP(
+                model,
                 noise_multiplier=noise,
                 max_grad_norm=dp.max_grad_norm,
-                poisson_sampling=True,
-                grad_sample_mode=dp.grad_sample_mode,
-                noise_generator=torch.Generator().manual_seed(config.seed + 1),
+                expected_batch_size=int(len(data) * sample_rate),
+                generator=torch.Generator().manual_seed(config.seed + 1),
             )
-        if dp.grad_sample_mode == "ghost":
-            train_model, optimizer, criterion, loader = prepared
+            criterion = torch.nn.CrossEntropyLoss(reduction="none")
         else:
-            train_model, optimizer, loader = prepared
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Opacus warns that secure RNG is off; determinism needs it off
+                engine = PrivacyEngine(accountant=dp.accountant)
+                prepared = engine.make_private(
+                    module=model,
+                    optimizer=optimizer,
+                    data_loader=loader,
+                    criterion=criterion,
+                    noise_multiplier=noise,
+                    max_grad_norm=dp.max_grad_norm,
+                    poisson_sampling=True,
+                    grad_sample_mode=dp.grad_sample_mode,
+                    noise_generator=torch.Generator().manual_seed(config.seed + 1),
+                )
+            if dp.grad_sample_mode == "ghost":
+                train_model, optimizer, criterion, loader = prepared
+            else:
+                train_model, optimizer, loader = prepared
         dp_summary = {
             "noise_multiplier": float(noise),
             "sample_rate": float(sample_rate),
@@ -317,7 +334,14 @@ def train_classifier(
         warnings.simplefilter("ignore")
         for _epoch in range(config.epochs):
             for input_ids, attention_mask, batch_labels in loader:
-                if len(batch_labels) == 0:  # Poisson sampling can draw an empty batch
+                if book_keeping is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                    if len(batch_labels) == 0:  # Poisson sampling can draw an empty batch: noise only
+                        book_keeping.step_empty_batch()
+                    else:
+                        book_keeping.step_gradients(criterion(_forward(model, input_ids, attention_mask), batch_labels))
+                    optimizer.step()
+                elif len(batch_labels) == 0:  # Poisson sampling can draw an empty batch
                     _empty_batch_step(optimizer, ghost=dp.grad_sample_mode == "ghost")
                 else:
                     optimizer.zero_grad(set_to_none=True)
@@ -339,7 +363,10 @@ def train_classifier(
             delta=dp.delta,
             accountant=dp.accountant,
         )
-        model = train_model._module  # the plain module, without Opacus hooks
+        if book_keeping is not None:
+            book_keeping.detach()
+        else:
+            model = train_model._module  # the plain module, without Opacus hooks
         engine = None
     model.eval()
     with torch.inference_mode():
@@ -388,6 +415,8 @@ def save_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite:
         (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         check_model_dir(tmp)
         tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
+        for file in tmp.iterdir():
+            file.chmod(0o644)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

@@ -66,6 +66,8 @@ def _check_flags(job: TrainJob) -> None:
             )
         if job.canaries_out.is_dir():
             raise PrivauditError(f"{job.canaries_out}: is a directory; --canaries-out names the file to write")
+    if job.canary is None and job.canary_label is not None:
+        raise PrivauditError("--canary-label needs --canary TEMPLATE")
     if job.canary is not None and job.canary_label is None:
         raise PrivauditError(
             "--canary needs --canary-label LABEL (or 'random'): the label the canaries are trained with"

@@ -191,8 +191,6 @@ def test_bad_input_exits_2_naming_the_culprit_and_writes_nothing(
     assert _tree(tmp_path) == before  # no half-written model, canary file or temporary directory
 
 
-
-
 @pytest.mark.parametrize(
     "case",
     TRAIN_CASES + OTHER_CASES,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CANARY_TEMPLATE, LABELS, TINY_ARCH, TinyModel, make_records, write_jsonl
+from conftest import CANARY_TEMPLATE, FIXTURE_DATA, LABELS, TINY_ARCH, TinyModel, make_records, write_jsonl
 
 from privaudit import train as train_module
 from privaudit import trainjob
@@ -23,7 +23,15 @@ from privaudit.canaries import read_canaries
 from privaudit.data import fingerprint, read_dataset
 from privaudit.errors import PrivauditError
 from privaudit.target import Target
-from privaudit.train import DPConfig, TrainConfig, TrainedModel, save_model, train_classifier
+from privaudit.train import (
+    SPECIAL_TOKENS,
+    DPConfig,
+    TrainConfig,
+    TrainedModel,
+    save_model,
+    train_classifier,
+    train_tokenizer,
+)
 from privaudit.trainjob import TrainJob, run_train
 
 TINY = TrainConfig(epochs=1, batch_size=16, max_length=24, architecture=TINY_ARCH)
@@ -194,9 +202,16 @@ def test_a_canary_file_that_cannot_be_written_leaves_no_model(tmp_path: Path, ti
 
 def test_dp_training_records_its_accounting(tmp_path: Path, tiny_data: Path, tiny_arch) -> None:
     job = TrainJob(
-        data=tiny_data, out=tmp_path / "model", epochs=2, batch_size=16, max_length=16, dp=True, noise_multiplier=1.0,
-        delta=1e-3, max_grad_norm=0.5,
-    )  # fmt: skip
+        data=tiny_data,
+        out=tmp_path / "model",
+        epochs=2,
+        batch_size=16,
+        max_length=16,
+        dp=True,
+        noise_multiplier=1.0,
+        delta=1e-3,
+        max_grad_norm=0.5,
+    )
     summary = run_train(job)
     Target.load(job.out)
     recipe = recipe_of(job.out)
@@ -211,24 +226,26 @@ def test_dp_training_records_its_accounting(tmp_path: Path, tiny_data: Path, tin
     assert dp["epsilon"] == pytest.approx(accounted(dp), rel=1e-12)
     assert epsilon_from_model(job.out) == (pytest.approx(dp["epsilon"], rel=1e-12), 1e-3)
     assert summary["epsilon"].startswith(f"{dp['epsilon']:.3f} ")
-    assert recipe["data"]["fingerprint"] == fingerprint(*_texts_and_labels(tiny_data))
+    dataset = read_dataset(tiny_data)
+    assert recipe["data"]["fingerprint"] == fingerprint(dataset.texts, dataset.labels)
     assert recipe["recipe"]["architecture"] == asdict(TINY_ARCH)
-
-
-def _texts_and_labels(path: Path) -> tuple[tuple, tuple]:
-    dataset = read_dataset(path)
-    return dataset.texts, dataset.labels
 
 
 def test_target_epsilon_picks_the_noise_that_reaches_it(tmp_path: Path, tiny_data: Path, tiny_arch) -> None:
     job = TrainJob(
-        data=tiny_data, out=tmp_path / "model", epochs=2, batch_size=16, max_length=16, dp=True, target_epsilon=2.0,
+        data=tiny_data,
+        out=tmp_path / "model",
+        epochs=1,
+        batch_size=4,  # sample rate 1/15: the accountant's search is quick there
+        max_length=16,
+        dp=True,
+        target_epsilon=1.0,
         delta=1e-3,
-    )  # fmt: skip
+    )
     run_train(job)
     dp = recipe_of(job.out)["dp"]
-    assert dp["steps"] == 8  # the steps the noise was planned for
-    assert 1.9 < accounted(dp) <= 2.0
+    assert dp["steps"] == 15  # the steps the noise was planned for
+    assert 0.9 < accounted(dp) <= 1.0
     assert dp["epsilon"] == pytest.approx(accounted(dp), rel=1e-12)
 
 
@@ -255,6 +272,21 @@ def test_empty_poisson_batches_take_noise_steps_the_accountant_counts(monkeypatc
     assert progress == [(i, 12) for i in range(1, 13)]
     assert trained.dp["steps"] == 12
     assert trained.dp["epsilon"] == pytest.approx(accounted(trained.dp), rel=1e-12)
+
+
+def test_tokenizer_training_is_deterministic() -> None:
+    # Tokenizers' WordPiece trainer numbers "##x" pieces in hash-map order and breaks merge ties by number: left alone
+    # it gave a different vocabulary on every run (huggingface/tokenizers#1794).
+    texts = [json.loads(line)["text"] for line in (FIXTURE_DATA / "members.jsonl").read_text().splitlines()]
+    first = train_tokenizer(texts, vocab_size=4000, max_length=32)
+    assert first.get_vocab() == train_tokenizer(texts, vocab_size=4000, max_length=32).get_vocab()
+    # Only the five real special tokens are special: the pieces registered up front are ordinary vocabulary.
+    assert sorted(first.all_special_tokens) == sorted(SPECIAL_TOKENS)
+    ids = first("turn on the lights please")["input_ids"]
+    assert ids[0] == first.cls_token_id and ids[-1] == first.sep_token_id
+    pieces = first.convert_ids_to_tokens(ids[1:-1])
+    assert any(piece.startswith("##") for piece in pieces)
+    assert first.decode(ids, skip_special_tokens=True).split() == pieces  # no piece is dropped as "special"
 
 
 @pytest.mark.parametrize("dp", [None, DPConfig(delta=1e-3, noise_multiplier=1.0)], ids=["sgd", "dp-sgd"])
@@ -289,7 +321,7 @@ def test_dp_config_is_checked(change: dict, complaint: str) -> None:
 @pytest.mark.parametrize(
     ("change", "complaint"),
     [
-        ({"dp": True, "delta": 0.05}, r"--delta 0\.05 is not below 1/N = 0\.017"),
+        ({"dp": True, "noise_multiplier": 1.0, "delta": 0.05}, r"--delta 0\.05 is not below 1/N = 0\.017"),
         ({"noise_multiplier": 1.0}, "--noise-multiplier and --target-epsilon need --dp"),
         ({"dp": True, "noise_multiplier": 1.0, "target_epsilon": 8.0}, "not both"),
         ({"base": Path("base"), "from_scratch": True}, "not both"),
@@ -305,9 +337,8 @@ def test_dp_config_is_checked(change: dict, complaint: str) -> None:
 def test_bad_flags_are_refused_and_nothing_is_written(
     tmp_path: Path, tiny_data: Path, fake_training: list[dict], change: dict, complaint: str
 ) -> None:
-    job = TrainJob(
-        data=tiny_data, out=tmp_path / "model", **{"noise_multiplier": 1.0 if change.get("dp") else None, **change}
-    )
+    change = {key: tmp_path / value if isinstance(value, Path) else value for key, value in change.items()}
+    job = TrainJob(data=tiny_data, out=tmp_path / "model", **change)
     with pytest.raises(PrivauditError, match=complaint):
         run_train(job)
     assert fake_training == []
