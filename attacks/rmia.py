@@ -115,10 +115,19 @@ class RMIA(Attack):
         return np.maximum(pr_x, _TINY), np.maximum(pr_z, _TINY)
 
     def score(self, signals: Signals) -> np.ndarray:
-        """Return ``Pr_z[LR(x, z) > gamma]`` over the population; higher means more likely a member."""
+        """Return ``Pr_z[LR(x, z) > gamma]`` over the population, ties broken by ``LR(x)``; higher = member.
+
+        With finitely many z-samples the fraction saturates: many of the strongest members (and some non-members)
+        all dominate every z and score exactly 1.0, which hides the low-FPR regime. The count is monotone in
+        ``LR(x)``, so breaking its ties by ``LR(x)`` keeps the paper's order and only resolves those ties: the
+        score is the fraction plus a tie-breaker smaller than one z-sample's share, ``1 / (m + 1)``.
+        """
         self.check(signals)
         pr_x, pr_z = self.marginals(signals)
         p_x = np.exp(-losses(signals.logits, signals.labels))
         p_z = np.exp(-losses(signals.population_logits, signals.population_labels))
         # Zarifzadeh et al. 2024: LR(x, z) = (p(x|theta) / Pr(x)) / (p(z|theta) / Pr(z)); score = Pr_z[LR > gamma]
-        return fraction_dominated(p_x / pr_x, p_z / pr_z, float(self.gamma))
+        ratio_x = p_x / pr_x
+        fraction = fraction_dominated(ratio_x, p_z / pr_z, float(self.gamma))
+        order = np.argsort(np.argsort(ratio_x, kind="stable"), kind="stable")
+        return fraction + order / (len(ratio_x) * (len(p_z) + 1))

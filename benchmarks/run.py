@@ -7,7 +7,9 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - mia:      ``privaudit mia --attack loss`` (in process) over a bare batched forward pass of the same texts;
 - canary:   candidates scored per second for a 4-digit space, against a bare batched forward pass;
 - modiva:   wall time of one ModIvA extraction on the fixture;
-- reference: time of the reference-model attacks (training K models, scoring, attacking).
+- power:    attack power per reference model, and the time of each reference-model attack (benchmarks/power.py);
+- peers:    IBM ART's membership attacks on the same target outputs (benchmarks/peers.py);
+- minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py).
 
 Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
 """
@@ -19,7 +21,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,35 +145,11 @@ def bench_modiva(repeats: int) -> dict:
     return {"seconds": {"one ModIvA extraction": seconds}, "config": ModivaConfig().__dict__}
 
 
-def bench_reference(repeats: int) -> dict:
-    """Reference-model attacks with K = 2 fresh reference models: training, scoring and attack time."""
-    from privaudit.mia import MiaRequest, run_mia
-
-    out = {}
-    for attack in ("reference-loss", "lira-offline", "lira-online", "rmia"):
-        with tempfile.TemporaryDirectory() as cache:
-            request = MiaRequest(
-                model_dir=MODELS / "intent-tiny",
-                members=DATA / "members.jsonl",
-                non_members=DATA / "non_members.jsonl",
-                population=DATA / "population.jsonl",
-                attacks=attack,
-                reference_models=2,
-                cache_dir=Path(cache),
-            )
-            start = time.perf_counter()
-            run_mia(request)
-            out[f"{attack}, K=2, training included"] = time.perf_counter() - start
-            out[f"{attack}, K=2, cached models"] = best_of(lambda r=request: run_mia(r), repeats)
-    return {"seconds": out}
-
-
 SECTIONS = {
     "dp": bench_dp,
     "mia": bench_mia,
     "canary": bench_canary,
     "modiva": bench_modiva,
-    "reference": bench_reference,
     # Imported when run: benchmarks/ is importable as a package only once main() has put the repository on sys.path.
     "power": lambda repeats: __import__("benchmarks.power", fromlist=["run"]).run(repeats),
     "peers": lambda repeats: __import__("benchmarks.peers", fromlist=["run"]).run(repeats),

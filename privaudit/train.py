@@ -256,6 +256,7 @@ def train_classifier(
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = _build(config, label_names, texts, tokenizer)
+    model.train()  # from_pretrained returns eval mode; Opacus (and dropout) need training mode
     data = _tensors(tokenizer, texts, labels, config.max_length)
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator)

@@ -259,7 +259,19 @@ def test_rmia_matches_brute_force_from_definitions(online):
     lr_x = p_true(signals.logits, signals.labels) / np.array(pr_x)
     lr_z = p_true(signals.population_logits, signals.population_labels) / pr_z
     brute = np.array([np.mean([lx / lz > gamma for lz in lr_z]) for lx in lr_x])
-    np.testing.assert_allclose(get_attack("rmia", a=a, gamma=gamma).score(signals), brute)
+    score = get_attack("rmia", a=a, gamma=gamma).score(signals)
+    # The score is the fraction plus a tie-breaker below one z-sample's share (1 / (m + 1)), ordered by LR(x).
+    m = len(lr_z)
+    np.testing.assert_allclose(np.floor(score * m + 1e-9) / m, brute)
+    assert np.all(score - brute < 1 / (m + 1)) and np.all(score >= brute)
+    assert np.array_equal(np.argsort(score, kind="stable"), np.argsort(lr_x, kind="stable"))
+
+
+def test_rmia_breaks_saturated_ties_by_likelihood_ratio():
+    signals, _ = make_world(seed=3, n=200, m=5, k=4, offline=True)
+    score = get_attack("rmia").score(signals)
+    # Only 5 z-samples: the fraction alone takes at most 6 values; the tie-breaker makes every score distinct.
+    assert len(np.unique(score)) == signals.n_examples
 
 
 # --- registry --------------------------------------------------------------------------------------------
