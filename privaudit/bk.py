@@ -11,6 +11,11 @@ This is a hand-written engine because neither reference implementation can be in
 (awslabs/fast-differential-privacy) and private-transformers are not published on PyPI. It covers the trainable
 layers of Hugging Face BERT / MiniLM classifiers (``nn.Linear``, ``nn.Embedding``, ``nn.LayerNorm``) and refuses any
 other trainable module. Sampling (Poisson) and accounting stay Opacus's; see ``privaudit.train``.
+
+What the engine assumes, and checks where it can: inputs are batch-first with one row per example (a lookup broadcast
+over the batch, as Hugging Face's default ``position_ids``, is refused), each hooked layer runs once a forward pass
+(no tied weights), nothing changes a recorded input or output in place, and each loss depends on its own example only
+(no batch statistics: BatchNorm is not a supported layer).
 """
 
 from __future__ import annotations
@@ -26,7 +31,37 @@ from privaudit.errors import PrivauditError
 
 # Given the per-sample clip factors, a layer's clipped gradients summed over the batch, by parameter.
 ClippedSum = Callable[[torch.Tensor], dict[nn.Parameter, torch.Tensor]]
-LayerRule = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ClippedSum]]
+
+
+class _Shared:
+    """Work that layers share within a step, keyed by the identity of tensors the step keeps alive.
+
+    A self-attention's query, key and value read the same input; Hugging Face's word, position and token-type
+    embeddings are summed, so autograd hands all three the same output gradient.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def gram(self, x: torch.Tensor, *, plus_one: bool = False) -> torch.Tensor:
+        """``x_i x_i^T`` for every example, (n, T, T), plus one everywhere if asked (a bias's column of ones)."""
+        key = ("gram", id(x), plus_one)
+        if key not in self._cache:
+            seq = x.reshape(x.shape[0], -1, x.shape[-1])
+            gram = seq @ seq.mT
+            self._cache[key] = gram + 1 if plus_one else gram
+        return self._cache[key]
+
+    def scaled(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Every example's rows times its clip factor, flattened to (n T, d_in)."""
+        key = ("scaled", id(a))
+        if key not in self._cache:
+            seq = a.reshape(a.shape[0], -1, a.shape[-1])
+            self._cache[key] = (seq * c[:, None, None]).reshape(-1, a.shape[-1])
+        return self._cache[key]
+
+
+LayerRule = Callable[[nn.Module, torch.Tensor, torch.Tensor, _Shared], tuple[torch.Tensor, ClippedSum]]
 
 
 def _ghost_norm_is_cheaper(length: int, d_in: int, d_out: int) -> bool:
@@ -34,72 +69,73 @@ def _ghost_norm_is_cheaper(length: int, d_in: int, d_out: int) -> bool:
     return length * (d_in + d_out) < d_in * d_out
 
 
-def _linear(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ClippedSum]:
+def _linear(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor, shared: _Shared) -> tuple[torch.Tensor, ClippedSum]:
     """Per-sample squared gradient norms of a Linear layer, and its clipped summed gradient.
 
     Inputs of shape (n, d_in) count as sequences of length 1. For a sequence of length T, the weight's per-sample
     gradient is G_i = g_i^T a_i, with ||G_i||_F^2 = sum_{t,s} (a_it . a_is)(g_it . g_is) (Li et al. 2022, "ghost
     norm"; Bu et al. 2023, eq. 4), or from G_i itself, whichever costs less (Bu et al. 2023, "mixed ghost norm").
+    The bias's per-sample gradient is sum_t g_it, whose squared norm sum_{t,s} g_it . g_is joins the weight's as
+    a column of ones appended to ``a`` would: one more in every entry of the Gram matrix of ``a``.
     """
-    n = a.shape[0]
-    a = a.reshape(n, -1, a.shape[-1])
+    n, d_in = a.shape[0], a.shape[-1]
     g = g.reshape(n, -1, g.shape[-1])
-    length, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+    d_out = g.shape[2]
     weight, bias = layer.weight, layer.bias
-    train_bias = bias is not None and bias.requires_grad
-    sq = a.new_zeros(n)
+    train_weight, train_bias = weight.requires_grad, bias is not None and bias.requires_grad
     per_sample = None
-    if weight.requires_grad:
-        if _ghost_norm_is_cheaper(length, d_in, d_out):
-            sq += ((a @ a.mT) * (g @ g.mT)).sum(dim=(1, 2))
-        else:
-            per_sample = g.mT @ a  # (n, d_out, d_in)
+    if train_weight and _ghost_norm_is_cheaper(g.shape[1], d_in, d_out):
+        sq = (shared.gram(a, plus_one=train_bias) * (g @ g.mT)).sum(dim=(1, 2))
+    else:
+        sq = g.new_zeros(n)
+        if train_weight:
+            per_sample = g.mT @ a.reshape(n, -1, d_in)  # (n, d_out, d_in)
             sq += per_sample.square().sum(dim=(1, 2))
-    g_sum = g.sum(dim=1) if train_bias else None
-    if g_sum is not None:
-        sq += g_sum.square().sum(dim=1)
+        if train_bias:
+            sq += g.sum(dim=1).square().sum(dim=1)
 
     def clipped(c: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
         out = {}
-        if weight.requires_grad:
-            if per_sample is not None:
-                out[weight] = (c @ per_sample.reshape(n, -1)).reshape(d_out, d_in)
-            else:
-                out[weight] = (g * c[:, None, None]).reshape(-1, d_out).mT @ a.reshape(-1, d_in)
-        if g_sum is not None:
-            out[bias] = c @ g_sum
+        if per_sample is not None:
+            out[weight] = (c @ per_sample.reshape(n, -1)).reshape(d_out, d_in)
+        elif train_weight:
+            out[weight] = g.reshape(-1, d_out).mT @ shared.scaled(a, c)
+        if train_bias:
+            out[bias] = c @ g.sum(dim=1)
         return out
 
     return sq, clipped
 
 
-def _embedding(layer: nn.Embedding, ids: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ClippedSum]:
+def _embedding(
+    layer: nn.Embedding, ids: torch.Tensor, g: torch.Tensor, shared: _Shared
+) -> tuple[torch.Tensor, ClippedSum]:
     """Per-sample squared gradient norms of an Embedding, and its clipped summed gradient.
 
-    Example i's gradient has one row per distinct token it contains, the sum of ``g`` over that token's positions:
-    the rows are gathered by (example, token) pairs, in time linear in the number of tokens. The padding token's row
-    gets no gradient, as in ``nn.Embedding``'s own backward.
+    Example i's gradient puts sum_{t: id_t = v} g_it in row v, so ||G_i||^2 = sum_{t,s: id_t = id_s} g_it . g_is: the
+    Gram matrix of ``g`` (shared by the embeddings whose outputs are summed) masked to pairs of equal tokens. The
+    padding token's row gets no gradient, as in ``nn.Embedding``'s own backward.
     """
-    n, vocab = ids.shape[0], layer.num_embeddings
-    ids = ids.reshape(-1)
-    g = g.reshape(-1, layer.embedding_dim)
-    example = torch.arange(n, device=ids.device).repeat_interleave(ids.numel() // n)
+    n = ids.shape[0]
+    ids = ids.reshape(n, -1)
+    same_token = ids[:, :, None] == ids[:, None, :]
     if layer.padding_idx is not None:
-        keep = ids != layer.padding_idx
-        ids, g, example = ids[keep], g[keep], example[keep]
-    pairs, where = torch.unique(example * vocab + ids, return_inverse=True)
-    rows = g.new_zeros(len(pairs), g.shape[1]).index_add_(0, where, g)
-    row_example, row_token = pairs // vocab, pairs % vocab
-    sq = g.new_zeros(n).index_add_(0, row_example, rows.square().sum(dim=1))
+        same_token &= (ids != layer.padding_idx)[:, :, None]
+    sq = (shared.gram(g) * same_token).sum(dim=(1, 2))
 
     def clipped(c: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
-        summed = torch.zeros_like(layer.weight).index_add_(0, row_token, rows * c[row_example, None])
+        rows = (g.reshape(n, -1, layer.embedding_dim) * c[:, None, None]).reshape(-1, layer.embedding_dim)
+        summed = torch.zeros_like(layer.weight).index_add_(0, ids.reshape(-1), rows)
+        if layer.padding_idx is not None:
+            summed[layer.padding_idx] = 0
         return {layer.weight: summed}
 
     return sq, clipped
 
 
-def _layer_norm(layer: nn.LayerNorm, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ClippedSum]:
+def _layer_norm(
+    layer: nn.LayerNorm, x: torch.Tensor, g: torch.Tensor, shared: _Shared
+) -> tuple[torch.Tensor, ClippedSum]:
     """Per-sample squared gradient norms of a LayerNorm, and its clipped summed gradient.
 
     The per-sample gradients are small (one value per normalised feature): weight ``sum_t g_t * xhat_t``, bias
@@ -184,13 +220,14 @@ class BookKeepingDP:
                 raise PrivauditError(f"book-keeping DP-SGD does not support shared (tied) weights, as in '{name}'")
             owned.update(id(p) for p in trainable)
             self.layers[module] = name
-        self._calls: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
+        self._calls: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]] = {}
         self._handles = [module.register_forward_hook(self._record) for module in self.layers]
         self.per_sample_norms_: torch.Tensor | None = None
 
     def _record(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if torch.is_grad_enabled():
-            self._calls.setdefault(module, []).append((inputs[0].detach(), output, output._version))
+            # The input itself, not a detached copy: layers that read the same tensor share work (_Shared).
+            self._calls.setdefault(module, []).append((inputs[0], output, (inputs[0]._version, output._version)))
 
     def step_gradients(self, per_sample_loss: torch.Tensor) -> None:
         """Backward once and set every trainable ``p.grad`` to the clipped, noised, averaged gradient.
@@ -204,22 +241,22 @@ class BookKeepingDP:
                 was changed in place.
         """
         calls, self._calls = self._calls, {}
-        n = per_sample_loss.shape[0]
-        if per_sample_loss.dim() != 1 or n == 0:
+        if per_sample_loss.dim() != 1 or len(per_sample_loss) == 0:
             raise PrivauditError("step_gradients needs a 1-D, non-empty tensor of per-example losses")
+        n = len(per_sample_loss)
         layers, outputs = [], []
         for module, records in calls.items():
             name = self.layers[module]
             if len(records) > 1:
                 raise PrivauditError(f"book-keeping DP-SGD needs each layer called once a step; '{name}' was not")
-            inputs, output, version = records[0]
+            inputs, output, versions = records[0]
             if inputs.shape[0] != n or output.shape[0] != n:
                 raise PrivauditError(
                     f"'{name}' ran on a batch of {inputs.shape[0]}, not one row per example ({n}): pass per-example "
                     "inputs (e.g. explicit position_ids and token_type_ids) so each example's gradient can be found"
                 )
-            if output._version != version:
-                raise PrivauditError(f"the output of '{name}' was changed in place; book-keeping cannot see its grad")
+            if (inputs._version, output._version) != versions:
+                raise PrivauditError(f"the input or output of '{name}' was changed in place after the layer ran")
             layers.append((module, inputs))
             outputs.append(output)
         # Gradients with respect to the layer outputs only: autograd computes no weight gradient (Bu et al. 2023,
@@ -228,10 +265,11 @@ class BookKeepingDP:
         with torch.no_grad():
             sq_norms = per_sample_loss.new_zeros(n)
             clipped_sums = []
+            shared = _Shared()
             for (module, inputs), g in zip(layers, output_grads):
                 if g is None:  # the layer did not reach the loss: a zero gradient
                     continue
-                sq, clipped = RULES[type(module)](module, inputs, g)
+                sq, clipped = RULES[type(module)](module, inputs, g, shared)
                 sq_norms += sq
                 clipped_sums.append(clipped)
             norms = sq_norms.sqrt()
@@ -246,16 +284,19 @@ class BookKeepingDP:
             self._set_grads([], torch.zeros(0))
 
     def _set_grads(self, clipped_sums: list[ClippedSum], clip_factors: torch.Tensor) -> None:
+        # Opacus adds N(0, std^2) noise to the clipped sum, then divides by the expected batch size; dividing the
+        # factors and the noise's std first gives the same gradient with two passes over it fewer.
         summed: dict[nn.Parameter, torch.Tensor] = {}
+        clip_factors = clip_factors / self.expected_batch_size
         for clipped in clipped_sums:
             summed.update(clipped(clip_factors))
-        std = self.noise_multiplier * self.max_grad_norm
+        std = self.noise_multiplier * self.max_grad_norm / self.expected_batch_size
         for p in self.params:  # a fixed order, so that a seeded generator gives the same noise
             grad = summed.get(p)
-            grad = torch.zeros_like(p) if grad is None else grad.reshape(p.shape)
+            grad = torch.zeros_like(p) if grad is None else grad
             if std > 0:
-                grad = grad + torch.normal(0.0, std, size=p.shape, generator=self.generator, device=p.device)
-            p.grad = grad / self.expected_batch_size
+                grad += torch.normal(0.0, std, size=p.shape, generator=self.generator, device=p.device)
+            p.grad = grad
 
     def detach(self) -> None:
         """Remove the hooks: the model is a plain module again."""

@@ -304,6 +304,13 @@ def mia(
     reference_models: Annotated[
         int, typer.Option(min=0, help="Reference models to train (cached) for reference-loss, LiRA, RMIA.")
     ] = 0,
+    reference_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A reference model already trained without the audited examples (repeatable): used instead of "
+            "training any (offline attacks only)."
+        ),
+    ] = None,
     train_config: Annotated[
         Path | None, typer.Option(help="Training recipe (privaudit.json) for reference models, if not the model's.")
     ] = None,
@@ -402,6 +409,7 @@ def mia(
         attacks=attack,
         population=population,
         reference_models=reference_models,
+        reference_dirs=tuple(reference_dir or ()),
         scores=scores,
         epsilon=epsilon,
         delta=delta,
@@ -470,9 +478,9 @@ def baseline_save(
 ) -> None:
     """Turn an audit's JSON result (mia or canary) into a baseline for later audits to compare with. Example:
 
-        privaudit mia MODEL ... --format json -o result.json
-        privaudit baseline save result.json -o baseline.json
-        privaudit mia MODEL ... --baseline baseline.json --max-increase auc=0.02
+    privaudit mia MODEL ... --format json -o result.json
+    privaudit baseline save result.json -o baseline.json
+    privaudit mia MODEL ... --baseline baseline.json --max-increase auc=0.02
     """
     from privaudit.baseline import baseline_from_result, read_json
 

@@ -35,6 +35,7 @@ class MiaRequest:
     attacks: str | None = None  # default: "loss" on a model or logits, none on ready scores
     population: Path | None = None
     reference_models: int = 0
+    reference_dirs: tuple[Path, ...] = ()
     scores: Path | None = None
     epsilon: float | None = None
     delta: float | None = None
@@ -223,10 +224,27 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
 
     logits = target.logits(all_texts, batch_size=request.batch_size, progress=step)
     reference = None
-    if needs & {"reference_logits", "population_reference_logits"}:
+    if request.reference_dirs:
+        if request.reference_models:
+            raise PrivauditError("give --reference-models K (train) or --reference-dir DIR (reuse), not both")
+        if population is None:
+            raise PrivauditError("--reference-dir needs --population FILE (RMIA's z-samples are scored by them too)")
+        from privaudit.reference import ReferenceSignals, load_reference_dirs
+
+        tell("reference models", 0, len(request.reference_dirs))
+        scored = load_reference_dirs(target, request.reference_dirs, texts=all_texts, allow_pickle=request.allow_pickle)
+        reference = ReferenceSignals(
+            logits=scored[:, : len(texts)],
+            is_in=np.zeros((len(request.reference_dirs), len(texts)), dtype=bool),
+            population_logits=scored[:, len(texts) :],
+        )
+        tell("reference models", len(request.reference_dirs), len(request.reference_dirs))
+    elif needs & {"reference_logits", "population_reference_logits"}:
         if request.reference_models < 1:
             wanting = ", ".join(a.name for a in attacks if a.requires & {"reference_logits"})
-            raise PrivauditError(f"attacks {wanting} need reference models: pass --reference-models K (e.g. 4)")
+            raise PrivauditError(
+                f"attacks {wanting} need reference models: pass --reference-models K (e.g. 4) or --reference-dir DIR"
+            )
         from privaudit.reference import DEFAULT_CACHE, reference_signals
 
         recipe = None
@@ -248,6 +266,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             recipe=recipe,
             cache_dir=request.cache_dir or DEFAULT_CACHE,
             on_model=lambda i, k, _status: tell("reference models", i, k),
+            on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
         )
     n = len(texts)
     signals = Signals(

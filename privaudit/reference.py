@@ -82,7 +82,7 @@ def reference_signals(
     recipe: dict | None = None,
     cache_dir: Path = DEFAULT_CACHE,
     on_model: Callable[[int, int, str], None] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int, int], None] | None = None,
 ) -> ReferenceSignals:
     """Train (or load from cache) ``n_models`` reference models and score the audited and population examples.
 
@@ -98,7 +98,7 @@ def reference_signals(
         recipe: a training recipe overriding the target's (``--train-config``).
         cache_dir: where trained models are kept between runs.
         on_model: called with (model index, total, "trained" | "cached") as each model becomes available.
-        on_step: training progress of the current model, (steps done, total steps).
+        on_step: training progress, (model index, steps done, total steps).
     """
     if n_models < 1:
         raise PrivauditError("--reference-models must be at least 1")
@@ -135,7 +135,7 @@ def reference_signals(
                 config=replace(config, seed=int(rng.integers(2**31))),
                 dp=dp,
                 tokenizer=target.tokenizer,
-                on_step=on_step,
+                on_step=None if on_step is None else (lambda done, total, i=i: on_step(i, done, total)),
             )
             save_model(
                 trained,
@@ -150,3 +150,24 @@ def reference_signals(
         if on_model is not None:
             on_model(i + 1, n_models, status)
     return ReferenceSignals(logits=logits, is_in=is_in, population_logits=pop_logits)
+
+
+def load_reference_dirs(
+    target: Target, directories: Sequence[Path], *, texts: Sequence[str], allow_pickle: bool = False
+) -> np.ndarray:
+    """Logits of user-supplied reference models (``--reference-dir``) on ``texts``, shape ``(K, len(texts), C)``.
+
+    Such models are taken as trained without the audited examples (offline reference models).
+
+    Raises:
+        PrivauditError: a directory that does not load, or whose labels differ from the target's.
+    """
+    logits = []
+    for directory in directories:
+        reference = Target.load(directory, allow_pickle=allow_pickle)
+        if reference.label2id != target.label2id:
+            raise PrivauditError(
+                f"{directory}: its labels differ from the audited model's; reference models must share the label set"
+            )
+        logits.append(reference.logits(list(texts)))
+    return np.stack(logits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -23,12 +24,14 @@ def mia_table(result: MiaResult) -> Table:
         f"TPR at FPR n/a: too few non-members. ε ≥: empirical lower bound at 95% (δ = {result.delta:g}); "
         "ε DP: theoretical (∞ without DP)."
     )
-    table = Table(title=f"membership inference: {source}", caption=caption)
+    table = Table(
+        title=f"membership inference: {source}", caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
+    )
     table.add_column("attack", style="bold", no_wrap=True)
-    table.add_column("AUC", justify="right")
+    table.add_column("AUC", justify="right", min_width=9, no_wrap=True)
     fprs = [t.fpr for t in result.attacks[0].metrics.tpr_at_fpr] if result.attacks else []
     for fpr in fprs:
-        table.add_column(f"TPR@{fpr * 100:g}%", justify="right")
+        table.add_column(f"TPR@{fpr * 100:g}%", justify="right", min_width=9, no_wrap=True)
     table.add_column("adv.", justify="right")
     table.add_column("ε ≥", justify="right")
     table.add_column("ε DP", justify="right")
