@@ -66,6 +66,18 @@ def test_reference_models_are_cached_and_results_repeat(reference_audit):
     assert json.dumps(first.to_dict(), sort_keys=True) == json.dumps(again.to_dict(), sort_keys=True)
 
 
+def test_reference_dirs_reuse_trained_models(reference_audit):
+    request, first = reference_audit
+    dirs = tuple(sorted(request.cache_dir.rglob("model-*")))
+    assert len(dirs) == 4
+    again = run_mia(
+        _request(attacks="lira-offline,rmia", population=DATA / "population.jsonl", reference_dirs=dirs)
+    )
+    for attack in again.attacks:
+        before = next(a for a in first.attacks if a.name == attack.name)
+        np.testing.assert_allclose(attack.scores, before.scores)
+
+
 def test_dp_model_bound_stays_below_theoretical_epsilon():
     result = run_mia(_request(model=TINY_DP, attacks="loss,entropy,modified-entropy"))
     assert result.theoretical_epsilon is not None and 7.5 < result.theoretical_epsilon < 8.5
