@@ -127,7 +127,7 @@ def _minilm(data: dict) -> list[str]:
 def write_markdown(results: Path, out: Path) -> None:
     parts = [INTRO]
     machine_written = False
-    for name in ("dp", "mia", "canary", "modiva", "reference", "power", "peers", "minilm"):
+    for name in ("dp", "mia", "memory", "canary", "modiva", "power", "peers", "minilm"):
         file = results / f"{name}.json"
         if not file.is_file():
             continue
@@ -147,6 +147,17 @@ def write_markdown(results: Path, out: Path) -> None:
         elif name == "mia":
             parts.append(f"{data['n_texts']} fixture texts (members and non-members) on `intent-tiny`.\n")
             parts += _table(seconds, "bare forward pass (load + tokenize + forward)")
+        elif name == "memory":
+            parts.append(
+                "Peak resident memory (max RSS, whole process: Python, torch, the model and the data) of one run over "
+                "100,000 examples (50,000 a side, two fixture utterances joined), each in its own subprocess.\n"
+            )
+            parts += ["| run | seconds | peak MiB |", "| --- | ---: | ---: |"]
+            rss = data["max_rss_mib"]
+            for (label, value), key in zip(seconds.items(), ("bare", "privaudit")):
+                parts.append(f"| {label} | {value:.1f} | {rss[key]:.0f} |")
+            ratio = seconds[list(seconds)[1]] / seconds[list(seconds)[0]]
+            parts.append(f"\nAt 100k examples the whole audit takes {ratio:.2f}x the bare forward pass.")
         elif name == "canary":
             rate = {k: data["candidates"] / v for k, v in seconds.items()}
             parts.append(f"A 4-digit template: {data['candidates']} candidates, batch 512, on `intent-tiny`.\n")

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,11 +146,70 @@ def bench_modiva(repeats: int) -> dict:
     return {"seconds": {"one ModIvA extraction": seconds}, "config": ModivaConfig().__dict__}
 
 
+MEMORY_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+mode, model, members, non_members = sys.argv[1:5]
+start = time.perf_counter()
+if mode == "privaudit":
+    from privaudit.mia import MiaRequest, run_mia
+    run_mia(MiaRequest(model_dir=Path(model), members=Path(members), non_members=Path(non_members), attacks="loss"))
+else:
+    import torch
+    from privaudit.target import Target
+    target = Target.load(model)
+    texts = [json.loads(line)["text"] for f in (members, non_members) for line in open(f)]
+    with torch.inference_mode():
+        for i in range(0, len(texts), 128):
+            batch = target.tokenizer(texts[i : i + 128], padding=True, truncation=True, max_length=target.max_length, return_tensors="pt")
+            target.model(**batch)
+print(json.dumps({"seconds": time.perf_counter() - start, "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def bench_memory(repeats: int) -> dict:
+    """Peak memory (max RSS) of ``mia --attack loss`` on 100k examples against a bare forward pass, in subprocesses."""
+    import subprocess
+
+    texts = _texts(DATA / "population.jsonl")[0] + _texts(DATA / "members.jsonl")[0]
+    labels = _texts(DATA / "population.jsonl")[1] + _texts(DATA / "members.jsonl")[1]
+    rng = np.random.default_rng(0)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for side in range(2):  # 50,000 distinct texts a side: two fixture utterances joined, numbered apart
+            path = Path(tmp) / f"side{side}.jsonl"
+            picks = rng.integers(0, len(texts), size=(50_000, 2))
+            path.write_text(
+                "".join(
+                    json.dumps({"text": f"{texts[a]} and {texts[b]} {side} {i}", "label": labels[a]}) + "\n"
+                    for i, (a, b) in enumerate(picks)
+                )
+            )
+            files.append(str(path))
+        for mode in ("bare", "privaudit"):
+            done = subprocess.run(
+                [sys.executable, "-c", MEMORY_CHILD, mode, str(MODELS / "intent-tiny"), *files],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "seconds": {
+            "bare forward pass, 100k texts": out["bare"]["seconds"],
+            "privaudit mia --attack loss, 50k members + 50k non-members": out["privaudit"]["seconds"],
+        },
+        "max_rss_mib": {k: v["max_rss_mib"] for k, v in out.items()},
+    }
+
+
 SECTIONS = {
     "dp": bench_dp,
     "mia": bench_mia,
     "canary": bench_canary,
     "modiva": bench_modiva,
+    "memory": bench_memory,
     # Imported when run: benchmarks/ is importable as a package only once main() has put the repository on sys.path.
     "power": lambda repeats: __import__("benchmarks.power", fromlist=["run"]).run(repeats),
     "peers": lambda repeats: __import__("benchmarks.peers", fromlist=["run"]).run(repeats),
