@@ -79,7 +79,7 @@ def bench_dp(repeats: int) -> dict:
         return best
 
     rows = {"non-DP": run(None)}
-    for mode in ("hooks", "functorch", "ghost"):
+    for mode in ("hooks", "functorch", "ghost", "bk"):
         rows[f"DP-SGD ({mode})"] = run(DPConfig(delta=1e-5, noise_multiplier=1.0, grad_sample_mode=mode))
     return {"seconds": rows, "baseline": "non-DP"}
 

@@ -160,12 +160,16 @@ def _layer_norm(
 RULES: dict[type[nn.Module], LayerRule] = {nn.Linear: _linear, nn.Embedding: _embedding, nn.LayerNorm: _layer_norm}
 
 
+def _trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters(recurse=False) if p.requires_grad]
+
+
 def _check_layer(name: str, module: nn.Module) -> None:
     # Exact types: a subclass may change forward() and so what the rules assume about it.
     if type(module) not in RULES:
         raise PrivauditError(
             f"book-keeping DP-SGD does not support the trainable layer '{name}' ({type(module).__name__}); "
-            f"it supports {', '.join(t.__name__ for t in RULES)}: freeze it, or use --grad-sample-mode ghost"
+            f"it supports {', '.join(t.__name__ for t in RULES)}: freeze it, or use Opacus's ghost clipping"
         )
     if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse or module.scale_grad_by_freq):
         raise PrivauditError(
@@ -177,9 +181,10 @@ class BookKeepingDP:
     """DP-SGD gradients by Book-Keeping: clip each example's gradient to ``max_grad_norm``, sum, add noise.
 
     Hooks every trainable layer of ``model`` on creation. Each training step: a forward pass, then
-    :meth:`step_gradients` with the per-example losses instead of ``loss.backward()``, then the optimiser's step.
-    The result in each ``p.grad`` matches Opacus's with ``loss_reduction="mean"``: the clipped sum plus
-    N(0, (noise_multiplier * max_grad_norm)^2) noise, over the expected batch size.
+    :meth:`step_gradients` with the per-example losses instead of ``loss.backward()``, then the optimiser's step;
+    other forward passes go under ``torch.no_grad()``. The result in each ``p.grad`` matches Opacus's with
+    ``loss_reduction="mean"``: the clipped sum plus N(0, (noise_multiplier * max_grad_norm)^2) noise, over the
+    expected batch size.
 
     Args:
         model: a module whose trainable parameters all belong to ``nn.Linear``, ``nn.Embedding`` or ``nn.LayerNorm``
@@ -188,6 +193,9 @@ class BookKeepingDP:
         max_grad_norm: the per-example clipping norm C (flat: over all parameters together).
         expected_batch_size: sample rate times data set size; the clipped noisy sum is divided by it.
         generator: the noise's random number generator.
+
+    Attributes:
+        per_sample_norms_: after each :meth:`step_gradients`, every example's gradient norm before clipping.
 
     Raises:
         PrivauditError: a trainable layer of another type, a parameter shared between layers, or bad parameters.
@@ -212,7 +220,7 @@ class BookKeepingDP:
         self.layers: dict[nn.Module, str] = {}
         owned: set[int] = set()
         for name, module in model.named_modules():
-            trainable = [p for p in module.parameters(recurse=False) if p.requires_grad]
+            trainable = _trainable(module)
             if not trainable:
                 continue
             _check_layer(name, module)
@@ -237,8 +245,8 @@ class BookKeepingDP:
                 on its own example only.
 
         Raises:
-            PrivauditError: a layer called more than once, on inputs without one row per example, or whose output
-                was changed in place.
+            PrivauditError: a layer called more than once, on inputs without one row per example, or whose input or
+                output was changed in place; a layer's weight used outside its ``forward()``.
         """
         calls, self._calls = self._calls, {}
         if per_sample_loss.dim() != 1 or len(per_sample_loss) == 0:
@@ -259,9 +267,16 @@ class BookKeepingDP:
                 raise PrivauditError(f"the input or output of '{name}' was changed in place after the layer ran")
             layers.append((module, inputs))
             outputs.append(output)
+        # A trainable layer that did not run may still have its weight read directly (DeBERTa's relative positions):
+        # asked for alongside, its gradient must come back None, or that use would go unclipped. Free when all ran.
+        idle = [(name, p) for module, name in self.layers.items() if module not in calls for p in _trainable(module)]
         # Gradients with respect to the layer outputs only: autograd computes no weight gradient (Bu et al. 2023,
         # Algorithm 1: the weight gradient is the book-kept product, formed once, already clipped).
-        output_grads = torch.autograd.grad(per_sample_loss.sum(), outputs, allow_unused=True)
+        grads = torch.autograd.grad(per_sample_loss.sum(), outputs + [p for _, p in idle], allow_unused=True)
+        output_grads = grads[: len(outputs)]
+        for (name, _), grad in zip(idle, grads[len(outputs) :]):
+            if grad is not None:
+                raise PrivauditError(f"the weights of '{name}' are used outside its forward(); book-keeping cannot")
         with torch.no_grad():
             sq_norms = per_sample_loss.new_zeros(n)
             clipped_sums = []

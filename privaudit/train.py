@@ -61,9 +61,11 @@ class DPConfig:
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
     accountant: str = "rdp"
-    # Opacus's ghost clipping (Li et al. 2022; Bu et al. 2023) computes per-sample gradient norms without
-    # materialising per-sample gradients: the fastest of its modes on transformers.
-    grad_sample_mode: str = "ghost"
+    # "bk": Book-Keeping (Bu et al. 2023; privaudit/bk.py), per-sample clipping from one backward pass, on Opacus's
+    # sampler, noise and accountant: the same weights as Opacus's ghost clipping (two backward passes), in about
+    # 1.3x the non-DP time against 2.1x on the tiny BERT. "auto" takes "bk" where it covers every trainable layer
+    # and Opacus's "ghost" otherwise; "ghost", "hooks" and "functorch" are Opacus's own modes.
+    grad_sample_mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.noise_multiplier is None and self.target_epsilon is None:
@@ -284,22 +286,30 @@ def train_classifier(
                 steps=total,
                 accountant=dp.accountant,
             )
-        if dp.grad_sample_mode == "bk":
+        mode = dp.grad_sample_mode
+        if mode in ("auto", "bk"):
             from opacus.data_loader import DPDataLoader
 
             from privaudit.bk import BookKeepingDP
 
-            # Opacus's Poisson sampler on the loader's generator, as make_private sets it up, and its expected batch.
-            loader = DPDataLoader.from_data_loader(loader)
-            book_keeping = BookKeepingDP(
-                model,
-                noise_multiplier=noise,
-                max_grad_norm=dp.max_grad_norm,
-                expected_batch_size=int(len(data) * sample_rate),
-                generator=torch.Generator().manual_seed(config.seed + 1),
-            )
-            criterion = torch.nn.CrossEntropyLoss(reduction="none")
-        else:
+            try:
+                book_keeping = BookKeepingDP(
+                    model,
+                    noise_multiplier=noise,
+                    max_grad_norm=dp.max_grad_norm,
+                    expected_batch_size=int(len(data) * sample_rate),  # as make_private computes it
+                    generator=torch.Generator().manual_seed(config.seed + 1),
+                )
+            except PrivauditError:
+                if mode == "bk":
+                    raise
+                mode = "ghost"  # a layer book-keeping does not cover: Opacus's ghost clipping takes any
+            else:
+                mode = "bk"
+                # Opacus's Poisson sampler on the loader's generator, as make_private sets it up.
+                loader = DPDataLoader.from_data_loader(loader)
+                criterion = torch.nn.CrossEntropyLoss(reduction="none")
+        if book_keeping is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Opacus warns that secure RNG is off; determinism needs it off
                 engine = PrivacyEngine(accountant=dp.accountant)
@@ -311,10 +321,10 @@ def train_classifier(
                     noise_multiplier=noise,
                     max_grad_norm=dp.max_grad_norm,
                     poisson_sampling=True,
-                    grad_sample_mode=dp.grad_sample_mode,
+                    grad_sample_mode=mode,
                     noise_generator=torch.Generator().manual_seed(config.seed + 1),
                 )
-            if dp.grad_sample_mode == "ghost":
+            if mode == "ghost":
                 train_model, optimizer, criterion, loader = prepared
             else:
                 train_model, optimizer, loader = prepared
@@ -325,7 +335,7 @@ def train_classifier(
             "delta": float(dp.delta),
             "max_grad_norm": float(dp.max_grad_norm),
             "accountant": dp.accountant,
-            "grad_sample_mode": dp.grad_sample_mode,
+            "grad_sample_mode": mode,  # the one that ran
             "poisson_sampling": True,
         }
     start = time.perf_counter()
@@ -343,7 +353,7 @@ def train_classifier(
                         book_keeping.step_gradients(criterion(_forward(model, input_ids, attention_mask), batch_labels))
                     optimizer.step()
                 elif len(batch_labels) == 0:  # Poisson sampling can draw an empty batch
-                    _empty_batch_step(optimizer, ghost=dp.grad_sample_mode == "ghost")
+                    _empty_batch_step(optimizer, ghost=mode == "ghost")
                 else:
                     optimizer.zero_grad(set_to_none=True)
                     loss = criterion(_forward(train_model, input_ids, attention_mask), batch_labels)
