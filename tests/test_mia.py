@@ -21,9 +21,7 @@ TINY_DP = ROOT / "fixtures" / "models" / "intent-tiny-dp"
 
 
 def _request(model: Path = TINY, **kw) -> MiaRequest:
-    return MiaRequest(
-        model_dir=model, members=DATA / "members.jsonl", non_members=DATA / "non_members.jsonl", **kw
-    )
+    return MiaRequest(model_dir=model, members=DATA / "members.jsonl", non_members=DATA / "non_members.jsonl", **kw)
 
 
 def _tpr_at_1pct(result, name: str) -> float:
@@ -70,9 +68,7 @@ def test_reference_dirs_reuse_trained_models(reference_audit):
     request, first = reference_audit
     dirs = tuple(sorted(request.cache_dir.rglob("model-*")))
     assert len(dirs) == 4
-    again = run_mia(
-        _request(attacks="lira-offline,rmia", population=DATA / "population.jsonl", reference_dirs=dirs)
-    )
+    again = run_mia(_request(attacks="lira-offline,rmia", population=DATA / "population.jsonl", reference_dirs=dirs))
     for attack in again.attacks:
         before = next(a for a in first.attacks if a.name == attack.name)
         np.testing.assert_allclose(attack.scores, before.scores)
@@ -181,8 +177,6 @@ def test_bad_input_is_one_clear_error(tmp_path, setup, message):
     elif setup == "no-population":
         kw = {"attacks": "rmia", "reference_models": 1}
     model = None if "scores" in kw else TINY
-    request = MiaRequest(
-        model_dir=model, members=None if model is None else members, non_members=non_members, **kw
-    )
+    request = MiaRequest(model_dir=model, members=None if model is None else members, non_members=non_members, **kw)
     with pytest.raises(PrivauditError, match=message):
         run_mia(request)
