@@ -25,16 +25,21 @@ def mia_table(result: MiaResult) -> Table:
         "ε DP: theoretical (∞ without DP)."
     )
     table = Table(
-        title=f"membership inference: {source}", caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
+        title=f"membership inference: {source}",
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
     )
-    table.add_column("attack", style="bold", no_wrap=True)
+    table.add_column("attack", style="bold", overflow="fold", min_width=8)
     table.add_column("AUC", justify="right", min_width=9, no_wrap=True)
     fprs = [t.fpr for t in result.attacks[0].metrics.tpr_at_fpr] if result.attacks else []
     for fpr in fprs:
         table.add_column(f"TPR@{fpr * 100:g}%", justify="right", min_width=9, no_wrap=True)
-    table.add_column("adv.", justify="right")
-    table.add_column("ε ≥", justify="right")
-    table.add_column("ε DP", justify="right")
+    table.add_column("adv.", justify="right", min_width=5, no_wrap=True)
+    table.add_column("ε ≥", justify="right", min_width=5, no_wrap=True)
+    table.add_column("ε DP", justify="right", min_width=5, no_wrap=True)
     for attack in result.attacks:
         m = attack.metrics
         cells = [attack.name, _interval(m.auc.value, m.auc.low, m.auc.high)]
