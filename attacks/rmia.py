@@ -13,11 +13,23 @@ target model's probability of the true label and ``Pr(.)`` its average over refe
   example is in half of the reference models. With random inclusion the plain mean over all models would
   over-weight whichever side has more models.
 * with OUT models only (offline), the paper's linear approximation
-  ``Pr(x) = ((1 + a) mean_OUT + (1 - a)) / 2``, with ``a`` (default 0.3, the offline value the paper and
-  privacy-meter use; tune it on reference models if a held-out one is available).
+  ``Pr(x) = ((1 + a) mean_OUT + (1 - a)) / 2``.
 * with IN models only, ``Pr(x) = mean_IN``: an over-estimate, so the attack errs towards "non-member".
 
-Population examples are OUT for every reference model, so ``Pr(z)`` always uses the offline approximation.
+``Pr(z)`` uses the offline approximation over the reference models trained without ``z``, as in the paper, where
+the z-samples are OUT of every reference model. privaudit's reference models are trained on the population, so
+each z is IN some of them: those are left out of its mean, and a z that is IN every reference model is not used.
+
+Choosing ``a``. The paper tunes ``a`` by attacking one reference model with the others. With ``a=None`` (the
+default) and at least two reference models whose population training sets are known, :func:`tune_a` does that:
+each reference model in turn is the target, the population examples IN and OUT of it are the members and
+non-members, the other models are its references, and the ``a`` with the highest mean TPR at 1% FPR is kept
+(low FPR is what an audit reads; AUC, which privacy-meter maximises, favours a smaller ``a``). Otherwise ``a`` is
+:data:`DEFAULT_A`, the paper's offline value.
+
+Ranking. For one population and a fixed ``gamma``, the fraction of z-samples that ``x`` dominates is a step
+function of ``LR(x) = p(x|theta) / Pr(x)``; with its ties broken by ``LR(x)`` (see :meth:`RMIA.score`), RMIA ranks
+the audited examples exactly by ``LR(x)``: ``a`` decides the ranking, the population and ``gamma`` only the scale.
 """
 
 from __future__ import annotations
@@ -30,6 +42,14 @@ from privaudit.registry import register_attack
 from privaudit.signals import Signals, losses
 
 from ._reference import masked_mean
+
+DEFAULT_A = 0.3
+"""The paper's offline ``a``, used when it cannot be tuned on the reference models."""
+
+A_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+"""Values of ``a`` tried by :func:`tune_a`, as in privacy-meter's ``tune_offline_a``."""
+
+TUNING_FPR = 0.01
 
 _TINY = np.finfo(np.float64).tiny  # keeps Pr(.) positive when a = 1 and every OUT probability underflows
 
@@ -59,6 +79,50 @@ def _offline_marginal(mean_out: np.ndarray, a: float) -> np.ndarray:
     return 0.5 * ((1.0 + a) * mean_out + (1.0 - a))
 
 
+def _tpr_at_fpr(scores: np.ndarray, is_member: np.ndarray, fpr: float) -> float:
+    """TPR of the strictest threshold whose FPR is at most ``fpr`` (ties count whole)."""
+    negatives = np.sort(scores[~is_member])[::-1]
+    allowed = int(np.floor(fpr * negatives.size))
+    if allowed >= negatives.size:
+        return 1.0
+    return float((scores[is_member] > negatives[allowed]).mean())
+
+
+def tune_a(population_p: np.ndarray, population_in: np.ndarray, grid: tuple[float, ...] = A_GRID) -> float:
+    """The offline ``a`` that best attacks each reference model with the others (Zarifzadeh et al. 2024).
+
+    Args:
+        population_p: each reference model's probability of the true label on the population, shape ``(K, m)``.
+        population_in: whether each population example was in each reference model's training set, ``(K, m)``.
+        grid: the values of ``a`` to try.
+
+    Returns:
+        The ``a`` in ``grid`` with the highest TPR at :data:`TUNING_FPR`, averaged over the reference models as
+        targets; ties go to the value nearest :data:`DEFAULT_A`. :data:`DEFAULT_A` with fewer than two models.
+    """
+    population_in = np.asarray(population_in, dtype=bool)
+    k = population_p.shape[0]
+    if k < 2:
+        return DEFAULT_A
+    tpr = np.zeros(len(grid))
+    games = 0
+    for j in range(k):
+        others = np.arange(k) != j
+        mean_out, count_out = masked_mean(population_p[others], ~population_in[others])
+        usable = count_out > 0  # the offline game: only references trained without the example
+        is_member = population_in[j, usable]
+        if is_member.all() or not is_member.any():
+            continue
+        games += 1
+        for g, a in enumerate(grid):
+            ratio = population_p[j, usable] / np.maximum(_offline_marginal(mean_out[usable], a), _TINY)
+            tpr[g] += _tpr_at_fpr(ratio, is_member, TUNING_FPR)
+    if games == 0:
+        return DEFAULT_A
+    best = np.flatnonzero(tpr == tpr.max())
+    return float(grid[min(best, key=lambda g: abs(grid[g] - DEFAULT_A))])
+
+
 @register_attack
 class RMIA(Attack):
     """RMIA: pairwise likelihood ratios against population examples, calibrated by reference models."""
@@ -67,12 +131,12 @@ class RMIA(Attack):
     description = "Pairwise likelihood ratio vs population samples (Zarifzadeh et al. 2024)"
     requires = frozenset({"logits", "reference_logits", "population_logits", "population_reference_logits"})
 
-    def __init__(self, *, a: float = 0.3, gamma: float = 1.0) -> None:
+    def __init__(self, *, a: float | None = None, gamma: float = 1.0) -> None:
         """Store the parameters.
 
         Args:
-            a: offline scaling in ``Pr(x) = ((1 + a) mean_OUT + (1 - a)) / 2``, in ``[0, 1]``; 0.3 is the
-                paper's offline choice. Unused for examples with IN reference models.
+            a: offline scaling in ``Pr(x) = ((1 + a) mean_OUT + (1 - a)) / 2``, in ``[0, 1]``; ``None`` tunes it
+                on the reference models (:func:`tune_a`). Unused for examples with IN reference models.
             gamma: threshold on the pairwise likelihood ratio ``LR(x, z)``, positive; 1 counts the population
                 examples that ``x`` beats.
         """
@@ -81,7 +145,7 @@ class RMIA(Attack):
     def check(self, signals: Signals) -> None:
         """See :meth:`Attack.check`; also checks ``a``, ``gamma`` and the population reference logits' shape."""
         super().check(signals)
-        if not 0.0 <= float(self.a) <= 1.0:
+        if self.a is not None and not 0.0 <= float(self.a) <= 1.0:
             raise PrivauditError(f"attack 'rmia': a must be between 0 and 1, got {self.a}")
         if not float(self.gamma) > 0.0:
             raise PrivauditError(f"attack 'rmia': gamma must be positive, got {self.gamma}")
@@ -91,15 +155,38 @@ class RMIA(Attack):
                 f"attack 'rmia': population reference logits have shape "
                 f"{signals.population_reference_logits.shape}, expected {expected}"
             )
+        population_in = signals.population_reference_in
+        if population_in is not None and np.shape(population_in) != expected[:2]:
+            raise PrivauditError(
+                f"attack 'rmia': population_reference_in has shape {np.shape(population_in)}, expected {expected[:2]}"
+            )
 
-    def marginals(self, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
+    def get_params(self) -> dict:
+        """The parameters as given, plus ``a_used``, the ``a`` of the last :meth:`score` (tuned when ``a`` is None)."""
+        params = super().get_params()
+        if getattr(self, "a_", None) is not None:
+            params["a_used"] = self.a_
+        return params
+
+    def resolved_a(self, signals: Signals) -> float:
+        """``a`` as given, or tuned on the reference models when it is ``None`` (see :func:`tune_a`)."""
+        if self.a is not None:
+            return float(self.a)
+        if signals.population_reference_in is None:
+            return DEFAULT_A
+        population_p = np.exp(-losses(signals.population_reference_logits, signals.population_labels))
+        return tune_a(population_p, signals.population_reference_in)
+
+    def marginals(self, signals: Signals, a: float = DEFAULT_A) -> tuple[np.ndarray, np.ndarray]:
         """``Pr(x)`` for the audited examples and ``Pr(z)`` for the population, from the reference models.
 
         Args:
             signals: signals that pass :meth:`check`.
+            a: the offline scaling (see :meth:`resolved_a`).
 
         Returns:
-            ``(pr_x, pr_z)`` of shapes ``(n,)`` and ``(m,)``.
+            ``(pr_x, pr_z)`` of shapes ``(n,)`` and ``(m,)``; ``pr_z`` is NaN for a z that is IN every reference
+            model.
         """
         reference_p = np.exp(-losses(signals.reference_logits, signals.labels))  # (K, n)
         reference_in = np.asarray(signals.reference_in, dtype=bool)
@@ -108,10 +195,14 @@ class RMIA(Attack):
         pr_x = np.where(
             count_out == 0,
             mean_in,
-            np.where(count_in > 0, 0.5 * (mean_in + mean_out), _offline_marginal(mean_out, self.a)),
+            np.where(count_in > 0, 0.5 * (mean_in + mean_out), _offline_marginal(mean_out, a)),
         )
         population_p = np.exp(-losses(signals.population_reference_logits, signals.population_labels))
-        pr_z = _offline_marginal(population_p.mean(axis=0), self.a)
+        population_in = signals.population_reference_in
+        if population_in is None:  # models not trained by privaudit (--reference-dir): taken as OUT, as documented
+            population_in = np.zeros(population_p.shape, dtype=bool)
+        mean_z, _ = masked_mean(population_p, ~np.asarray(population_in, dtype=bool))
+        pr_z = _offline_marginal(mean_z, a)
         return np.maximum(pr_x, _TINY), np.maximum(pr_z, _TINY)
 
     def score(self, signals: Signals) -> np.ndarray:
@@ -123,11 +214,19 @@ class RMIA(Attack):
         score is the fraction plus a tie-breaker smaller than one z-sample's share, ``1 / (m + 1)``.
         """
         self.check(signals)
-        pr_x, pr_z = self.marginals(signals)
+        self.a_ = self.resolved_a(signals)
+        pr_x, pr_z = self.marginals(signals, self.a_)
         p_x = np.exp(-losses(signals.logits, signals.labels))
         p_z = np.exp(-losses(signals.population_logits, signals.population_labels))
+        usable = ~np.isnan(pr_z)  # a z that every reference model trained on has no OUT estimate
+        if not usable.any():
+            raise PrivauditError(
+                "attack 'rmia': every population example was in every reference model's training set; "
+                "pass a larger --population FILE"
+            )
         # Zarifzadeh et al. 2024: LR(x, z) = (p(x|theta) / Pr(x)) / (p(z|theta) / Pr(z)); score = Pr_z[LR > gamma]
         ratio_x = p_x / pr_x
-        fraction = fraction_dominated(ratio_x, p_z / pr_z, float(self.gamma))
+        ratio_z = p_z[usable] / pr_z[usable]
+        fraction = fraction_dominated(ratio_x, ratio_z, float(self.gamma))
         order = np.argsort(np.argsort(ratio_x, kind="stable"), kind="stable")
-        return fraction + order / (len(ratio_x) * (len(p_z) + 1))
+        return fraction + order / (len(ratio_x) * (ratio_z.size + 1))

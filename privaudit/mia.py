@@ -277,6 +277,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         population_logits=None if population is None else logits[n:],
         population_labels=None if population is None else pop_labels,
         population_reference_logits=None if reference is None else reference.population_logits,
+        population_reference_in=None if reference is None else reference.population_is_in,
     )
     model = {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
     return signals, is_member, model

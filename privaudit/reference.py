@@ -32,6 +32,7 @@ class ReferenceSignals:
     logits: np.ndarray  # (K, n, C)
     is_in: np.ndarray  # (K, n) bool
     population_logits: np.ndarray | None  # (K, m, C)
+    population_is_in: np.ndarray | None = None  # (K, m) bool: the population examples each model trained on
 
 
 def train_config_from_recipe(recipe: dict | None, source: str) -> tuple[TrainConfig, DPConfig | None, int]:
@@ -117,11 +118,13 @@ def reference_signals(
     logits = np.empty((n_models, n_audited, target.n_labels))
     is_in = np.zeros((n_models, n_audited), dtype=bool)
     pop_logits = np.empty((n_models, n_pop, target.n_labels))
+    pop_in = np.zeros((n_models, n_pop), dtype=bool)
     for i in range(n_models):
         rng = np.random.default_rng([seed, i, 7])
         chosen = np.sort(rng.choice(len(pool_texts), size=size, replace=False))
         in_pool = np.zeros(len(pool_texts), dtype=bool)
         in_pool[chosen] = True
+        pop_in[i] = in_pool[:n_pop]
         if online:
             is_in[i] = in_pool[n_pop:]
         model_dir = Path(cache_dir) / recipe_key / data_key / f"model-{i}"
@@ -149,7 +152,7 @@ def reference_signals(
         logits[i], pop_logits[i] = scored[:n_audited], scored[n_audited:]
         if on_model is not None:
             on_model(i + 1, n_models, status)
-    return ReferenceSignals(logits=logits, is_in=is_in, population_logits=pop_logits)
+    return ReferenceSignals(logits=logits, is_in=is_in, population_logits=pop_logits, population_is_in=pop_in)
 
 
 def load_reference_dirs(

@@ -33,6 +33,8 @@ class Signals:
             distribution), shape ``(m, n_classes)``; RMIA's z-samples. ``None`` when not given.
         population_labels: label ids of the population examples, shape ``(m,)``.
         population_reference_logits: reference models' logits on the population, shape ``(K, m, n_classes)``.
+        population_reference_in: whether each population example was in each reference model's training set,
+            shape ``(K, m)``, bool; ``None`` when unknown (models not trained by privaudit), taken as all ``False``.
     """
 
     logits: np.ndarray
@@ -42,6 +44,7 @@ class Signals:
     population_logits: np.ndarray | None = None
     population_labels: np.ndarray | None = None
     population_reference_logits: np.ndarray | None = None
+    population_reference_in: np.ndarray | None = None
 
     @property
     def n_examples(self) -> int:

@@ -274,6 +274,80 @@ def test_rmia_breaks_saturated_ties_by_likelihood_ratio():
     assert len(np.unique(score)) == signals.n_examples
 
 
+def test_rmia_population_marginal_uses_only_models_trained_without_z():
+    # Three reference models; z0 is IN model 0 only, z1 is IN every model, z2 is IN none.
+    p = np.array([[0.9, 0.8, 0.2], [0.3, 0.7, 0.4], [0.5, 0.6, 0.6]])
+    population_in = np.array([[True, True, False], [False, True, False], [False, True, False]])
+    signals = Signals(
+        logits=np.zeros((1, 2)),
+        labels=np.array([1]),
+        reference_logits=np.zeros((3, 1, 2)),
+        reference_in=np.zeros((3, 1), dtype=bool),
+        population_logits=np.zeros((3, 2)),
+        population_labels=np.array([1, 1, 1]),
+        population_reference_logits=np.stack([np.zeros_like(p), np.log(p / (1 - p))], axis=-1),
+        population_reference_in=population_in,
+    )
+    _, pr_z = get_attack("rmia", a=0.2).marginals(signals, a=0.2)
+    offline = lambda mean_out: 0.5 * (1.2 * mean_out + 0.8)  # noqa: E731
+    np.testing.assert_allclose(pr_z[[0, 2]], [offline((0.3 + 0.5) / 2), offline((0.2 + 0.4 + 0.6) / 3)])
+    assert np.isnan(pr_z[1])  # IN every reference model: no OUT estimate, left out of the z-samples
+    score = get_attack("rmia", a=0.2).score(signals)
+    assert 0.0 <= score[0] <= 1.0
+
+
+def _pseudo_target_tpr(population_p, population_in, j, a, fpr=0.01):
+    """TPR at ``fpr`` of the offline RMIA ratio attacking reference model ``j`` with the others, via sklearn."""
+    others = [i for i in range(population_p.shape[0]) if i != j]
+    rows = []
+    for x in range(population_p.shape[1]):
+        outs = [population_p[i, x] for i in others if not population_in[i, x]]
+        if outs:
+            rows.append((population_p[j, x] / (0.5 * ((1 + a) * np.mean(outs) + 1 - a)), population_in[j, x]))
+    score, member = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    false_positive_rate, true_positive_rate, _ = roc_curve(member, score)
+    return float(true_positive_rate[false_positive_rate <= fpr].max())
+
+
+def test_tune_a_picks_the_value_with_the_best_pseudo_target_tpr():
+    # Members' probability is lifted on a per-example difficulty, so the best `a` is interior and data-dependent.
+    rng = np.random.default_rng(8)
+    k, m = 4, 1500
+    difficulty = rng.beta(2, 2, m)
+    population_in = rng.random((k, m)) < 0.5
+    population_p = np.clip(difficulty + 0.25 * population_in * (1 - difficulty) + rng.normal(0, 0.05, (k, m)), 1e-3, 1)
+    grid = attacks.rmia.A_GRID
+    tpr = [np.mean([_pseudo_target_tpr(population_p, population_in, j, a) for j in range(k)]) for a in grid]
+    best = max(tpr)
+    expected = min((a for a, t in zip(grid, tpr, strict=True) if t == best), key=lambda a: abs(a - 0.3))
+    assert attacks.rmia.tune_a(population_p, population_in) == expected
+    assert len(set(np.round(tpr, 6))) > 1  # the grid matters here: the check can fail
+
+
+def test_rmia_tunes_a_only_when_it_can():
+    signals, _ = make_world(seed=6, n=50, m=400, k=4, offline=True)
+    assert get_attack("rmia").resolved_a(signals) == attacks.rmia.DEFAULT_A  # population membership unknown
+    rng = np.random.default_rng(0)
+    known = Signals(**{**signals.__dict__, "population_reference_in": rng.random((4, 400)) < 0.5})
+    one = Signals(
+        **{
+            **known.__dict__,
+            "reference_logits": known.reference_logits[:1],
+            "reference_in": known.reference_in[:1],
+            "population_reference_logits": known.population_reference_logits[:1],
+            "population_reference_in": known.population_reference_in[:1],
+        }
+    )
+    assert get_attack("rmia").resolved_a(one) == attacks.rmia.DEFAULT_A  # one model: nothing to hold out
+    tuned = get_attack("rmia")
+    tuned.score(known)
+    assert tuned.get_params()["a_used"] == attacks.rmia.tune_a(
+        np.exp(-attacks.rmia.losses(known.population_reference_logits, known.population_labels)),
+        known.population_reference_in,
+    )
+    assert get_attack("rmia", a=0.6).resolved_a(known) == 0.6
+
+
 # --- registry --------------------------------------------------------------------------------------------
 
 
