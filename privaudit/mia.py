@@ -211,10 +211,16 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             raise PrivauditError(
                 f"{request.population}: {len(clash)} texts are also audited; the population must be disjoint"
             )
-    elif needs & {"reference_logits", "population_logits", "population_reference_logits"}:
+    elif needs & {"population_logits", "population_reference_logits"} or (
+        "reference_logits" in needs and not request.reference_dirs
+    ):
+        # Reference models are trained on the population; models given with --reference-dir need it only for RMIA.
         need = sorted(n for n in needs if n != "logits")
         raise PrivauditError(f"the selected attacks need {', '.join(need)}: pass --population FILE")
-    all_texts = texts + (list(population.texts) if population is not None else [])
+    # The population is scored only for the attacks that read it (RMIA's z-samples): LiRA needs it only as the
+    # reference models' training pool.
+    score_population = population is not None and "population_logits" in needs
+    all_texts = texts + (list(population.texts) if score_population else [])
     total = len(all_texts)
     done = [0]
 
@@ -223,20 +229,24 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         tell("scoring", done[0], total)
 
     logits = target.logits(all_texts, batch_size=request.batch_size, progress=step)
+    reference_population = "population_reference_logits" in needs
     reference = None
     if request.reference_dirs:
         if request.reference_models:
             raise PrivauditError("give --reference-models K (train) or --reference-dir DIR (reuse), not both")
-        if population is None:
+        if reference_population and population is None:
             raise PrivauditError("--reference-dir needs --population FILE (RMIA's z-samples are scored by them too)")
         from privaudit.reference import ReferenceSignals, load_reference_dirs
 
         tell("reference models", 0, len(request.reference_dirs))
-        scored = load_reference_dirs(target, request.reference_dirs, texts=all_texts, allow_pickle=request.allow_pickle)
+        scored_texts = texts + (list(population.texts) if reference_population else [])
+        scored = load_reference_dirs(
+            target, request.reference_dirs, texts=scored_texts, allow_pickle=request.allow_pickle
+        )
         reference = ReferenceSignals(
             logits=scored[:, : len(texts)],
             is_in=np.zeros((len(request.reference_dirs), len(texts)), dtype=bool),
-            population_logits=scored[:, len(texts) :],
+            population_logits=scored[:, len(texts) :] if reference_population else None,
         )
         tell("reference models", len(request.reference_dirs), len(request.reference_dirs))
     elif needs & {"reference_logits", "population_reference_logits"}:
@@ -265,6 +275,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             seed=request.seed,
             recipe=recipe,
             cache_dir=request.cache_dir or DEFAULT_CACHE,
+            score_population=reference_population,
             on_model=lambda i, k, _status: tell("reference models", i, k),
             on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
         )
@@ -274,8 +285,8 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         labels=labels,
         reference_logits=None if reference is None else reference.logits,
         reference_in=None if reference is None else reference.is_in,
-        population_logits=None if population is None else logits[n:],
-        population_labels=None if population is None else pop_labels,
+        population_logits=logits[n:] if score_population else None,
+        population_labels=pop_labels if score_population else None,
         population_reference_logits=None if reference is None else reference.population_logits,
         population_reference_in=None if reference is None else reference.population_is_in,
     )

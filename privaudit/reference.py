@@ -82,6 +82,7 @@ def reference_signals(
     seed: int,
     recipe: dict | None = None,
     cache_dir: Path = DEFAULT_CACHE,
+    score_population: bool = True,
     on_model: Callable[[int, int, str], None] | None = None,
     on_step: Callable[[int, int, int], None] | None = None,
 ) -> ReferenceSignals:
@@ -98,6 +99,7 @@ def reference_signals(
         seed: the run's seed; model ``i`` is drawn and trained from it.
         recipe: a training recipe overriding the target's (``--train-config``).
         cache_dir: where trained models are kept between runs.
+        score_population: also score the population with each model (RMIA's z-samples need it; LiRA does not).
         on_model: called with (model index, total, "trained" | "cached") as each model becomes available.
         on_step: training progress, (model index, steps done, total steps).
     """
@@ -148,11 +150,18 @@ def reference_signals(
             )
             status = "trained"
         reference = Target.load(model_dir)
-        scored = reference.logits(list(audited_texts) + list(population_texts))
-        logits[i], pop_logits[i] = scored[:n_audited], scored[n_audited:]
+        scored = reference.logits(list(audited_texts) + (list(population_texts) if score_population else []))
+        logits[i] = scored[:n_audited]
+        if score_population:
+            pop_logits[i] = scored[n_audited:]
         if on_model is not None:
             on_model(i + 1, n_models, status)
-    return ReferenceSignals(logits=logits, is_in=is_in, population_logits=pop_logits, population_is_in=pop_in)
+    return ReferenceSignals(
+        logits=logits,
+        is_in=is_in,
+        population_logits=pop_logits if score_population else None,
+        population_is_in=pop_in if score_population else None,
+    )
 
 
 def load_reference_dirs(

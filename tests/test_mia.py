@@ -78,6 +78,36 @@ def test_reference_dirs_reuse_trained_models(reference_audit):
     assert by_name["rmia"].params["a_used"] in attacks.rmia.A_GRID
 
 
+def test_lira_scores_only_the_audited_texts(reference_audit, monkeypatch):
+    """LiRA reads no population signal: neither the target nor a reference model scores the population for it.
+
+    Scores agree to float32 rounding only: without the population, the length-sorted batches are padded differently.
+    """
+    from privaudit.target import Target
+
+    request, first = reference_audit
+    scored = []
+    original = Target.logits
+    monkeypatch.setattr(
+        Target, "logits", lambda self, texts, **kw: scored.append(len(texts)) or original(self, texts, **kw)
+    )
+    again = run_mia(
+        _request(
+            attacks="lira-offline",
+            population=DATA / "population.jsonl",
+            reference_models=4,
+            cache_dir=request.cache_dir,
+        )
+    )
+    assert scored == [2000] * 5  # the target and 4 cached reference models, members and non-members only
+    np.testing.assert_allclose(
+        again.attacks[0].scores, next(a for a in first.attacks if a.name == "lira-offline").scores, rtol=1e-5
+    )
+    dirs = tuple(sorted(request.cache_dir.rglob("model-*")))
+    without_population = run_mia(_request(attacks="lira-offline", reference_dirs=dirs))
+    np.testing.assert_allclose(without_population.attacks[0].scores, again.attacks[0].scores, rtol=1e-5)
+
+
 def test_dp_model_bound_stays_below_theoretical_epsilon():
     result = run_mia(_request(model=TINY_DP, attacks="loss,entropy,modified-entropy"))
     assert result.theoretical_epsilon is not None and 7.5 < result.theoretical_epsilon < 8.5
