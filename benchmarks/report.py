@@ -16,6 +16,13 @@ TARGETS = {
         "at most",
         "whole `mia --attack loss` over a bare forward pass",
     ),
+    "lira": (
+        "privaudit mia --attack lira-offline --reference-models 4, models cached",
+        "bare forward passes: target + 4 reference models (load + tokenize + forward)",
+        1.2,
+        "at most",
+        "whole `mia --attack lira-offline` (scoring only) over bare forward passes of the same 5 models",
+    ),
 }
 
 INTRO = """# Benchmarks
@@ -104,7 +111,7 @@ def _minilm(data: dict) -> list[str]:
     lines = [
         f"`{data['model']['name']}` ({data['model']['parameters'] / 1e6:.1f}M parameters) fine-tuned with "
         "`privaudit train --base`, batch 64, max length 32. DP-SGD cost: one epoch on the 1,000 members, "
-        "noise 1.0, ghost clipping, side by side.\n",
+        "noise 1.0, book-keeping (the default) and ghost clipping, side by side.\n",
         *_table(epoch, "one epoch, non-DP"),
         f"\nDP-SGD training time over non-DP for MiniLM: **{ratio:.2f}x** (the tiny model's target: at most 1.5x): "
         f"{'meets' if ratio <= 1.5 else 'misses'} it.\n",
@@ -127,7 +134,7 @@ def _minilm(data: dict) -> list[str]:
 def write_markdown(results: Path, out: Path) -> None:
     parts = [INTRO]
     machine_written = False
-    for name in ("dp", "mia", "memory", "canary", "modiva", "power", "peers", "minilm"):
+    for name in ("dp", "mia", "lira", "memory", "canary", "modiva", "power", "peers", "minilm"):
         file = results / f"{name}.json"
         if not file.is_file():
             continue
@@ -148,6 +155,14 @@ def write_markdown(results: Path, out: Path) -> None:
         elif name == "mia":
             parts.append(f"{data['n_texts']} fixture texts (members and non-members) on `intent-tiny`.\n")
             parts += _table(seconds, "bare forward pass (load + tokenize + forward)")
+        elif name == "lira":
+            parts.append(
+                f"LiRA's scoring only: {data['n_texts']} fixture texts (members and non-members) on `intent-tiny`, "
+                "with 4 offline reference models already trained (the power section trains and caches them). "
+                "LiRA cannot run on fewer than one forward pass per model, so the floor is the target's and the "
+                "4 reference models' bare passes over the same texts.\n"
+            )
+            parts += _table(seconds, list(seconds)[0])
         elif name == "memory":
             parts.append(
                 "Peak resident memory (max RSS, whole process: Python, torch, the model and the data) of one run over "

@@ -7,6 +7,7 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - mia:      ``privaudit mia --attack loss`` (in process) over a bare batched forward pass of the same texts;
 - canary:   candidates scored per second for a 4-digit space, against a bare batched forward pass;
 - modiva:   wall time of one ModIvA extraction on the fixture;
+- lira:     ``mia --attack lira-offline`` with 4 cached reference models over bare forward passes of the 5 models;
 - power:    attack power per reference model, and the time of each reference-model attack (benchmarks/power.py);
 - peers:    IBM ART's membership attacks on the same target outputs (benchmarks/peers.py);
 - minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py).
@@ -117,6 +118,47 @@ def bench_mia(repeats: int) -> dict:
     }
 
 
+LIRA_MODELS = 4
+
+
+def bench_lira(repeats: int) -> dict:
+    """``privaudit mia --attack lira-offline --reference-models 4`` with its models cached (scoring only, no training)
+    over the floor: load the target and the 4 reference models and run each over the audited texts, bare."""
+    from benchmarks import power
+    from privaudit.mia import MiaRequest, run_mia
+    from privaudit.target import Target
+
+    # The models power trains (or finds in its cache): model i is the same at every K.
+    refs = power.references(power.load_audit(), n_models=LIRA_MODELS, online=False)
+    dirs = sorted(power.REFERENCE_CACHE.glob(f"*/*/model-[0-{LIRA_MODELS - 1}]"))
+    request = MiaRequest(
+        model_dir=MODELS / "intent-tiny",
+        members=DATA / "members.jsonl",
+        non_members=DATA / "non_members.jsonl",
+        population=DATA / "population.jsonl",
+        attacks="lira-offline",
+        reference_models=LIRA_MODELS,
+        seed=power.SEED,
+        cache_dir=power.REFERENCE_CACHE,
+    )
+    texts = _texts(DATA / "members.jsonl")[0] + _texts(DATA / "non_members.jsonl")[0]
+
+    def floor() -> None:
+        for model in [MODELS / "intent-tiny", *dirs[:LIRA_MODELS]]:
+            bare_forward(Target.load(model), texts, 128)
+
+    bare = best_of(floor, repeats)
+    whole = best_of(lambda: run_mia(request), repeats)
+    return {
+        "seconds": {
+            f"bare forward passes: target + {LIRA_MODELS} reference models (load + tokenize + forward)": bare,
+            f"privaudit mia --attack lira-offline --reference-models {LIRA_MODELS}, models cached": whole,
+        },
+        "n_texts": len(texts),
+        "reference_models_trained_this_run": refs.trained,
+    }
+
+
 def bench_canary(repeats: int) -> dict:
     """Candidates per second of exposure enumeration (1e4 candidates) against a bare batched forward pass."""
     from privaudit.canaries import read_canaries
@@ -211,6 +253,7 @@ SECTIONS = {
     "memory": bench_memory,
     # Imported when run: benchmarks/ is importable as a package only once main() has put the repository on sys.path.
     "power": lambda repeats: __import__("benchmarks.power", fromlist=["run"]).run(repeats),
+    "lira": bench_lira,
     "peers": lambda repeats: __import__("benchmarks.peers", fromlist=["run"]).run(repeats),
     "minilm": lambda repeats: __import__("benchmarks.minilm", fromlist=["run"]).run(repeats),
 }
