@@ -14,7 +14,7 @@ from pathlib import Path
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
-from privaudit.gate import Measurement, measurements_from_canary_dict, measurements_from_mia_dict
+from privaudit.measurements import Measurement, measurements_from_canary_dict, measurements_from_mia_dict
 
 SCHEMA = "privaudit.baseline/1"
 

@@ -387,7 +387,7 @@ def mia(
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
     from privaudit.cli_output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
-    from privaudit.gate import mia_measurements, mia_metrics
+    from privaudit.measurements import mia_measurements, mia_metrics
     from privaudit.mia import SCHEMA, MiaRequest, run_mia
     from privaudit.registry import available_attacks
     from privaudit.report import formats

@@ -91,7 +91,7 @@ def canary(
     from privaudit.canaries import read_canaries
     from privaudit.canary import SCHEMA, CanaryRequest, run_canary
     from privaudit.cli_output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
-    from privaudit.gate import CANARY_METRICS, canary_measurements, canary_subjects
+    from privaudit.measurements import CANARY_METRICS, canary_measurements, canary_subjects
     from privaudit.report import formats
     from privaudit.report.canary_table import print_canary
 

@@ -32,7 +32,8 @@ from privaudit.errors import PrivauditError
 
 if TYPE_CHECKING:
     from privaudit.canary import CanaryResult
-    from privaudit.gate import GateResult, Measurement, Threshold
+    from privaudit.gate import GateResult, Threshold
+    from privaudit.measurements import Measurement
     from privaudit.mia import MiaResult
 
     AuditResult = MiaResult | CanaryResult
@@ -147,7 +148,7 @@ class AuditReport:
         command: ``"mia"`` or ``"canary"``, for report titles.
         schema: the result document's schema, e.g. ``"privaudit.mia/1"``, recorded in a saved baseline.
         result: the audit's result: its ``to_dict()`` is the JSON report, its ``model`` names the audited files.
-        measurements: what the gate checks (:func:`privaudit.gate.mia_measurements`, ``canary_measurements``).
+        measurements: what the gate checks (:func:`privaudit.measurements.mia_measurements`, ``canary_measurements``).
         bound_metric: the epsilon lower bound that ``--fail-if-bound-exceeds-epsilon`` compares with the theoretical
             epsilon: ``"epsilon_lb"`` or ``"one_run_epsilon_lb"``.
         print_result: prints the result's tables on a console.

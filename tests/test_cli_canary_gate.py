@@ -22,13 +22,15 @@ from privaudit.canaries import Canary, write_canaries
 from privaudit.canary import CanaryRequest, CanaryResult, CanaryRow
 from privaudit.cli import app
 from privaudit.gate import (
+    epsilon_claim,
+    parse_threshold,
+    run_gate,
+)
+from privaudit.measurements import (
     CANARY_METRICS,
     canary_measurements,
     canary_subjects,
-    epsilon_claim,
     measurements_from_canary_dict,
-    parse_threshold,
-    run_gate,
 )
 from privaudit.modiva import ModivaResult
 from privaudit.onerun import OneRunResult

@@ -14,13 +14,15 @@ from junitparser import Failure, JUnitXml, Skipped
 from rich.console import Console
 
 from privaudit.gate import (
-    Measurement,
     Threshold,
     epsilon_claim,
-    mia_measurements,
-    mia_metrics,
     parse_threshold,
     run_gate,
+)
+from privaudit.measurements import (
+    Measurement,
+    mia_measurements,
+    mia_metrics,
 )
 from privaudit.metrics import evaluate
 from privaudit.mia import AttackResult, MiaResult

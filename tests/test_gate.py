@@ -11,17 +11,19 @@ from privaudit.baseline import SCHEMA as BASELINE_SCHEMA
 from privaudit.baseline import baseline_document, baseline_from_result, load_baseline
 from privaudit.errors import PrivauditError
 from privaudit.gate import (
-    CANARY_METRICS,
-    Measurement,
     Threshold,
     canonical_metric,
     epsilon_claim,
     merge_thresholds,
-    mia_measurements,
-    mia_metrics,
     parse_threshold,
     run_gate,
     threshold_from_key,
+)
+from privaudit.measurements import (
+    CANARY_METRICS,
+    Measurement,
+    mia_measurements,
+    mia_metrics,
     tpr_metric,
 )
 from privaudit.metrics import evaluate

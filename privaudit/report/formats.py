@@ -20,7 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from privaudit import __version__
-from privaudit.gate import Check, GateResult, canary_subject
+from privaudit.gate import Check, GateResult
+from privaudit.measurements import canary_subject
 from privaudit.mia import MiaResult
 
 if TYPE_CHECKING:
