@@ -145,10 +145,14 @@ class RMIA(Attack):
     def check(self, signals: Signals) -> None:
         """See :meth:`Attack.check`; also checks ``a``, ``gamma`` and the population reference logits' shape."""
         super().check(signals)
-        if self.a is not None and not 0.0 <= float(self.a) <= 1.0:
-            raise PrivauditError(f"attack 'rmia': a must be between 0 and 1, got {self.a}")
-        if not float(self.gamma) > 0.0:
-            raise PrivauditError(f"attack 'rmia': gamma must be positive, got {self.gamma}")
+
+        def number(x: object) -> bool:
+            return isinstance(x, int | float | np.floating | np.integer) and not isinstance(x, bool)
+
+        if self.a is not None and not (number(self.a) and 0.0 <= float(self.a) <= 1.0):
+            raise PrivauditError(f"attack 'rmia': a must be between 0 and 1 (or none: tuned), got {self.a!r}")
+        if not (number(self.gamma) and float(self.gamma) > 0.0):
+            raise PrivauditError(f"attack 'rmia': gamma must be a positive number, got {self.gamma!r}")
         expected = (signals.n_reference_models, *signals.population_logits.shape)
         if signals.population_reference_logits.shape != expected:
             raise PrivauditError(

@@ -298,6 +298,15 @@ def mia(
     attack: Annotated[
         str | None, typer.Option("--attack", "-a", help="Comma-separated attacks, or 'all' (see 'privaudit attacks').")
     ] = None,
+    attack_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attack-option",
+            metavar="ATTACK:PARAM=VALUE",
+            help="Set an attack's parameter (repeatable), e.g. rmia:a=0.5, rmia:gamma=2, "
+            "lira-offline:fixed_variance=false; 'privaudit attacks' lists each attack's parameters.",
+        ),
+    ] = None,
     population: Annotated[
         Path | None, typer.Option(help="More non-members: train reference models and RMIA's z-samples.")
     ] = None,
@@ -407,6 +416,7 @@ def mia(
         members=members,
         non_members=non_members,
         attacks=attack,
+        attack_options=tuple(attack_option or ()),
         population=population,
         reference_models=reference_models,
         reference_dirs=tuple(reference_dir or ()),
@@ -439,19 +449,19 @@ def attacks() -> None:
     """List the membership inference attacks, built-in and from plugins, with what each needs.
 
     Third-party attacks register under the entry-point group 'privaudit.attacks'; one that fails to import is listed
-    as broken, with the reason. Example:
+    as broken, with the reason. Set a parameter with 'privaudit mia --attack-option ATTACK:PARAM=VALUE'. Example:
 
         privaudit attacks
     """
     from privaudit.registry import list_attacks
 
     table = Table(title="attacks")
-    for column in ("name", "needs", "description", "source"):
+    for column in ("name", "needs", "parameters", "description", "source"):
         table.add_column(column)
     for info in list_attacks():
         needs = ", ".join(sorted(info.requires)) + (" (online)" if info.online else "")
         description = info.description if info.error is None else f"[red]broken: {info.error}[/]"
-        table.add_row(info.name, needs, description, info.source)
+        table.add_row(info.name, needs, ", ".join(info.parameters), description, info.source)
     Console().print(table)
 
 

@@ -93,6 +93,16 @@ def _names(value: Any, base: Path) -> str:
     raise ValueError("expected a string or a non-empty list of strings")
 
 
+def _attack_options(value: Any, base: Path) -> list[str]:
+    """Attack parameters: ``{ "rmia:a" = 0.5 }``, handed to click as repeated ``--attack-option rmia:a=0.5``."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and ":" in k for k in value):
+        raise ValueError('expected a table of ATTACK:PARAM to values, e.g. { "rmia:a" = 0.5 }')
+    for key, setting in value.items():
+        if not isinstance(setting, bool | int | float | str):
+            raise ValueError(f"'{key}' must be a number, true/false or a string, got {setting!r}")
+    return [f"{key}={str(v).lower() if isinstance(v, bool) else v}" for key, v in value.items()]
+
+
 def _thresholds(value: Any, base: Path) -> dict[str, float]:
     if not isinstance(value, dict):
         raise ValueError('expected a table of METRIC or ATTACK:METRIC to numbers, e.g. { "auc" = 0.6 }')
@@ -147,6 +157,7 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "non_members": Key("non_members", _path),
         "population": Key("population", _path),
         "attack": Key("attack", _names),
+        "attack_options": Key("attack_option", _attack_options),
         "reference_models": Key("reference_models", _int(minimum=0)),
         "train_config": Key("train_config", _path),
         "scores": Key("scores", _path),

@@ -18,7 +18,7 @@ from privaudit.accounting import epsilon_from_model
 from privaudit.data import TextDataset, encode_labels, read_dataset
 from privaudit.errors import PrivauditError
 from privaudit.metrics import AttackMetrics, evaluate
-from privaudit.registry import get_attack, get_attack_class, resolve
+from privaudit.registry import get_attack, get_attack_class, parse_attack_options, resolve
 from privaudit.signals import Signals
 
 SCHEMA = "privaudit.mia/1"
@@ -45,6 +45,7 @@ class MiaRequest:
     batch_size: int = 128
     train_config: Path | None = None
     cache_dir: Path | None = None
+    attack_options: tuple[str, ...] = ()  # ATTACK:PARAM=VALUE, e.g. "rmia:a=0.5"
 
 
 @dataclass
@@ -146,9 +147,9 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         if signals is None and request.attacks is not None:
             raise PrivauditError(f"{request.scores}: --attack needs 'logits' and 'label' columns; it has only 'score'")
         names = resolve(request.attacks or "loss") if signals is not None else []
-        attacks = [get_attack(name) for name in names]
+        attacks = _build_attacks(names, request.attack_options)
     else:
-        attacks = [get_attack(name) for name in resolve(request.attacks or "loss")]
+        attacks = _build_attacks(resolve(request.attacks or "loss"), request.attack_options)
         signals, is_member, model = _signals_from_model(request, attacks, tell)
         precomputed = None
     results = []
@@ -186,6 +187,17 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
 
 def _jsonable(params: dict) -> dict:
     return json.loads(json.dumps(params, default=str))
+
+
+def _build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
+    """The selected attacks, each with its ``--attack-option`` parameters (checked before anything is scored)."""
+    options = parse_attack_options(option_specs)
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise PrivauditError(
+            f"--attack-option for {', '.join(map(repr, stray))}, which is not selected; selected: {', '.join(names)}"
+        )
+    return [get_attack(name, **options.get(name, {})) for name in names]
 
 
 def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict]:

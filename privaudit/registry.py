@@ -14,6 +14,7 @@ raising.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -139,6 +140,47 @@ def get_attack(name: str, **params: Any) -> Attack:
         takes = f"takes: {', '.join(accepted)}" if accepted else "takes no parameters"
         raise PrivauditError(f"attack '{name}' has no parameter {', '.join(map(repr, unknown))}; it {takes}")
     return cls(**params)
+
+
+def parse_attack_options(specs: Sequence[str], source: str = "--attack-option") -> dict[str, dict[str, Any]]:
+    """Parse ``ATTACK:PARAM=VALUE`` settings, such as ``rmia:a=0.5``, into parameters per attack.
+
+    Values are read as ``none``, ``true``/``false``, an integer, a number, or else left as text; the attack checks
+    them when it runs.
+
+    Args:
+        specs: the settings, as given (repeatable flag or config list).
+        source: where they came from, for messages.
+
+    Returns:
+        ``{attack: {param: value}}``, for :func:`get_attack`.
+
+    Raises:
+        PrivauditError: for a setting not of the form ``ATTACK:PARAM=VALUE``.
+    """
+    options: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        head, equals, text = spec.partition("=")
+        attack, colon, param = head.partition(":")
+        attack, param, text = attack.strip(), param.strip(), text.strip()
+        if not (equals and colon and attack and param and text):
+            raise PrivauditError(f"{source} '{spec}': expected ATTACK:PARAM=VALUE, e.g. rmia:a=0.5")
+        options.setdefault(attack, {})[param] = _option_value(text)
+    return options
+
+
+def _option_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("none", "auto"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def resolve(spec: str) -> list[str]:

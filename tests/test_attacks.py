@@ -371,6 +371,22 @@ def test_get_attack_rejects_unknown_parameter():
     assert get_attack("rmia", a=0.5).get_params() == {"a": 0.5, "gamma": 1.0}
 
 
+def test_parse_attack_options_reads_typed_values():
+    options = registry.parse_attack_options(
+        ["rmia:a=0.5", "rmia:gamma=2", "lira-offline:fixed_variance=False", "rmia:a=none", "x:y=text"]
+    )
+    assert options == {"rmia": {"a": None, "gamma": 2}, "lira-offline": {"fixed_variance": False}, "x": {"y": "text"}}
+    for bad in ("rmia", "rmia:a", ":a=1", "rmia:=1", "rmia:a="):
+        with pytest.raises(PrivauditError, match="expected ATTACK:PARAM=VALUE"):
+            registry.parse_attack_options([bad])
+
+
+def test_rmia_rejects_a_non_numeric_parameter(online_world):
+    signals, _ = online_world
+    with pytest.raises(PrivauditError, match=r"a must be between 0 and 1 \(or none: tuned\), got 'high'"):
+        get_attack("rmia", a="high").score(signals)
+
+
 class _FakeEntryPoint:
     """Stands in for importlib.metadata.EntryPoint, and records whether it was loaded."""
 
@@ -475,7 +491,7 @@ def test_check_rejects_bad_parameters(online_world):
     signals, _ = online_world
     with pytest.raises(PrivauditError, match="a must be between 0 and 1"):
         get_attack("rmia", a=1.5).score(signals)
-    with pytest.raises(PrivauditError, match="gamma must be positive"):
+    with pytest.raises(PrivauditError, match="gamma must be a positive number"):
         get_attack("rmia", gamma=0).score(signals)
 
 

@@ -47,6 +47,7 @@ def test_pyproject_and_privaudit_toml_read_the_same_keys(tmp_path):
         "fail_if_bound_exceeds_epsilon = true\n"
         'fail_above = { "auc" = 0.6, "lira-offline:tpr@1%fpr" = 0.05 }\n'
         'max_increase = { "auc" = 0.02 }\n'
+        'attack_options = { "rmia:a" = 0.5, "lira-offline:fixed_variance" = false }\n'
     )
     pyproject = load_config(write(tmp_path / "pyproject.toml", "[tool.privaudit.mia]\n" + body), "mia")
     own = load_config(write(tmp_path / "privaudit.toml", "[mia]\n" + body), "mia")
@@ -59,6 +60,7 @@ def test_pyproject_and_privaudit_toml_read_the_same_keys(tmp_path):
         "output_format": "sarif",
         "epsilon": 8.0,
         "fail_if_bound_exceeds_epsilon": True,
+        "attack_option": ["rmia:a=0.5", "lira-offline:fixed_variance=false"],  # as repeated --attack-option
     }
     assert pyproject.fail_above == own.fail_above == {"auc": 0.6, "lira-offline:tpr@1%fpr": 0.05}
     assert pyproject.max_increase == {"auc": 0.02}

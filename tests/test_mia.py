@@ -108,6 +108,35 @@ def test_lira_scores_only_the_audited_texts(reference_audit, monkeypatch):
     np.testing.assert_allclose(without_population.attacks[0].scores, again.attacks[0].scores, rtol=1e-5)
 
 
+def test_attack_options_reach_the_attack(reference_audit):
+    request, _ = reference_audit
+    result = run_mia(
+        _request(
+            attacks="rmia,lira-offline",
+            attack_options=("rmia:a=0.5", "rmia:gamma=2", "lira-offline:fixed_variance=false"),
+            population=DATA / "population.jsonl",
+            reference_models=4,
+            cache_dir=request.cache_dir,
+        )
+    )
+    rmia, lira = result.attacks
+    assert rmia.params == {"a": 0.5, "gamma": 2, "a_used": 0.5}
+    assert lira.params == {"fixed_variance": False}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("rmia:a=0.5",), r"--attack-option for 'rmia', which is not selected; selected: loss"),
+        (("loss:temperature=2",), r"attack 'loss' has no parameter 'temperature'; it takes no parameters"),
+        (("rmia:a",), r"--attack-option 'rmia:a': expected ATTACK:PARAM=VALUE"),
+    ],
+)
+def test_bad_attack_options_fail_before_scoring(options, message):
+    with pytest.raises(PrivauditError, match=message):
+        run_mia(_request(attacks="loss", attack_options=options))
+
+
 def test_dp_model_bound_stays_below_theoretical_epsilon():
     result = run_mia(_request(model=TINY_DP, attacks="loss,entropy,modified-entropy"))
     assert result.theoretical_epsilon is not None and 7.5 < result.theoretical_epsilon < 8.5
