@@ -325,8 +325,8 @@ def _notes(data: dict) -> str:
     )
     if ours["rmia"]["tpr_at_0.1%"] == 0:
         parts.append(
-            "privaudit's RMIA scores 0 at 0.1% FPR because several non-members tie with members at its top score "
-            "(see the power section): a tie-breaking fix in `attacks/rmia.py` would recover it. "
+            "privaudit's RMIA finds no member at 0.1% FPR here: its top-ranked examples include non-members, and "
+            "0.1% of 1,000 non-members allows one false positive. "
         )
     loss = ours["loss"]
     beaten = [r for r in art if r["tpr_at_1%"] is not None and r["tpr_at_1%"] > loss["tpr_at_1%"]]

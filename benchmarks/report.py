@@ -205,4 +205,14 @@ def write_markdown(results: Path, out: Path) -> None:
         if notes:
             parts.append("\n" + notes)
         parts.append("")
+    run_file = results / "run.json"
+    if run_file.is_file():
+        run = json.loads(run_file.read_text())
+        state = "cold caches: every model trained in the run" if run["cold_cache"] else "models cached by earlier runs"
+        parts.append(
+            f"## Whole run\n\nThe last full `make bench` took {run['total_seconds'] / 60:.1f} minutes ({state}).\n"
+        )
+        parts += ["| section | minutes |", "| --- | ---: |"]
+        parts += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in run["section_seconds"].items()]
+        parts.append("")
     out.write_text("\n".join(parts) + "\n")

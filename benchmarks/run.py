@@ -282,13 +282,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in args.only.split(","):
+    names = args.only.split(",")
+    cold = not (ROOT / ".cache" / "bench").exists()  # no model trained by an earlier run to reuse
+    wall: dict[str, float] = {}
+    for name in names:
         print(f"benchmark {name} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         result = SECTIONS[name](args.repeats)
+        wall[name] = time.perf_counter() - start
         result["machine"] = machine()
         result["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(json.dumps(result["seconds"], indent=2), file=sys.stderr)
+    if set(names) == set(SECTIONS):
+        run = {"cold_cache": cold, "section_seconds": wall, "total_seconds": sum(wall.values()), "machine": machine()}
+        (RESULTS / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     from benchmarks.report import write_markdown
 
     write_markdown(RESULTS, args.out)
