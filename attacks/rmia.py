@@ -21,11 +21,12 @@ the z-samples are OUT of every reference model. privaudit's reference models are
 each z is IN some of them: those are left out of its mean, and a z that is IN every reference model is not used.
 
 Choosing ``a``. The paper tunes ``a`` by attacking one reference model with the others. With ``a=None`` (the
-default) and at least two reference models whose population training sets are known, :func:`tune_a` does that:
-each reference model in turn is the target, the population examples IN and OUT of it are the members and
-non-members, the other models are its references, and the ``a`` with the highest mean TPR at 1% FPR is kept
-(low FPR is what an audit reads; AUC, which privacy-meter maximises, favours a smaller ``a``). Otherwise ``a`` is
-:data:`DEFAULT_A`, the paper's offline value.
+default) and reference models whose population training sets are known, :func:`tune_a` does that: each reference
+model in turn is the target, the population examples IN and OUT of it are the members and non-members, the other
+models and the audited model (trained without any population example: an OUT reference for all of them) are its
+references, and the ``a`` with the highest mean TPR at 1% FPR is kept (low FPR is what an audit reads; AUC, which
+privacy-meter maximises, favours a smaller ``a``). No audited example's membership is used. For reference models
+not trained by privaudit (``--reference-dir``), ``a`` is :data:`DEFAULT_A`, the paper's offline value.
 
 Ranking. For one population and a fixed ``gamma``, the fraction of z-samples that ``x`` dominates is a step
 function of ``LR(x) = p(x|theta) / Pr(x)``; with its ties broken by ``LR(x)`` (see :meth:`RMIA.score`), RMIA ranks
@@ -88,22 +89,34 @@ def _tpr_at_fpr(scores: np.ndarray, is_member: np.ndarray, fpr: float) -> float:
     return float((scores[is_member] > negatives[allowed]).mean())
 
 
-def tune_a(population_p: np.ndarray, population_in: np.ndarray, grid: tuple[float, ...] = A_GRID) -> float:
+def tune_a(
+    population_p: np.ndarray,
+    population_in: np.ndarray,
+    target_population_p: np.ndarray | None = None,
+    grid: tuple[float, ...] = A_GRID,
+) -> float:
     """The offline ``a`` that best attacks each reference model with the others (Zarifzadeh et al. 2024).
+
+    The audited model itself was trained without any population example, so it joins the others as one more OUT
+    reference (never as a target: none of the population is its member). Each game then has as many references as
+    the real attack, and one reference model is enough to tune on.
 
     Args:
         population_p: each reference model's probability of the true label on the population, shape ``(K, m)``.
         population_in: whether each population example was in each reference model's training set, ``(K, m)``.
+        target_population_p: the audited model's probability of the true label on the population, ``(m,)``.
         grid: the values of ``a`` to try.
 
     Returns:
         The ``a`` in ``grid`` with the highest TPR at :data:`TUNING_FPR`, averaged over the reference models as
-        targets; ties go to the value nearest :data:`DEFAULT_A`. :data:`DEFAULT_A` with fewer than two models.
+        targets; ties go to the value nearest :data:`DEFAULT_A`. :data:`DEFAULT_A` when no game can be played.
     """
+    population_p = np.asarray(population_p, dtype=np.float64)
     population_in = np.asarray(population_in, dtype=bool)
+    if target_population_p is not None:
+        population_p = np.vstack([population_p, np.asarray(target_population_p, dtype=np.float64)[None]])
+        population_in = np.vstack([population_in, np.zeros((1, population_in.shape[1]), dtype=bool)])
     k = population_p.shape[0]
-    if k < 2:
-        return DEFAULT_A
     tpr = np.zeros(len(grid))
     games = 0
     for j in range(k):
@@ -179,7 +192,8 @@ class RMIA(Attack):
         if signals.population_reference_in is None:
             return DEFAULT_A
         population_p = np.exp(-losses(signals.population_reference_logits, signals.population_labels))
-        return tune_a(population_p, signals.population_reference_in)
+        target_p = np.exp(-losses(signals.population_logits, signals.population_labels))
+        return tune_a(population_p, signals.population_reference_in, target_p)
 
     def marginals(self, signals: Signals, a: float = DEFAULT_A) -> tuple[np.ndarray, np.ndarray]:
         """``Pr(x)`` for the audited examples and ``Pr(z)`` for the population, from the reference models.

@@ -295,26 +295,21 @@ def _notes(data: dict) -> str:
             f"LiRA's ({offline['auc']:.3f} offline, {online['auc']:.3f} online). "
         )
     tuned = data["rmia_tuned_a"]
+    hindsight = data["rmia_k1_tpr_by_a_hindsight"]
     parts.append(
-        "RMIA's `a` is tuned as the paper does, by attacking each reference model with the others (so it needs K >= 2; "
-        f"K=1 uses the paper's 0.3): a = {', '.join(f'{tuned[str(k)]:.1f} at K={k}' for k in KS if k >= 2)}. "
-        f"The untuned series keeps a = 0.3: {', '.join(f'K={k} {tpr(UNTUNED, k)}' for k in KS)}. "
+        "RMIA's `a` is tuned as the paper does, by attacking each reference model with the others, and with the "
+        "audited model, which was trained without any population example (no audited example's membership is used): "
+        f"a = {', '.join(f'{tuned[str(k)]:.1f} at K={k}' for k in KS)}. "
+        f"The untuned series keeps the paper's a = 0.3: {', '.join(f'K={k} {tpr(UNTUNED, k)}' for k in KS)}. "
         "For one population and gamma, RMIA ranks the audited examples by p(x|theta) / Pr(x), so `a` is the only "
-        "thing that moves its ROC curve. "
+        "thing that moves its ROC curve; with hindsight (the audit's own membership, which no auditor has), K=1 gives "
+        + ", ".join(f"{t:.1%} at a = {a}" for a, t in hindsight.items())
+        + ". "
     )
     if behind:
         parts.append(
-            f"Zarifzadeh et al. (2024) report RMIA ahead of LiRA at low FPR with 1 or 2 reference models; here it is "
+            "Zarifzadeh et al. (2024) report RMIA ahead of LiRA at low FPR with 1 or 2 reference models; here it is "
             f"behind, beyond the intervals, at K={' and '.join(map(str, behind))}. "
-            + (
-                "With one reference model there is none to hold out, so `a` stays at the paper's 0.3. With hindsight "
-                "(the audit's own membership, which no auditor has), K=1 gives "
-                + ", ".join(f"{t:.1%} at a = {a}" for a, t in data["rmia_k1_tpr_by_a_hindsight"].items())
-                + ": the gap is the choice of `a`. privacy-meter tunes it on one extra, paired model; privaudit could "
-                "do the same for `--reference-models 1` at the cost of training a second model. "
-                if 1 in behind
-                else ""
-            )
         )
     k_max = max(KS)
     parts.append(

@@ -324,28 +324,35 @@ def test_tune_a_picks_the_value_with_the_best_pseudo_target_tpr():
     assert len(set(np.round(tpr, 6))) > 1  # the grid matters here: the check can fail
 
 
-def test_rmia_tunes_a_only_when_it_can():
+def test_rmia_tunes_a_with_the_audited_model_as_one_more_reference():
     signals, _ = make_world(seed=6, n=50, m=400, k=4, offline=True)
     assert get_attack("rmia").resolved_a(signals) == attacks.rmia.DEFAULT_A  # population membership unknown
     rng = np.random.default_rng(0)
     known = Signals(**{**signals.__dict__, "population_reference_in": rng.random((4, 400)) < 0.5})
-    one = Signals(
-        **{
-            **known.__dict__,
-            "reference_logits": known.reference_logits[:1],
-            "reference_in": known.reference_in[:1],
-            "population_reference_logits": known.population_reference_logits[:1],
-            "population_reference_in": known.population_reference_in[:1],
-        }
-    )
-    assert get_attack("rmia").resolved_a(one) == attacks.rmia.DEFAULT_A  # one model: nothing to hold out
+    population_p = np.exp(-attacks.rmia.losses(known.population_reference_logits, known.population_labels))
+    target_p = np.exp(-attacks.rmia.losses(known.population_logits, known.population_labels))
     tuned = get_attack("rmia")
     tuned.score(known)
-    assert tuned.get_params()["a_used"] == attacks.rmia.tune_a(
-        np.exp(-attacks.rmia.losses(known.population_reference_logits, known.population_labels)),
-        known.population_reference_in,
-    )
+    assert tuned.get_params()["a_used"] == attacks.rmia.tune_a(population_p, known.population_reference_in, target_p)
+    # The audited model is OUT for every population example: exactly one more reference model with no member.
+    stacked = np.vstack([population_p, target_p[None]]), np.vstack([known.population_reference_in, np.zeros((1, 400))])
+    assert attacks.rmia.tune_a(population_p, known.population_reference_in, target_p) == attacks.rmia.tune_a(*stacked)
     assert get_attack("rmia", a=0.6).resolved_a(known) == 0.6
+
+
+def test_tune_a_with_one_reference_model_plays_it_against_the_audited_model():
+    rng = np.random.default_rng(9)
+    m = 1500
+    difficulty = rng.beta(2, 2, m)
+    member = rng.random(m) < 0.5
+    reference_p = np.clip(difficulty + 0.25 * member * (1 - difficulty) + rng.normal(0, 0.05, m), 1e-3, 1)
+    target_p = np.clip(difficulty + rng.normal(0, 0.05, m), 1e-3, 1)  # no population example is its member
+    assert attacks.rmia.tune_a(reference_p[None], member[None]) == attacks.rmia.DEFAULT_A  # no game to play
+    grid = attacks.rmia.A_GRID
+    both, both_in = np.vstack([reference_p, target_p]), np.vstack([member, np.zeros(m, dtype=bool)])
+    tpr = [_pseudo_target_tpr(both, both_in, 0, a) for a in grid]
+    expected = min((a for a, t in zip(grid, tpr, strict=True) if t == max(tpr)), key=lambda a: abs(a - 0.3))
+    assert attacks.rmia.tune_a(reference_p[None], member[None], target_p) == expected != attacks.rmia.DEFAULT_A
 
 
 # --- registry --------------------------------------------------------------------------------------------
