@@ -119,7 +119,7 @@ def reference_signals(
     recipe_key = _key(config, dp)
     logits = np.empty((n_models, n_audited, target.n_labels))
     is_in = np.zeros((n_models, n_audited), dtype=bool)
-    pop_logits = np.empty((n_models, n_pop, target.n_labels))
+    pop_logits = np.empty((n_models, n_pop, target.n_labels)) if score_population else None
     pop_in = np.zeros((n_models, n_pop), dtype=bool)
     for i in range(n_models):
         rng = np.random.default_rng([seed, i, 7])
@@ -152,14 +152,14 @@ def reference_signals(
         reference = Target.load(model_dir)
         scored = reference.logits(list(audited_texts) + (list(population_texts) if score_population else []))
         logits[i] = scored[:n_audited]
-        if score_population:
+        if pop_logits is not None:
             pop_logits[i] = scored[n_audited:]
         if on_model is not None:
             on_model(i + 1, n_models, status)
     return ReferenceSignals(
         logits=logits,
         is_in=is_in,
-        population_logits=pop_logits if score_population else None,
+        population_logits=pop_logits,
         population_is_in=pop_in if score_population else None,
     )
 
