@@ -165,7 +165,7 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _table(seconds, list(seconds)[0])
         elif name == "memory":
             parts.append(
-                "Peak resident memory (max RSS, whole process: Python, torch, the model and the data) of one run over "
+                "Peak resident memory (the process's own VmHWM: Python, torch, the model and the data) of one run over "
                 "100,000 examples (50,000 a side, two fixture utterances joined), each in its own subprocess.\n"
             )
             parts += ["| run | seconds | peak MiB |", "| --- | ---: | ---: |"]

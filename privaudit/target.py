@@ -8,6 +8,7 @@ hub. Pickled weights (``pytorch_model.bin``) execute code on load, so they are r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from privaudit.errors import PrivauditError  # noqa: E402
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZE_CHUNK = 4096  # texts tokenized per call: large enough for the Rust tokenizer's batching, small in memory
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
 RECIPE_FILE = "privaudit.json"
 
@@ -182,19 +184,34 @@ class Target:
         out = np.empty((n, self.n_labels), dtype=np.float64)
         if n == 0:
             return out
-        # Tokenize once (the fast tokenizer batches in Rust), then pad each length-sorted batch by hand.
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        order = np.argsort([len(x) for x in ids], kind="stable")
+        # Tokenize once (the fast tokenizer batches in Rust), then pad each length-sorted batch by hand. The token ids
+        # are kept as one flat array: the tokenizer's own output for every text (Python lists of ids, masks and
+        # type ids, and an Encoding object each) would take several KB a text, 0.6 GB at 100k texts.
+        lengths = np.empty(n, dtype=np.int64)
+        pieces = []
+        for start in range(0, n, _TOKENIZE_CHUNK):
+            chunk = self.tokenizer(
+                list(texts[start : start + _TOKENIZE_CHUNK]),
+                truncation=True,
+                max_length=self.max_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            lengths[start : start + len(chunk)] = [len(x) for x in chunk]
+            pieces.append(np.fromiter(itertools.chain.from_iterable(chunk), dtype=np.int64))
+        flat = torch.from_numpy(np.concatenate(pieces))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        order = np.argsort(lengths, kind="stable")
         pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
-                width = len(ids[index[-1]])
+                width = int(lengths[index[-1]])
                 input_ids = torch.full((len(index), width), pad, dtype=torch.long)
                 attention_mask = torch.zeros((len(index), width), dtype=torch.long)
                 for row, i in enumerate(index):
-                    input_ids[row, : len(ids[i])] = torch.as_tensor(ids[i])
-                    attention_mask[row, : len(ids[i])] = 1
+                    input_ids[row, : lengths[i]] = flat[offsets[i] : offsets[i + 1]]
+                    attention_mask[row, : lengths[i]] = 1
                 out[index] = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.double().numpy()
                 if progress is not None:
                     progress(len(index))
