@@ -16,8 +16,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from privaudit.errors import PrivauditError
 
-# Largest number of float64 entries one bootstrap chunk may hold (about 32 MiB), whatever the data size.
-_BOOTSTRAP_CHUNK_ENTRIES = 4_000_000
+# Largest number of entries one bootstrap chunk may hold (8 MiB a float64 array; the chunk's peak, about 70 MiB, is
+# what the AUC interval adds to an audit's memory, whatever the data size).
+_BOOTSTRAP_CHUNK_ENTRIES = 1_000_000
 
 # The threshold is selected with a bound at level alpha * this factor. The stricter level favours thresholds with
 # more support, which suffer less from the winner's curse of the selection and so transfer better to the
