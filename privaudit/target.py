@@ -199,19 +199,19 @@ class Target:
             )["input_ids"]
             lengths[start : start + len(chunk)] = [len(x) for x in chunk]
             pieces.append(np.fromiter(itertools.chain.from_iterable(chunk), dtype=np.int64))
-        flat = torch.from_numpy(np.concatenate(pieces))
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        flat = np.concatenate(pieces)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         order = np.argsort(lengths, kind="stable")
         pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
-                width = int(lengths[index[-1]])
-                input_ids = torch.full((len(index), width), pad, dtype=torch.long)
-                attention_mask = torch.zeros((len(index), width), dtype=torch.long)
-                for row, i in enumerate(index):
-                    input_ids[row, : lengths[i]] = flat[offsets[i] : offsets[i + 1]]
-                    attention_mask[row, : lengths[i]] = 1
+                # Row r holds text index[r]'s ids in its first lengths[index[r]] columns, then padding.
+                columns = np.arange(lengths[index[-1]])
+                valid = columns < lengths[index][:, None]
+                positions = np.where(valid, offsets[index][:, None] + columns, 0)
+                input_ids = torch.from_numpy(np.where(valid, flat[positions], pad))
+                attention_mask = torch.from_numpy(valid.astype(np.int64))
                 out[index] = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.double().numpy()
                 if progress is not None:
                     progress(len(index))
