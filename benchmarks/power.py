@@ -210,17 +210,23 @@ def attack(name: str, signals: Signals, is_member: np.ndarray) -> tuple[np.ndarr
     return scores, summary(measure(scores, is_member)), seconds
 
 
+def fixture_request(model_dir: Path = TARGET, **options):
+    """``privaudit mia`` on ``model_dir`` with the fixture's members and non-members, as the benchmarks run it."""
+    from privaudit.mia import MiaRequest
+
+    return MiaRequest(
+        model_dir=model_dir, members=DATA / "members.jsonl", non_members=DATA / "non_members.jsonl", **options
+    )
+
+
 def run_mia_at(k: int, expected: dict[str, np.ndarray]) -> tuple[dict[str, float], bool]:
     """``privaudit mia --attack A --reference-models k`` per reference attack, from the same cache: the whole
     command's wall time, and whether it gives the scores measured here on the sliced signals."""
-    from privaudit.mia import MiaRequest, run_mia
+    from privaudit.mia import run_mia
 
     seconds, matches = {}, True
     for name in ("reference-loss", "lira-offline", "lira-online", "rmia"):
-        request = MiaRequest(
-            model_dir=TARGET,
-            members=DATA / "members.jsonl",
-            non_members=DATA / "non_members.jsonl",
+        request = fixture_request(
             population=DATA / "population.jsonl",
             attacks=name,
             reference_models=k,

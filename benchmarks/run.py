@@ -86,15 +86,11 @@ def bench_dp(repeats: int) -> dict:
 
 def bench_mia(repeats: int) -> dict:
     """Whole in-process ``privaudit mia --attack loss`` over a bare batched forward pass of the same texts."""
-    from privaudit.mia import MiaRequest, run_mia
+    from benchmarks.power import fixture_request
+    from privaudit.mia import run_mia
     from privaudit.target import Target
 
-    request = MiaRequest(
-        model_dir=MODELS / "intent-tiny",
-        members=DATA / "members.jsonl",
-        non_members=DATA / "non_members.jsonl",
-        attacks="loss",
-    )
+    request = fixture_request(attacks="loss")
     texts = _texts(DATA / "members.jsonl")[0] + _texts(DATA / "non_members.jsonl")[0]
     target = Target.load(MODELS / "intent-tiny")
     torch.set_num_threads(torch.get_num_threads())
@@ -125,16 +121,13 @@ def bench_lira(repeats: int) -> dict:
     """``privaudit mia --attack lira-offline --reference-models 4`` with its models cached (scoring only, no training)
     over the floor: load the target and the 4 reference models and run each over the audited texts, bare."""
     from benchmarks import power
-    from privaudit.mia import MiaRequest, run_mia
+    from privaudit.mia import run_mia
     from privaudit.target import Target
 
     # The models power trains (or finds in its cache): model i is the same at every K.
     refs = power.references(power.load_audit(), n_models=LIRA_MODELS, online=False)
     dirs = sorted(power.REFERENCE_CACHE.glob(f"*/*/model-[0-{LIRA_MODELS - 1}]"))
-    request = MiaRequest(
-        model_dir=MODELS / "intent-tiny",
-        members=DATA / "members.jsonl",
-        non_members=DATA / "non_members.jsonl",
+    request = power.fixture_request(
         population=DATA / "population.jsonl",
         attacks="lira-offline",
         reference_models=LIRA_MODELS,
