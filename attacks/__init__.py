@@ -1,12 +1,28 @@
 """Built-in membership inference attacks, one module per attack.
 
-Importing this package registers every built-in attack with :mod:`privaudit.registry`. To add one, write a
-module here whose class carries ``@register_attack``, and import it below.
+To add one, write a module here with an :class:`~privaudit.mia.attack.Attack` subclass and add the class to
+``BUILTINS`` below: :mod:`privaudit.mia.registry` registers them from that tuple, so attack modules never import the
+registry.
 """
 
-from privaudit.attacks import confidence, entropy, lira, loss, reference_loss, rmia
-
-__all__ = ["confidence", "entropy", "lira", "loss", "reference_loss", "rmia"]
+from privaudit.attacks.confidence import ConfidenceAttack
+from privaudit.attacks.entropy import EntropyAttack, ModifiedEntropyAttack
+from privaudit.attacks.lira import LiRAOffline, LiRAOnline
+from privaudit.attacks.loss import LossAttack
+from privaudit.attacks.reference_loss import ReferenceLossAttack
+from privaudit.attacks.rmia import RMIA
 
 # How `--attack all` and `privaudit attacks` list the built-ins: from the cheapest signal to the strongest attacks.
-ORDER = ("loss", "confidence", "entropy", "modified-entropy", "reference-loss", "lira-offline", "lira-online", "rmia")
+BUILTINS = (
+    LossAttack,
+    ConfidenceAttack,
+    EntropyAttack,
+    ModifiedEntropyAttack,
+    ReferenceLossAttack,
+    LiRAOffline,
+    LiRAOnline,
+    RMIA,
+)
+ORDER = tuple(cls.name for cls in BUILTINS)
+
+__all__ = ["BUILTINS", "ORDER"]

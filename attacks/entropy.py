@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import entr
 
-from privaudit.attack import Attack
-from privaudit.registry import register_attack
-from privaudit.signals import Signals, log_softmax
+from privaudit.mia.attack import Attack
+from privaudit.mia.signals import Signals
+from privaudit.stats.logits import log_softmax
 
 
 def prediction_entropy(logits: np.ndarray) -> np.ndarray:
@@ -39,7 +39,6 @@ def modified_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return -true_term - other_terms
 
 
-@register_attack
 class EntropyAttack(Attack):
     """Score each example by the negative entropy of the target model's prediction (label-free)."""
 
@@ -53,7 +52,6 @@ class EntropyAttack(Attack):
         return -prediction_entropy(signals.logits)
 
 
-@register_attack
 class ModifiedEntropyAttack(Attack):
     """Score each example by its negative modified entropy.
 

@@ -26,10 +26,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_ndtr
 
-from privaudit.attack import Attack
 from privaudit.errors import PrivauditError
-from privaudit.registry import register_attack
-from privaudit.signals import Signals
+from privaudit.mia.attack import Attack
+from privaudit.mia.signals import Signals
 
 from ._reference import masked_mean
 
@@ -124,7 +123,6 @@ class _LiRA(Attack):
         return target_phi, reference_phi, np.asarray(signals.reference_in, dtype=bool)
 
 
-@register_attack
 class LiRAOnline(_LiRA):
     """Online LiRA: Gaussian log-likelihood ratio between IN and OUT reference models, per example."""
 
@@ -151,7 +149,6 @@ class LiRAOnline(_LiRA):
         return _gaussian_log_density(phi, mean_in, var_in) - _gaussian_log_density(phi, mean_out, var_out)
 
 
-@register_attack
 class LiRAOffline(_LiRA):
     """Offline LiRA: one-sided test against the OUT reference models only."""
 

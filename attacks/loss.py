@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from privaudit.attack import Attack
-from privaudit.registry import register_attack
-from privaudit.signals import Signals, losses
+from privaudit.mia.attack import Attack
+from privaudit.mia.signals import Signals
+from privaudit.stats.logits import losses
 
 
-@register_attack
 class LossAttack(Attack):
     """Score each example by its negative cross-entropy loss under the target model.
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from privaudit.attack import Attack
-from privaudit.registry import register_attack
-from privaudit.signals import Signals, losses
+from privaudit.mia.attack import Attack
+from privaudit.mia.signals import Signals
+from privaudit.stats.logits import losses
 
 from ._reference import fill_missing, masked_mean
 
 
-@register_attack
 class ReferenceLossAttack(Attack):
     """Score each example by its target loss, calibrated by its mean loss under OUT reference models.
 

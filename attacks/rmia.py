@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from privaudit.attack import Attack
 from privaudit.errors import PrivauditError
-from privaudit.registry import register_attack
-from privaudit.signals import Signals, losses
+from privaudit.mia.attack import Attack
+from privaudit.mia.signals import Signals
+from privaudit.stats.logits import losses
 
 from ._reference import masked_mean
 
@@ -136,7 +136,6 @@ def tune_a(
     return float(grid[min(best, key=lambda g: abs(grid[g] - DEFAULT_A))])
 
 
-@register_attack
 class RMIA(Attack):
     """RMIA: pairwise likelihood ratios against population examples, calibrated by reference models."""
 

@@ -76,7 +76,7 @@ def dp_cost(base: Path, repeats: int) -> dict[str, float]:
     """One epoch of MiniLM fine-tuning on the members, non-DP and DP-SGD (book-keeping and ghost clipping): the best of
     ``repeats`` (at most 2: each round fine-tunes MiniLM three times) each, interleaved so that load from elsewhere
     falls on every side alike."""
-    from privaudit.train import DPConfig, TrainConfig, train_classifier
+    from privaudit.training.train import DPConfig, TrainConfig, train_classifier
 
     texts, labels, names = _texts_and_labels(DATA / "members.jsonl")
     config = TrainConfig(
@@ -97,7 +97,7 @@ def fine_tune(base: Path, recipe: Recipe, *, dp: bool) -> tuple[Path, float, boo
     """Fine-tune (or find cached) a MiniLM target with ``privaudit train --base``: its directory, seconds, and whether
     it was trained in this run."""
     from privaudit.target import directory_fingerprint
-    from privaudit.trainjob import TrainJob, run_train
+    from privaudit.training.job import TrainJob, run_train
 
     key = hashlib.sha256(
         json.dumps([asdict(recipe), dp, TARGET_EPSILON, DELTA, DP_MODE, directory_fingerprint(base)]).encode()
@@ -136,7 +136,7 @@ def accuracy(model: Path) -> float:
 
 def audit(model: Path, attacks: str, reference_models: int) -> tuple[dict[str, dict], float]:
     """``privaudit mia`` on a MiniLM target: each attack's summary and the whole run's wall time."""
-    from privaudit.mia import run_mia
+    from privaudit.mia.run import run_mia
 
     request = fixture_request(
         model,

@@ -1,7 +1,7 @@
 """Against peers: IBM ART's membership-inference attacks on the same target outputs as privaudit's attacks.
 
 Both tools read one scoring pass of ``intent-tiny`` over the fixture (1,000 members, 1,000 non-members), and both
-tools' scores are measured by ``privaudit.metrics.evaluate``, so the comparison is of the attacks alone. ART sees the
+tools' scores are measured by ``privaudit.stats.metrics.evaluate``, so the comparison is of the attacks alone. ART sees the
 target as a :class:`art.estimators.classification.BlackBoxClassifier` whose inputs are row numbers and whose
 ``predict`` returns the stored softmax of privaudit's logits: ART's attacks query exactly the outputs privaudit
 attacks, and nothing is scored twice.
@@ -15,7 +15,7 @@ ART's attacks, as its documentation runs them:
 - ``ShadowModels`` + ``MembershipInferenceBlackBox``: four shadow models trained by ART's own split of the population
   (1,000 of 1,999 examples each, the target's training-set size) with the target's recipe, then an attack model
   (rf) trained on the shadow models' outputs. ART cannot train a Hugging Face text model itself; its shadow
-  template here trains through ``privaudit.train`` with the target's recipe and caches each model under
+  template here trains through ``privaudit.training.train`` with the target's recipe and caches each model under
   ``.cache/bench/art-shadow`` by its training rows.
 
 privaudit's side: ``loss`` (no reference model), ``lira-offline``, ``lira-online`` and ``rmia`` with K = 4 reference
@@ -105,9 +105,9 @@ class RecipeShadowModel:
         return RecipeShadowModel(self.audit, self.cache_dir)
 
     def fit(self, x: np.ndarray, y: np.ndarray, **_kwargs) -> None:
-        from privaudit.reference import train_config_from_recipe
         from privaudit.target import Target
-        from privaudit.train import recipe_dict, save_model, train_classifier
+        from privaudit.training.reference import train_config_from_recipe
+        from privaudit.training.train import recipe_dict, save_model, train_classifier
 
         target = self.audit.target
         rows = x[:, 0].astype(np.int64)

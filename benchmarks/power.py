@@ -1,7 +1,7 @@
 """Attack power per compute: TPR at 1% FPR against the number of reference models, on the fixture ``intent-tiny``.
 
 LOSS needs no reference model; LiRA (offline and online) and RMIA get K = 1, 2, 4 and 8. Reference models come from
-privaudit's own cache (``privaudit.reference``), which keys model ``i`` by the recipe, the data and the seed but not
+privaudit's own cache (``privaudit.training.reference``), which keys model ``i`` by the recipe, the data and the seed but not
 by K, so the first K of the eight models are exactly the models ``privaudit mia --reference-models K`` would train:
 eight offline and eight online models serve every K, and the peers section reuses them.
 
@@ -23,11 +23,11 @@ import torch
 
 from privaudit.attacks.rmia import DEFAULT_A
 from privaudit.data import encode_labels, read_dataset
-from privaudit.metrics import AttackMetrics, evaluate
-from privaudit.reference import ReferenceSignals, reference_signals
-from privaudit.registry import get_attack
-from privaudit.signals import Signals
+from privaudit.mia.registry import get_attack
+from privaudit.mia.signals import Signals
+from privaudit.stats.metrics import AttackMetrics, evaluate
 from privaudit.target import Target
+from privaudit.training.reference import ReferenceSignals, reference_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "fixtures" / "data"
@@ -212,7 +212,7 @@ def attack(name: str, signals: Signals, is_member: np.ndarray) -> tuple[np.ndarr
 
 def fixture_request(model_dir: Path = TARGET, **options):
     """``privaudit mia`` on ``model_dir`` with the fixture's members and non-members, as the benchmarks run it."""
-    from privaudit.mia import MiaRequest
+    from privaudit.mia.run import MiaRequest
 
     return MiaRequest(
         model_dir=model_dir, members=DATA / "members.jsonl", non_members=DATA / "non_members.jsonl", **options
@@ -222,7 +222,7 @@ def fixture_request(model_dir: Path = TARGET, **options):
 def run_mia_at(k: int, expected: dict[str, np.ndarray]) -> tuple[dict[str, float], bool]:
     """``privaudit mia --attack A --reference-models k`` per reference attack, from the same cache: the whole
     command's wall time, and whether it gives the scores measured here on the sliced signals."""
-    from privaudit.mia import run_mia
+    from privaudit.mia.run import run_mia
 
     seconds, matches = {}, True
     for name in ("reference-loss", "lira-offline", "lira-online", "rmia"):

@@ -87,7 +87,7 @@ def _peers(data: dict) -> list[str]:
     lines = [
         f"privaudit and IBM ART {data.get('art_version') or ''} on the same `intent-tiny` outputs (one scoring pass), "
         f"{data['n_members']} members and {data['n_non_members']} non-members; every tool's scores measured by "
-        "`privaudit.metrics.evaluate`. Attack seconds exclude the shared scoring pass; training seconds are the models "
+        "`privaudit.stats.metrics.evaluate`. Attack seconds exclude the shared scoring pass; training seconds are the models "
         "the attack needs, as recorded when they were trained.\n",
         "| tool | attack | models | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | attack s | training s |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
@@ -148,7 +148,7 @@ def write_markdown(results: Path, out: Path) -> None:
             parts.append(
                 "One epoch of 2,048 fixture examples, tiny BERT (2 layers, hidden 128), batch 64, max length 32, "
                 "AdamW; DP-SGD with Poisson sampling, noise 1.0, clipping norm 1.0, per Opacus per-sample-gradient "
-                "mode, and privaudit's book-keeping clipping (`privaudit/bk.py`, Bu et al. 2023: one backward pass, "
+                "mode, and privaudit's book-keeping clipping (`privaudit/training/bookkeeping.py`, Bu et al. 2023: one backward pass, "
                 "the same weights as Opacus's ghost clipping), which `privaudit train --dp` uses by default.\n"
             )
             parts += _table(seconds, "non-DP")

@@ -63,7 +63,8 @@ def bare_forward(target, texts: list[str], batch_size: int) -> np.ndarray:
 
 def bench_dp(repeats: int) -> dict:
     """DP-SGD over non-DP training time for one epoch of 2,048 examples, tiny BERT, batch 64."""
-    from privaudit.train import Architecture, DPConfig, TrainConfig, train_classifier
+    from privaudit.training.model import Architecture
+    from privaudit.training.train import DPConfig, TrainConfig, train_classifier
 
     texts, labels = _texts(DATA / "population.jsonl")
     m_texts, m_labels = _texts(DATA / "members.jsonl")
@@ -87,7 +88,7 @@ def bench_dp(repeats: int) -> dict:
 def bench_mia(repeats: int) -> dict:
     """Whole in-process ``privaudit mia --attack loss`` over a bare batched forward pass of the same texts."""
     from benchmarks.power import fixture_request
-    from privaudit.mia import run_mia
+    from privaudit.mia.run import run_mia
     from privaudit.target import Target
 
     request = fixture_request(attacks="loss")
@@ -121,7 +122,7 @@ def bench_lira(repeats: int) -> dict:
     """``privaudit mia --attack lira-offline --reference-models 4`` with its models cached (scoring only, no training)
     over the floor: load the target and the 4 reference models and run each over the audited texts, bare."""
     from benchmarks import power
-    from privaudit.mia import run_mia
+    from privaudit.mia.run import run_mia
     from privaudit.target import Target
 
     # The models power trains (or finds in its cache): model i is the same at every K.
@@ -154,8 +155,8 @@ def bench_lira(repeats: int) -> dict:
 
 def bench_canary(repeats: int) -> dict:
     """Candidates per second of exposure enumeration (1e4 candidates) against a bare batched forward pass."""
-    from privaudit.canaries import read_canaries
-    from privaudit.canary import _candidate_log_probs, candidates
+    from privaudit.canary.canaries import read_canaries
+    from privaudit.canary.run import _candidate_log_probs, candidates
     from privaudit.target import Target
 
     target = Target.load(MODELS / "intent-tiny")
@@ -169,8 +170,8 @@ def bench_canary(repeats: int) -> dict:
 
 def bench_modiva(repeats: int) -> dict:
     """Wall time of one ModIvA extraction (default settings) on the fixture."""
-    from privaudit.canaries import read_canaries
-    from privaudit.modiva import ModivaConfig, extract
+    from privaudit.canary.canaries import read_canaries
+    from privaudit.canary.modiva import ModivaConfig, extract
     from privaudit.target import Target
 
     target = Target.load(MODELS / "intent-tiny")
@@ -186,7 +187,7 @@ from pathlib import Path
 mode, model, members, non_members = sys.argv[1:5]
 start = time.perf_counter()
 if mode == "privaudit":
-    from privaudit.mia import MiaRequest, run_mia
+    from privaudit.mia.run import MiaRequest, run_mia
     run_mia(MiaRequest(model_dir=Path(model), members=Path(members), non_members=Path(non_members), attacks="loss"))
 else:
     import torch

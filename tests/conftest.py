@@ -16,8 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
-from privaudit import trainjob
-from privaudit.train import Architecture, TrainConfig
+from privaudit.training import job as trainjob
+from privaudit.training.model import Architecture
+from privaudit.training.train import TrainConfig
 
 # One intra-op thread: with two threads on two busy cores, a DP-SGD step ran five times slower than with one.
 torch.set_num_threads(1)
@@ -132,7 +133,7 @@ def run_cli() -> Callable[..., Result]:
     runner = CliRunner()
 
     def run(*args: object) -> Result:
-        from privaudit.cli import app
+        from privaudit.cli.app import app
 
         return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 

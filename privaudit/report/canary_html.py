@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from privaudit.canary import CanaryResult
+from privaudit.canary.run import CanaryResult
 from privaudit.report.html import _e, _img, page, write_document
 from privaudit.report.plots import candidate_loss_figure
 

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from privaudit.canary import CanaryResult
+from privaudit.canary.run import CanaryResult
 
 
 def canary_table(result: CanaryResult) -> Table:

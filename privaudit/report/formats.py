@@ -1,6 +1,6 @@
 """Machine and CI formats of a gated audit: JSON, JUnit XML, SARIF 2.1.0, GitHub annotations, Markdown, and the
-gate's Rich table. Reporters never compute: they render a :class:`~privaudit.gate.GateResult` (and for JSON and
-Markdown the :class:`~privaudit.mia.MiaResult` or :class:`~privaudit.canary.CanaryResult`) as they are.
+gate's Rich table. Reporters never compute: they render a :class:`~privaudit.gate.gate.GateResult` (and for JSON and
+Markdown the :class:`~privaudit.mia.run.MiaResult` or :class:`~privaudit.canary.run.CanaryResult`) as they are.
 
 The JSON, JUnit, SARIF and GitHub writers take only the gate, the result's own document and a file to point at, so
 every gated command (mia, canary) uses them; the Markdown summary has one writer per command.
@@ -20,12 +20,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from privaudit import __version__
-from privaudit.gate import Check, GateResult
-from privaudit.measurements import canary_subject
-from privaudit.mia import MiaResult
+from privaudit.gate.gate import Check, GateResult
+from privaudit.gate.measurements import canary_subject
+from privaudit.mia.run import MiaResult
 
 if TYPE_CHECKING:
-    from privaudit.canary import CanaryResult
+    from privaudit.canary.run import CanaryResult
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _STATUS_STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}

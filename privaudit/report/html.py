@@ -17,9 +17,9 @@ from pathlib import Path
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
-from privaudit.metrics import AttackMetrics
-from privaudit.mia import AttackResult, MiaResult
+from privaudit.mia.run import AttackResult, MiaResult
 from privaudit.report.plots import histogram_figure, roc_figure
+from privaudit.stats.metrics import AttackMetrics
 
 _FINGERPRINT_CHARS = 12
 
@@ -52,7 +52,7 @@ def write_html(result: MiaResult, path: Path, *, title: str | None = None) -> No
     place, so a reader never sees half a report.
 
     Args:
-        result: the audit, from :func:`privaudit.mia.run_mia`.
+        result: the audit, from :func:`privaudit.mia.run.run_mia`.
         path: where to write the report; an existing file is replaced.
         title: the page title; by default one naming the audited model.
 

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from privaudit.errors import PrivauditError
-from privaudit.mia import AttackResult
+from privaudit.mia.run import AttackResult
 
 # Carlini et al. 2022 plot down to FPR 1e-5 for their 25k non-members; 1e-3 is where a few thousand leave off.
 _FPR_FLOOR = 1e-3

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from privaudit.mia import MiaResult
+from privaudit.mia.run import MiaResult
 
 
 def _interval(value: float, low: float, high: float) -> str:

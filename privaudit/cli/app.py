@@ -1,0 +1,109 @@
+"""The ``privaudit`` command line: thin wrappers that parse flags, call the library, and report.
+
+This module holds the typer app, the group that turns errors into exit codes, and ``main``; each command lives in
+its own module (``train``, ``mia``, ``canary``, ``baseline``), which :mod:`privaudit.cli` imports to register it.
+
+Exit codes follow ruff and mypy: 0 all gates passed, 1 a leak over a threshold, 2 the run could not complete.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import click
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from privaudit import __version__
+from privaudit.cli.console import err_console
+from privaudit.errors import PrivauditError
+
+state = {"debug": False}
+
+
+def _click_flow_exceptions() -> tuple[type[BaseException], ...]:
+    """Exit, abort and usage errors of click and of the click copy typer may bundle: click reports those itself."""
+    modules = [click]
+    try:
+        from typer import _click as bundled  # typer >= 0.20 vendors click
+
+        modules.append(bundled)
+    except ImportError:
+        pass
+    found: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    for module in modules:
+        exceptions = getattr(module, "exceptions", module)
+        for name in ("Exit", "Abort", "ClickException"):
+            cls = getattr(exceptions, name, None) or getattr(module, name, None)
+            if isinstance(cls, type):
+                found.append(cls)
+    return tuple(found)
+
+
+_PASS_THROUGH = _click_flow_exceptions()
+
+
+class _Group(TyperGroup):
+    """Turns errors into one clear line and exit code 2, for the console script and for tests alike."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except PrivauditError as err:
+            if state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from err
+        except KeyboardInterrupt as err:
+            err_console.print("interrupted")
+            raise typer.Exit(2) from err
+        except Exception as err:  # a bug or an unexpected library failure: exit 2, never a silent 0
+            if state["debug"]:
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(err).__name__}: {escape(str(err))} "
+                "(rerun with --debug for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from err
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="privaudit",
+    help=(
+        "Measure how much a text classifier leaks its training data.\n\n"
+        "Train (optionally with DP-SGD and planted canaries), attack with membership inference and canary "
+        "extraction, and compare the empirical epsilon with the theoretical one.\n\n"
+        "Exit codes: 0 pass, 1 leak over a threshold, 2 the audit could not complete."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"privaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    state["debug"] = debug
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

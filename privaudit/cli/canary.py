@@ -1,0 +1,134 @@
+"""The ``privaudit canary`` command (registered on the main app), gated like ``privaudit mia``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from privaudit.cli.app import app
+from privaudit.cli.output import (
+    Baseline,
+    ExitZero,
+    FailIfBoundExceedsEpsilon,
+    JsonOut,
+    JunitOut,
+    MarkdownOut,
+    Output,
+    OutputFormat,
+    SarifOut,
+    SaveBaseline,
+    fail_above_option,
+    max_increase_option,
+)
+from privaudit.config import config_option
+
+
+@app.command()
+def canary(
+    ctx: typer.Context,
+    model_dir: Annotated[Path, typer.Argument(help="The audited model directory.")],
+    canaries: Annotated[
+        Path, typer.Option("--canaries", "-c", help="Canary file (JSONL) from 'privaudit train --canaries-out'.")
+    ],
+    exposure: Annotated[bool, typer.Option(help="Rank each secret among all candidates (Secret Sharer).")] = True,
+    extract: Annotated[bool, typer.Option(help="White-box ModIvA extraction of each secret.")] = True,
+    one_run: Annotated[
+        bool,
+        typer.Option(
+            "--one-run/--no-one-run", help="One-run epsilon audit (Steinke et al. 2023) on the audit canaries."
+        ),
+    ] = False,
+    sample: Annotated[
+        int | None, typer.Option(min=100, help="Sample N candidates and extrapolate, for spaces over 1e6.")
+    ] = None,
+    epsilon: Annotated[float | None, typer.Option(help="Theoretical epsilon (default: from privaudit.json).")] = None,
+    delta: Annotated[float | None, typer.Option(help="Delta of the one-run bound (default: the model's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampling and ModIvA restarts.")] = 0,
+    steps: Annotated[int, typer.Option(min=1, help="ModIvA optimisation steps.")] = 300,
+    restarts: Annotated[int, typer.Option(min=1, help="ModIvA random restarts (run as one batch).")] = 16,
+    output_format: OutputFormat = "table",
+    output: Output = None,
+    report: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report.")] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Candidates per forward pass.")] = 512,
+    fail_above: Annotated[
+        list[str] | None,
+        fail_above_option(
+            metavar="[SUBJECT:]METRIC=VALUE",
+            metrics="exposure (bits), extracted (secrets recovered), one_run_epsilon_lb; "
+            "SUBJECT: canaries (all inserted), canary:I (one, by its index in the JSON report), one-run",
+        ),
+    ] = None,
+    fail_if_bound_exceeds_epsilon: FailIfBoundExceedsEpsilon = False,
+    baseline: Baseline = None,
+    max_increase: Annotated[list[str] | None, max_increase_option(metavar="[SUBJECT:]METRIC=VALUE")] = None,
+    save_baseline: SaveBaseline = None,
+    exit_zero: ExitZero = False,
+    json_out: JsonOut = None,
+    junit_out: JunitOut = None,
+    sarif_out: SarifOut = None,
+    markdown_out: MarkdownOut = None,
+    config: Annotated[Path | None, config_option("canary")] = None,
+) -> None:
+    """Canary extraction: can an attacker read planted secrets back?
+
+    Reports each secret's exposure (log2 of the candidate space minus log2 of its rank), whether ModIvA rebuilds
+    it from the weights, and with --one-run an epsilon lower bound from a single training run. Example:
+
+        privaudit canary fixtures/models/intent-tiny -c fixtures/models/intent-tiny.canaries.jsonl --one-run
+
+    As a CI gate (exit 0 pass, 1 a threshold breached, 2 the audit could not complete):
+
+        privaudit canary MODEL -c CANARIES --one-run --fail-above exposure=10 --fail-above extracted=0 \
+            --fail-if-bound-exceeds-epsilon --format github --sarif-out privaudit.sarif
+
+    Defaults come from \\[tool.privaudit.canary] in pyproject.toml or \\[canary] in privaudit.toml; flags override them.
+    """
+    from privaudit.canary.canaries import read_canaries
+    from privaudit.canary.run import SCHEMA, CanaryRequest, run_canary
+    from privaudit.cli.output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
+    from privaudit.gate.measurements import CANARY_METRICS, canary_measurements, canary_subjects
+    from privaudit.report import formats
+    from privaudit.report.canary_table import print_canary
+
+    # The subjects come from the canary file: reading it first also finds a missing or broken file in milliseconds.
+    # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
+    plan = prepare_gate(
+        ctx,
+        GateOptions.from_params(ctx.params),
+        metrics=CANARY_METRICS,
+        subjects=canary_subjects(read_canaries(canaries)),
+        noun="subject",
+    )
+    request = CanaryRequest(
+        model_dir=model_dir,
+        canaries=canaries,
+        exposure=exposure,
+        extract=extract,
+        one_run=one_run,
+        sample=sample,
+        seed=seed,
+        epsilon=epsilon,
+        delta=delta,
+        allow_pickle=allow_pickle,
+        batch_size=batch_size,
+        modiva_steps=steps,
+        modiva_restarts=restarts,
+    )
+    with stage_progress() as on_progress:
+        result = run_canary(request, progress=on_progress)
+    audit = AuditReport(
+        command="canary",
+        schema=SCHEMA,
+        result=result,
+        measurements=canary_measurements(result),
+        bound_metric="one_run_epsilon_lb",
+        print_result=print_canary,
+        markdown=formats.canary_markdown,
+        write_html=lazy("privaudit.report.canary_html", "write_canary_html"),
+    )
+    finish(plan, audit)

@@ -1,0 +1,175 @@
+"""Measurements: an audit's results as a flat list of (subject, metric, value, interval), what the gate reads.
+
+``privaudit mia`` measures, per attack, AUC, TPR at each FPR, advantage and the epsilon lower bound; ``privaudit
+canary`` measures exposure and extraction per inserted canary and for the set, and the one-run bound. Both are read
+from a command's JSON document, so a baseline file and a fresh run give the same measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from privaudit.errors import PrivauditError
+
+if TYPE_CHECKING:
+    from privaudit.canary.canaries import Canary
+    from privaudit.canary.run import CanaryResult
+    from privaudit.mia.run import MiaResult
+
+MIA_FIXED_METRICS = ("auc", "advantage", "epsilon_lb")
+CANARY_METRICS = ("exposure", "extracted", "one_run_epsilon_lb")
+# Subjects of a canary audit: the inserted canaries as a set, each inserted canary, and the one-run audit canaries.
+CANARY_SET = "canaries"
+ONE_RUN = "one-run"
+
+
+def tpr_metric(fpr: float) -> str:
+    """The metric name of TPR at a target FPR: ``0.01`` gives ``"tpr@1%fpr"``, ``0.001`` gives ``"tpr@0.1%fpr"``."""
+    return f"tpr@{round(fpr * 100, 10):g}%fpr"
+
+
+def mia_metrics(fprs: Iterable[float] = (0.001, 0.01, 0.1)) -> tuple[str, ...]:
+    """The metric names ``privaudit mia`` measures, for the FPRs it evaluates TPR at."""
+    return (*MIA_FIXED_METRICS, *(tpr_metric(f) for f in fprs))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value of one metric for one subject.
+
+    Attributes:
+        subject: what was measured: an attack name (``"loss"``) or a canary set name.
+        metric: the metric name, e.g. ``"auc"``, ``"tpr@1%fpr"``, ``"exposure"``.
+        value: the point estimate; ``None`` when it could not be measured (see ``note``).
+        low: lower end of its confidence interval, if it has one.
+        high: upper end of its confidence interval, if it has one.
+        confidence: the level of that interval, e.g. ``0.95``.
+        note: why ``value`` is ``None``, shown on the skipped check.
+    """
+
+    subject: str
+    metric: str
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    confidence: float | None = None
+    note: str | None = None
+
+    def describe(self) -> str:
+        """``0.7006 [95% CI 0.6771, 0.7232]``, or the bare value when there is no interval."""
+        if self.value is None:
+            return "not measured"
+        text = format_number(self.value)
+        if self.low is not None and self.high is not None:
+            level = f"{self.confidence:.0%} CI " if self.confidence is not None else ""
+            text += f" [{level}{format_number(self.low)}, {format_number(self.high)}]"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"subject": self.subject, "metric": self.metric, "value": self.value, "low": self.low, "high": self.high}
+
+
+def mia_measurements(result: MiaResult) -> list[Measurement]:
+    """The measurements of a membership-inference audit: AUC, TPR@FPR, advantage, epsilon_lb per attack."""
+    return measurements_from_mia_dict(result.to_dict())
+
+
+def measurements_from_mia_dict(document: Mapping) -> list[Measurement]:
+    """:func:`mia_measurements` from the JSON document (``privaudit.mia/1``) of ``privaudit mia --format json``.
+
+    Raises:
+        PrivauditError: when the document lacks a field the measurements need.
+    """
+    out: list[Measurement] = []
+    try:
+        for attack in document["attacks"]:
+            name, level = attack["name"], 1 - attack["alpha"]
+            auc = attack["auc"]
+            out.append(Measurement(name, "auc", auc["value"], auc["low"], auc["high"], level))
+            for t in attack["tpr_at_fpr"]:
+                note = None
+                if not t["supported"]:
+                    n_out = attack["n_non_members"]
+                    note = f"unsupported: {n_out} non-members cannot resolve an FPR of {t['fpr']:g}"
+                out.append(Measurement(name, tpr_metric(t["fpr"]), t["tpr"], t["low"], t["high"], level, note))
+            out.append(Measurement(name, "advantage", attack["advantage"]))
+            out.append(Measurement(name, "epsilon_lb", attack["epsilon_lower_bound"], confidence=level))
+    except (KeyError, TypeError) as err:
+        raise PrivauditError(f"not a privaudit.mia/1 document: missing or malformed field {err}") from err
+    return out
+
+
+def canary_subject(index: int) -> str:
+    """The subject of one inserted canary: ``canary:3`` is ``canaries[3]`` of the JSON report."""
+    return f"canary:{index}"
+
+
+def canary_subjects(canaries: Sequence[Canary]) -> list[str]:
+    """The subjects a canary audit of this canary file measures, for checking ``SUBJECT:METRIC`` before it runs.
+
+    Args:
+        canaries: the canary file's records, in file order, as :func:`privaudit.canary.canaries.read_canaries` reads them.
+    """
+    exposure = [c for c in canaries if c.kind == "exposure"]  # the report's canaries, in the same order
+    return [CANARY_SET, ONE_RUN, *(canary_subject(i) for i, c in enumerate(exposure) if c.inserted)]
+
+
+def canary_measurements(result: CanaryResult) -> list[Measurement]:
+    """The measurements of a canary audit: exposure and extraction per inserted canary and as a set, one-run bound."""
+    return measurements_from_canary_dict(result.to_dict())
+
+
+def measurements_from_canary_dict(document: Mapping) -> list[Measurement]:
+    """:func:`canary_measurements` from the JSON document (``privaudit.canary/1``) of ``privaudit canary``.
+
+    Subjects and what they measure:
+
+    - ``canaries``: ``exposure``, the largest exposure among the inserted canaries (controls are never gated: a
+      control's exposure is chance), and ``extracted``, how many inserted secrets ModIvA recovered exactly;
+    - ``canary:<i>``: ``exposure`` and ``extracted`` (0 or 1) of one inserted canary, ``i`` its index in the
+      document's ``canaries`` array;
+    - ``one-run``: ``one_run_epsilon_lb``, the one-run epsilon lower bound (Steinke et al. 2023).
+
+    A measure that was not run (``--no-exposure``, ``--no-extract``, no ``--one-run``) is ``None`` with a note on the
+    set's subject, so a threshold on it is skipped, never passed.
+
+    Raises:
+        PrivauditError: when the document lacks a field the measurements need.
+    """
+    try:
+        rows = list(enumerate(document["canaries"]))
+        inserted = [(i, row) for i, row in rows if row["inserted"]]
+        exposures = [row["exposure"] for _, row in inserted if row["exposure"] is not None]
+        extraction_ran = any("extraction" in row for _, row in rows)
+        if inserted:
+            exposure_note = None if exposures else "exposure was not measured (--no-exposure)"
+            extracted_note = None if extraction_ran else "ModIvA extraction was not run (--no-extract)"
+        else:
+            exposure_note = extracted_note = "the canary file has no inserted exposure canaries"
+        extracted = None if extracted_note else sum(bool(row["extraction"]["recovered"]) for _, row in inserted)
+        out = [
+            Measurement(CANARY_SET, "exposure", max(exposures, default=None), note=exposure_note),
+            Measurement(CANARY_SET, "extracted", extracted, note=extracted_note),
+        ]
+        for i, row in inserted:
+            if row["exposure"] is not None:
+                out.append(Measurement(canary_subject(i), "exposure", row["exposure"]))
+            if "extraction" in row:
+                out.append(Measurement(canary_subject(i), "extracted", int(bool(row["extraction"]["recovered"]))))
+        one_run = document["one_run"]
+        if one_run is None:
+            note = "the one-run audit was not run (pass --one-run)"
+            out.append(Measurement(ONE_RUN, "one_run_epsilon_lb", None, note=note))
+        else:
+            level = 1 - one_run["p"]
+            out.append(Measurement(ONE_RUN, "one_run_epsilon_lb", one_run["epsilon_lower_bound"], confidence=level))
+    except (KeyError, TypeError) as err:
+        raise PrivauditError(f"not a privaudit.canary/1 document: missing or malformed field {err}") from err
+    return out
+
+
+def format_number(x: float) -> str:
+    """Four significant digits, as every gate message writes a value."""
+    return f"{x:.4g}"

@@ -1,0 +1,139 @@
+"""The attack plugin base: signals in, membership scores out.
+
+Like IBM ART's ``_estimator_requirements``, every attack declares what it needs (``requires``, ``online``) so a
+missing signal fails early with a message that names the attack and the flag that supplies it. Like
+scikit-learn, ``__init__`` only stores parameters; checks happen in :meth:`Attack.check`.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from typing import Any, ClassVar
+
+import numpy as np
+
+from privaudit.errors import PrivauditError
+from privaudit.mia.signals import Signals
+
+SIGNAL_NAMES: frozenset[str] = frozenset(
+    {"logits", "reference_logits", "population_logits", "population_reference_logits"}
+)
+
+# What the user must pass to supply each signal; the CLI owns the flags, so keep these in step with it.
+_HOW_TO_SUPPLY: dict[str, str] = {
+    "reference_logits": "needs reference models: pass --reference-models K (K >= 1)",
+    "population_logits": "needs population examples (non-members from the training distribution): "
+    "pass --population FILE",
+    "population_reference_logits": "needs the reference models' logits on the population: "
+    "pass --population FILE together with --reference-models K",
+}
+
+
+class Attack(abc.ABC):
+    """A membership inference attack: turns :class:`~privaudit.mia.signals.Signals` into scores.
+
+    Subclasses set the class attributes below, take their parameters as keyword-only arguments of ``__init__``
+    (passing them on to ``super().__init__``), and implement :meth:`score`. Attacks never print.
+
+    Attributes:
+        name: name used on the command line, e.g. ``"lira-offline"``.
+        description: one line shown by ``privaudit attacks``.
+        requires: signals the attack reads, a subset of :data:`SIGNAL_NAMES`.
+        online: ``True`` when the attack needs reference models trained *with* the audited examples
+            (some ``reference_in`` entries ``True``).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    requires: ClassVar[frozenset[str]]
+    online: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        """Store the parameters as attributes, unchanged (scikit-learn convention).
+
+        Args:
+            **params: the attack's parameters; names must match the subclass's ``__init__`` arguments.
+        """
+        for key, value in params.items():
+            setattr(self, key, value)
+
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        """Names of the keyword parameters the attack accepts (from its ``__init__`` signature)."""
+        if cls.__init__ is Attack.__init__:
+            return []
+        signature = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """The attack's parameters and their current values, e.g. for a report."""
+        return {key: getattr(self, key) for key in self.parameter_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    @abc.abstractmethod
+    def score(self, signals: Signals) -> np.ndarray:
+        """Membership scores of the audited examples.
+
+        Args:
+            signals: the model outputs the attack reads; must satisfy :meth:`check`.
+
+        Returns:
+            Float array of shape ``(n,)``; higher means more likely a member.
+
+        Raises:
+            PrivauditError: when a required signal is missing or a parameter is out of range.
+        """
+
+    def check(self, signals: Signals) -> None:
+        """Fail early, with a message naming this attack and the missing signal.
+
+        Args:
+            signals: the signals the attack will be run on.
+
+        Raises:
+            PrivauditError: when a signal in ``requires`` is absent, when an online attack has no reference
+                model trained with the audited examples, or when an offline attack has no reference model
+                trained without them.
+        """
+        missing = sorted(self.requires - signals.available())
+        if missing:
+            raise PrivauditError(f"attack '{self.name}' {_HOW_TO_SUPPLY.get(missing[0], 'needs ' + missing[0])}")
+        if "population_logits" in self.requires and signals.population_labels is None:
+            raise PrivauditError(f"attack '{self.name}' needs the population labels: pass --population FILE")
+        if "reference_logits" not in self.requires:
+            return
+        if signals.reference_in is None:
+            raise PrivauditError(
+                f"attack '{self.name}' needs to know which audited examples each reference model was trained on"
+                " (reference_in); retrain them with --reference-models K"
+            )
+        ref_shape = signals.reference_logits.shape
+        if ref_shape[1:] != signals.logits.shape:
+            raise PrivauditError(
+                f"attack '{self.name}': reference logits have shape {ref_shape}, expected "
+                f"(K, {', '.join(map(str, signals.logits.shape))}) to match the target logits"
+            )
+        ref_in = np.asarray(signals.reference_in, dtype=bool)
+        if ref_in.shape != signals.reference_logits.shape[:2]:
+            raise PrivauditError(
+                f"attack '{self.name}': reference_in has shape {ref_in.shape}, expected "
+                f"{signals.reference_logits.shape[:2]} (reference models, examples)"
+            )
+        if self.online and (not ref_in.any() or ref_in.all()):
+            raise PrivauditError(
+                f"attack '{self.name}' needs reference models that include the audited examples and models "
+                "that exclude them: pass --reference-models K (K >= 2)"
+            )
+        if not self.online and ref_in.all():
+            raise PrivauditError(
+                f"attack '{self.name}' needs reference models trained without the audited examples: "
+                "pass --reference-models K (K >= 1)"
+            )

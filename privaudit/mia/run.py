@@ -1,0 +1,309 @@
+"""``privaudit mia``: load -> score once -> attack -> measure, into a :class:`MiaResult`.
+
+Logits are computed once per (model, data set) and shared by every attack; reference models are trained only when a
+selected attack needs them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from privaudit import __version__
+from privaudit.data import TextDataset, encode_labels, read_dataset
+from privaudit.errors import PrivauditError
+from privaudit.mia.registry import get_attack, get_attack_class, parse_attack_options, resolve
+from privaudit.mia.signals import Signals
+from privaudit.stats.accounting import epsilon_from_model
+from privaudit.stats.metrics import AttackMetrics, evaluate
+
+SCHEMA = "privaudit.mia/1"
+MIN_PER_SIDE = 10
+
+
+@dataclass(frozen=True)
+class MiaRequest:
+    """Everything ``privaudit mia`` was asked to do."""
+
+    model_dir: Path | None
+    members: Path | None
+    non_members: Path | None
+    attacks: str | None = None  # default: "loss" on a model or logits, none on ready scores
+    population: Path | None = None
+    reference_models: int = 0
+    reference_dirs: tuple[Path, ...] = ()
+    scores: Path | None = None
+    epsilon: float | None = None
+    delta: float | None = None
+    seed: int = 0
+    alpha: float = 0.05
+    allow_pickle: bool = False
+    batch_size: int = 128
+    train_config: Path | None = None
+    cache_dir: Path | None = None
+    attack_options: tuple[str, ...] = ()  # ATTACK:PARAM=VALUE, e.g. "rmia:a=0.5"
+
+
+@dataclass
+class AttackResult:
+    """One attack's scores and what they show."""
+
+    name: str
+    description: str
+    params: dict
+    metrics: AttackMetrics
+    scores: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "params": self.params, **self.metrics.to_dict()}
+
+
+@dataclass
+class MiaResult:
+    """A whole membership-inference audit: data first, text second (``summary`` and the reporters)."""
+
+    model: dict
+    seed: int
+    theoretical_epsilon: float | None
+    delta: float
+    n_members: int
+    n_non_members: int
+    n_reference_models: int
+    attacks: list[AttackResult]
+    is_member: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        """The JSON document of ``--format json``; its layout is ``docs/schema-mia.json``, versioned by ``schema``."""
+        return {
+            "schema": SCHEMA,
+            "tool": {"name": "privaudit", "version": __version__},
+            "seed": self.seed,
+            "model": self.model,
+            "theoretical_epsilon": self.theoretical_epsilon,
+            "delta": self.delta,
+            "n_members": self.n_members,
+            "n_non_members": self.n_non_members,
+            "n_reference_models": self.n_reference_models,
+            "attacks": [a.to_dict() for a in self.attacks],
+        }
+
+    def exceeded(self) -> list[AttackResult]:
+        """Attacks whose empirical bound is above the theoretical epsilon: a DP bug or wrong metadata."""
+        if self.theoretical_epsilon is None:
+            return []
+        return [a for a in self.attacks if a.metrics.epsilon_lower_bound > self.theoretical_epsilon]
+
+
+Progress = Callable[[str, int, int | None], None]
+
+
+def _check_sides(members: TextDataset, non_members: TextDataset) -> None:
+    for side in (members, non_members):
+        if len(side) < MIN_PER_SIDE:
+            raise PrivauditError(
+                f"{side.path}: only {len(side)} examples; an audit needs at least {MIN_PER_SIDE} a side"
+            )
+    overlap = set(members.texts) & set(non_members.texts)
+    if overlap:
+        example = next(iter(sorted(overlap)))
+        raise PrivauditError(
+            f"{members.path} and {non_members.path} share {len(overlap)} texts (e.g. '{example}'); "
+            "members and non-members must be disjoint"
+        )
+
+
+def _theoretical(request: MiaRequest) -> tuple[float | None, float]:
+    if request.epsilon is not None:
+        return request.epsilon, request.delta if request.delta is not None else 1e-5
+    if request.model_dir is not None and (request.model_dir / "privaudit.json").is_file():
+        found = epsilon_from_model(request.model_dir)
+        if found is not None:
+            eps, delta = found
+            return eps, request.delta if request.delta is not None else delta
+    return None, request.delta if request.delta is not None else 1e-5
+
+
+def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResult:
+    """Run a membership-inference audit.
+
+    Raises:
+        PrivauditError: bad input or an attack whose needs are not met; nothing is written.
+    """
+
+    def tell(stage: str, done: int, total: int | None) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    eps, delta = _theoretical(request)
+    if request.scores is not None:
+        from privaudit.mia.scores import read_scores
+
+        signals, is_member, precomputed = read_scores(request.scores)
+        model = {"path": None, "fingerprint": None, "scores": str(request.scores)}
+        if signals is None and request.attacks is not None:
+            raise PrivauditError(f"{request.scores}: --attack needs 'logits' and 'label' columns; it has only 'score'")
+        names = resolve(request.attacks or "loss") if signals is not None else []
+        attacks = _build_attacks(names, request.attack_options)
+    else:
+        attacks = _build_attacks(resolve(request.attacks or "loss"), request.attack_options)
+        signals, is_member, model = _signals_from_model(request, attacks, tell)
+        precomputed = None
+    results = []
+    for attack in attacks:
+        attack.check(signals)
+    for i, attack in enumerate(attacks):
+        tell(f"attack {attack.name}", i, len(attacks))
+        scores = np.asarray(attack.score(signals), dtype=np.float64)
+        metrics = evaluate(scores, is_member, alpha=request.alpha, delta=delta, seed=request.seed)
+        results.append(
+            AttackResult(
+                name=attack.name,
+                description=attack.description,
+                params=_jsonable(attack.get_params()),
+                metrics=metrics,
+                scores=scores,
+            )
+        )
+    if precomputed is not None:
+        metrics = evaluate(precomputed, is_member, alpha=request.alpha, delta=delta, seed=request.seed)
+        results.append(AttackResult("precomputed", "scores given in --scores", {}, metrics, precomputed))
+    tell("attacks", len(attacks), len(attacks))
+    return MiaResult(
+        model=model,
+        seed=request.seed,
+        theoretical_epsilon=eps,
+        delta=delta,
+        n_members=int(is_member.sum()),
+        n_non_members=int((~is_member).sum()),
+        n_reference_models=0 if signals is None else signals.n_reference_models,
+        attacks=results,
+        is_member=is_member,
+    )
+
+
+def _jsonable(params: dict) -> dict:
+    return json.loads(json.dumps(params, default=str))
+
+
+def _build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
+    """The selected attacks, each with its ``--attack-option`` parameters (checked before anything is scored)."""
+    options = parse_attack_options(option_specs)
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise PrivauditError(
+            f"--attack-option for {', '.join(map(repr, stray))}, which is not selected; selected: {', '.join(names)}"
+        )
+    return [get_attack(name, **options.get(name, {})) for name in names]
+
+
+def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict]:
+    from privaudit.target import Target
+
+    if request.model_dir is None or request.members is None or request.non_members is None:
+        raise PrivauditError("give MODEL_DIR with --members and --non-members, or --scores FILE")
+    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    members = read_dataset(request.members)
+    non_members = read_dataset(request.non_members)
+    _check_sides(members, non_members)
+    texts = list(members.texts) + list(non_members.texts)
+    labels = np.concatenate([encode_labels(members, target.label2id), encode_labels(non_members, target.label2id)])
+    is_member = np.r_[np.ones(len(members), dtype=bool), np.zeros(len(non_members), dtype=bool)]
+    needs = set().union(*(a.requires for a in attacks))
+    online = any(a.online for a in attacks)
+    population = None
+    if request.population is not None:
+        population = read_dataset(request.population)
+        pop_labels = encode_labels(population, target.label2id)
+        clash = set(population.texts) & set(texts)
+        if clash:
+            raise PrivauditError(
+                f"{request.population}: {len(clash)} texts are also audited; the population must be disjoint"
+            )
+    elif needs & {"population_logits", "population_reference_logits"} or (
+        "reference_logits" in needs and not request.reference_dirs
+    ):
+        # Reference models are trained on the population; models given with --reference-dir need it only for RMIA.
+        need = sorted(n for n in needs if n != "logits")
+        raise PrivauditError(f"the selected attacks need {', '.join(need)}: pass --population FILE")
+    # The population is scored only for the attacks that read it (RMIA's z-samples): LiRA needs it only as the
+    # reference models' training pool.
+    score_population = population is not None and "population_logits" in needs
+    all_texts = texts + (list(population.texts) if score_population else [])
+    total = len(all_texts)
+    done = [0]
+
+    def step(n: int) -> None:
+        done[0] += n
+        tell("scoring", done[0], total)
+
+    logits = target.logits(all_texts, batch_size=request.batch_size, progress=step)
+    reference_population = "population_reference_logits" in needs
+    reference = None
+    if request.reference_dirs:
+        if request.reference_models:
+            raise PrivauditError("give --reference-models K (train) or --reference-dir DIR (reuse), not both")
+        if reference_population and population is None:
+            raise PrivauditError("--reference-dir needs --population FILE (RMIA's z-samples are scored by them too)")
+        from privaudit.training.reference import ReferenceSignals, load_reference_dirs
+
+        tell("reference models", 0, len(request.reference_dirs))
+        scored_texts = texts + (list(population.texts) if reference_population else [])
+        scored = load_reference_dirs(
+            target, request.reference_dirs, texts=scored_texts, allow_pickle=request.allow_pickle
+        )
+        reference = ReferenceSignals(
+            logits=scored[:, : len(texts)],
+            is_in=np.zeros((len(request.reference_dirs), len(texts)), dtype=bool),
+            population_logits=scored[:, len(texts) :] if reference_population else None,
+        )
+        tell("reference models", len(request.reference_dirs), len(request.reference_dirs))
+    elif needs & {"reference_logits", "population_reference_logits"}:
+        if request.reference_models < 1:
+            wanting = ", ".join(a.name for a in attacks if a.requires & {"reference_logits"})
+            raise PrivauditError(
+                f"attacks {wanting} need reference models: pass --reference-models K (e.g. 4) or --reference-dir DIR"
+            )
+        from privaudit.training.reference import DEFAULT_CACHE, reference_signals
+
+        recipe = None
+        if request.train_config is not None:
+            try:
+                recipe = json.loads(Path(request.train_config).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as err:
+                raise PrivauditError(f"{request.train_config}: cannot read the training recipe ({err})") from err
+        tell("reference models", 0, request.reference_models)
+        reference = reference_signals(
+            target,
+            audited_texts=texts,
+            audited_labels=labels,
+            population_texts=population.texts,
+            population_labels=pop_labels,
+            n_models=request.reference_models,
+            online=online,
+            seed=request.seed,
+            recipe=recipe,
+            cache_dir=request.cache_dir or DEFAULT_CACHE,
+            score_population=reference_population,
+            on_model=lambda i, k, _status: tell("reference models", i, k),
+            on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
+        )
+    n = len(texts)
+    signals = Signals(
+        logits=logits[:n],
+        labels=labels,
+        reference_logits=None if reference is None else reference.logits,
+        reference_in=None if reference is None else reference.is_in,
+        population_logits=logits[n:] if score_population else None,
+        population_labels=pop_labels if score_population else None,
+        population_reference_logits=None if reference is None else reference.population_logits,
+        population_reference_in=None if reference is None else reference.population_is_in,
+    )
+    model = {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
+    return signals, is_member, model
+
+
+__all__ = ["MiaRequest", "MiaResult", "AttackResult", "run_mia", "get_attack_class"]

@@ -1,0 +1,184 @@
+"""``privaudit train`` as a job: read and check the data, plant canaries, train, and write everything or nothing."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from privaudit.canary import canaries as canary_lib
+from privaudit.data import encode_labels, fingerprint, read_dataset
+from privaudit.errors import PrivauditError
+from privaudit.training.train import DPConfig, StepCallback, TrainConfig, recipe_dict, save_model, train_classifier
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Every flag of ``privaudit train``."""
+
+    data: Path
+    out: Path
+    base: Path | None = None
+    from_scratch: bool = False
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    max_length: int = 64
+    seed: int = 0
+    dp: bool = False
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    max_grad_norm: float = 1.0
+    delta: float | None = None
+    accountant: str = "rdp"
+    canary: str | None = None
+    canary_label: str | None = None
+    canary_count: int = 10
+    canary_repeats: int = 10
+    canary_controls: int | None = None
+    audit_canaries: int = 0
+    audit_template: str = "my secret number is {d} {d} {d} {d} {d} {d}"
+    canaries_out: Path | None = None
+    overwrite: bool = False
+
+
+def _check_flags(job: TrainJob) -> None:
+    if job.base is not None and job.from_scratch:
+        raise PrivauditError("give either --base DIR (fine-tune) or --from-scratch, not both")
+    if not job.dp and (job.noise_multiplier is not None or job.target_epsilon is not None):
+        raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
+    if job.dp and job.noise_multiplier is not None and job.target_epsilon is not None:
+        raise PrivauditError("give --noise-multiplier or --target-epsilon, not both")
+    if job.out.exists() and not job.overwrite:
+        raise PrivauditError(f"{job.out}: already exists; choose another --out or pass --overwrite")
+    wants_canaries = job.canary is not None or job.audit_canaries > 0
+    if wants_canaries and job.canaries_out is None:
+        raise PrivauditError("canaries need --canaries-out FILE: the secrets are audit ground truth, kept apart")
+    if job.canaries_out is not None:
+        if not wants_canaries:
+            raise PrivauditError("--canaries-out needs --canary TEMPLATE or --audit-canaries M")
+        out_dir, canaries_file = job.out.resolve(), job.canaries_out.resolve()
+        if canaries_file == out_dir or out_dir in canaries_file.parents:
+            raise PrivauditError(
+                f"{job.canaries_out}: canary secrets must not be written inside the model directory {job.out}"
+            )
+        if job.canaries_out.is_dir():
+            raise PrivauditError(f"{job.canaries_out}: is a directory; --canaries-out names the file to write")
+    if job.canary is None and job.canary_label is not None:
+        raise PrivauditError("--canary-label needs --canary TEMPLATE")
+    if job.canary is not None and job.canary_label is None:
+        raise PrivauditError(
+            "--canary needs --canary-label LABEL (or 'random'): the label the canaries are trained with"
+        )
+
+
+def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
+    """Run the job; return a summary for the terminal.
+
+    Raises:
+        PrivauditError: bad flags or data; nothing is written then.
+    """
+    _check_flags(job)
+    dataset = read_dataset(job.data, min_examples=2)
+    # Any id at all is refused: encode_labels would read it as an index into the sorted names, not as a name.
+    if any(isinstance(x, int) for x in dataset.labels):
+        raise PrivauditError(f"{job.data}: training data needs label names, not ids, so the model can name its labels")
+    label_names = sorted(dataset.label_names())
+    label2id = {name: i for i, name in enumerate(label_names)}
+    labels = encode_labels(dataset, label2id)
+    rng = np.random.default_rng(job.seed)
+    planted: list[canary_lib.Canary] = []
+    if job.canary is not None:
+        if job.canary_label != "random" and job.canary_label not in label2id:
+            raise PrivauditError(
+                f"--canary-label '{job.canary_label}' is not a label of {job.data}; "
+                f"use 'random' or one of {', '.join(label_names)}"
+            )
+        controls = job.canary_count if job.canary_controls is None else job.canary_controls
+        planted += canary_lib.draw_canaries(
+            template=job.canary,
+            label=label_names if job.canary_label == "random" else job.canary_label,
+            count=job.canary_count,
+            repeats=job.canary_repeats,
+            controls=controls,
+            rng=rng,
+        )
+    if job.audit_canaries:
+        planted += canary_lib.draw_audit_canaries(
+            template=job.audit_template,
+            labels=label_names,
+            count=job.audit_canaries,
+            rng=rng,
+            exclude={c.text for c in planted} | set(dataset.texts),
+        )
+    extra = canary_lib.planted_examples(planted)
+    texts = list(dataset.texts) + [text for text, _ in extra]
+    all_labels = np.concatenate([labels, np.array([label2id[label] for _, label in extra], dtype=np.int64)])
+    n = len(texts)
+    dp = None
+    if job.dp:
+        delta = job.delta if job.delta is not None else 1e-5
+        if delta >= 1 / n:
+            raise PrivauditError(f"--delta {delta:g} is not below 1/N = {1 / n:.2g}; it would allow leaking an example")
+        dp = DPConfig(
+            delta=delta,
+            max_grad_norm=job.max_grad_norm,
+            noise_multiplier=job.noise_multiplier,
+            target_epsilon=job.target_epsilon,
+            accountant=job.accountant,
+        )
+    config = TrainConfig(
+        epochs=job.epochs,
+        batch_size=min(job.batch_size, n),
+        lr=job.lr,
+        max_length=job.max_length,
+        seed=job.seed,
+        base=str(job.base) if job.base is not None else None,
+        **({"architecture": None} if job.base is not None else {}),
+    )
+    trained = train_classifier(
+        texts=texts, labels=all_labels, label_names=label_names, config=config, dp=dp, on_step=on_step
+    )
+    canary_summary = None
+    if planted:
+        canary_summary = {
+            "template": job.canary,
+            "label": job.canary_label,
+            "count": job.canary_count if job.canary else 0,
+            "repeats": job.canary_repeats if job.canary else 0,
+            "audit_canaries": job.audit_canaries,
+            "planted_examples": len(extra),
+        }
+    recipe = recipe_dict(
+        trained,
+        data={
+            "path": str(job.data),
+            "fingerprint": fingerprint(dataset.texts, dataset.labels),
+            "n_examples": len(dataset),
+            "n_with_canaries": n,
+        },
+        canaries=canary_summary,
+    )
+    save_model(trained, job.out, recipe, overwrite=job.overwrite)
+    if planted:
+        try:
+            canary_lib.write_canaries(job.canaries_out, planted)
+        except PrivauditError:
+            shutil.rmtree(job.out, ignore_errors=True)  # everything or nothing: a model without its ground truth
+            raise
+    summary = {
+        "examples": n,
+        "labels": len(label_names),
+        "train accuracy": f"{trained.train_accuracy:.3f}",
+        "seconds": f"{trained.seconds:.1f}",
+    }
+    if trained.dp:
+        summary["noise multiplier"] = f"{trained.dp['noise_multiplier']:.4f}"
+        summary["epsilon"] = (
+            f"{trained.dp['epsilon']:.3f} (delta = {trained.dp['delta']:g}, {trained.dp['accountant']})"
+        )
+    if planted:
+        summary["canaries"] = f"{len(planted)} records in {job.canaries_out}"
+    return summary
