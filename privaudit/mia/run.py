@@ -16,8 +16,10 @@ import numpy as np
 from privaudit import __version__
 from privaudit.data import TextDataset, encode_labels, read_dataset
 from privaudit.errors import PrivauditError
+from privaudit.mia.records import Examples, MostExposed, examples_from_files, examples_from_scores, most_exposed
 from privaudit.mia.registry import get_attack, get_attack_class, parse_attack_options, resolve
 from privaudit.mia.signals import Signals
+from privaudit.mia.slices import DEFAULT_MIN_PER_SIDE, Slices, check_slice_kinds, compute_slices
 from privaudit.stats.accounting import epsilon_from_model
 from privaudit.stats.metrics import AttackMetrics, evaluate
 
@@ -46,6 +48,10 @@ class MiaRequest:
     train_config: Path | None = None
     cache_dir: Path | None = None
     attack_options: tuple[str, ...] = ()  # ATTACK:PARAM=VALUE, e.g. "rmia:a=0.5"
+    slices: tuple[str, ...] = ()  # slice kinds, privaudit.mia.slices.SLICE_KINDS
+    slice_min: int = DEFAULT_MIN_PER_SIDE
+    top: int = 20  # most exposed members listed in the report; 0: none
+    redact_texts: bool = False  # keep only each text's hash
 
 
 @dataclass
@@ -75,10 +81,17 @@ class MiaResult:
     n_reference_models: int
     attacks: list[AttackResult]
     is_member: np.ndarray = field(repr=False)
+    examples: Examples | None = field(default=None, repr=False)
+    most_exposed: MostExposed | None = None
+    slices: Slices | None = None
 
     def to_dict(self) -> dict:
-        """The JSON document of ``--format json``; its layout is ``docs/schema-mia.json``, versioned by ``schema``."""
-        return {
+        """The JSON document of ``--format json``; its layout is ``docs/schema-mia.json``, versioned by ``schema``.
+
+        Per-example data is not in it (see :func:`privaudit.mia.records.example_rows`), only the ``most_exposed``
+        members (``--top``) and the ``slices`` (``--slice``), each present when asked for.
+        """
+        document = {
             "schema": SCHEMA,
             "tool": {"name": "privaudit", "version": __version__},
             "seed": self.seed,
@@ -90,6 +103,11 @@ class MiaResult:
             "n_reference_models": self.n_reference_models,
             "attacks": [a.to_dict() for a in self.attacks],
         }
+        if self.most_exposed is not None:
+            document["most_exposed"] = self.most_exposed.to_dict()
+        if self.slices is not None:
+            document["slices"] = self.slices.to_dict()
+        return document
 
     def exceeded(self) -> list[AttackResult]:
         """Attacks whose empirical bound is above the theoretical epsilon: a DP bug or wrong metadata."""
@@ -138,6 +156,11 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         if progress is not None:
             progress(stage, done, total)
 
+    kinds = check_slice_kinds(request.slices)
+    if kinds and request.slice_min < 2:
+        raise PrivauditError(
+            f"--slice-min must be at least 2 (the epsilon bound splits each side), got {request.slice_min}"
+        )
     eps, delta = _theoretical(request)
     if request.scores is not None:
         from privaudit.mia.scores import read_scores
@@ -148,9 +171,10 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
             raise PrivauditError(f"{request.scores}: --attack needs 'logits' and 'label' columns; it has only 'score'")
         names = resolve(request.attacks or "loss") if signals is not None else []
         attacks = _build_attacks(names, request.attack_options)
+        examples = examples_from_scores(str(request.scores), is_member, signals)
     else:
         attacks = _build_attacks(resolve(request.attacks or "loss"), request.attack_options)
-        signals, is_member, model = _signals_from_model(request, attacks, tell)
+        signals, is_member, model, examples = _signals_from_model(request, attacks, tell)
         precomputed = None
     results = []
     for attack in attacks:
@@ -172,6 +196,18 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         metrics = evaluate(precomputed, is_member, alpha=request.alpha, delta=delta, seed=request.seed)
         results.append(AttackResult("precomputed", "scores given in --scores", {}, metrics, precomputed))
     tell("attacks", len(attacks), len(attacks))
+    slices = None
+    if kinds:
+        slices = compute_slices(
+            kinds,
+            examples=examples,
+            is_member=is_member,
+            attacks=results,
+            min_per_side=request.slice_min,
+            alpha=request.alpha,
+            delta=delta,
+            seed=request.seed,
+        )
     return MiaResult(
         model=model,
         seed=request.seed,
@@ -182,6 +218,9 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         n_reference_models=0 if signals is None else signals.n_reference_models,
         attacks=results,
         is_member=is_member,
+        examples=examples,
+        most_exposed=most_exposed(results, is_member, examples, request.top),
+        slices=slices,
     )
 
 
@@ -200,7 +239,7 @@ def _build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
     return [get_attack(name, **options.get(name, {})) for name in names]
 
 
-def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict]:
+def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict, Examples]:
     from privaudit.target import Target
 
     if request.model_dir is None or request.members is None or request.non_members is None:
@@ -303,7 +342,16 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         population_reference_in=None if reference is None else reference.population_is_in,
     )
     model = {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
-    return signals, is_member, model
+    examples = examples_from_files(
+        member_file=str(request.members),
+        non_member_file=str(request.non_members),
+        texts=texts,
+        n_members=len(members),
+        signals=signals,
+        id2label=target.id2label,
+        redact_texts=request.redact_texts,
+    )
+    return signals, is_member, model, examples
 
 
 __all__ = ["MiaRequest", "MiaResult", "AttackResult", "run_mia", "get_attack_class"]
