@@ -102,12 +102,56 @@ def mia(
             help="Seed: reference models, bootstrap, splits. Same seed, same numbers.", rich_help_panel="Privacy claim"
         ),
     ] = 0,
+    slice_kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slice",
+            metavar="KIND",
+            help="Also measure every attack per slice (repeatable): class (by true label) or correctness (the "
+            "model's argmax right or wrong). Gate a slice as class=NAME[/ATTACK]:METRIC=VALUE.",
+            rich_help_panel="Slices",
+        ),
+    ] = None,
+    slice_min: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            help="Members and non-members a slice needs, each, to be measured; a smaller one is marked and "
+            "skipped by the gate.",
+            rich_help_panel="Slices",
+        ),
+    ] = 20,
     output_format: OutputFormat = "table",
     output: Output = None,
     report: Annotated[
         Path | None,
         typer.Option(help="Also write a self-contained HTML report with ROC curves.", rich_help_panel="Output"),
     ] = None,
+    per_example: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write one JSON line per audited example: its file and index, text hash (and text), label, "
+            "membership, every attack's score and flag FPR (docs/schema-per-example.json).",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    top: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="List the N most exposed members (strongest attack) in the JSON and HTML reports; 0: none.",
+            rich_help_panel="Output",
+        ),
+    ] = 20,
+    redact_texts: Annotated[
+        bool,
+        typer.Option(
+            "--redact-texts",
+            help="Write no audited text into any output, only its SHA-256.",
+            rich_help_panel="Output",
+        ),
+    ] = False,
     allow_pickle: Annotated[
         bool,
         typer.Option(
@@ -158,19 +202,23 @@ def mia(
     """
     from privaudit.cli.output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
     from privaudit.gate.measurements import mia_measurements, mia_metrics
+    from privaudit.gate.slices import MiaSubjects, check_slice_subjects
     from privaudit.mia.registry import available_attacks
     from privaudit.mia.run import SCHEMA, MiaRequest, run_mia
+    from privaudit.mia.slices import check_slice_kinds
     from privaudit.report import formats
+    from privaudit.report.records import write_per_example
     from privaudit.report.table import print_mia
 
     if scores is not None and model_dir is not None:
         raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
+    kinds = check_slice_kinds(slice_kind or ())
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     plan = prepare_gate(
         ctx,
         GateOptions.from_params(ctx.params),
         metrics=mia_metrics(),
-        subjects=[*available_attacks(), "precomputed"],
+        subjects=MiaSubjects([*available_attacks(), "precomputed"], slice_kinds=kinds),
     )
     request = MiaRequest(
         model_dir=model_dir,
@@ -189,9 +237,16 @@ def mia(
         batch_size=batch_size,
         train_config=train_config,
         cache_dir=cache_dir,
+        slices=kinds,
+        slice_min=slice_min,
+        top=top,
+        redact_texts=redact_texts,
     )
     with stage_progress(ignore="attack ") as on_progress:
         result = run_mia(request, progress=on_progress)
+    check_slice_subjects(plan.thresholds, result.slices, [a.name for a in result.attacks])
+    if per_example is not None:
+        write_per_example(result, per_example)
     audit = AuditReport(
         command="mia",
         schema=SCHEMA,

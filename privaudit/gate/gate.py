@@ -9,6 +9,9 @@ canary; see :mod:`privaudit.gate.measurements`) and the gate compares them with 
 - ``max_increase``: ``auc=0.02`` fails when a value is more than 0.02 above the same subject's value in a baseline.
 - ``epsilon_claim``: an empirical epsilon lower bound above the theoretical epsilon (a DP bug or wrong metadata).
 
+A slice subject (``class=transfer_money``, ``class=*/loss``; see :mod:`privaudit.gate.slices`) is gated only by a
+threshold that names it, or a pattern with ``*`` that matches it; a threshold without a subject leaves slices alone.
+
 Values are compared by their point estimate; the interval is reported beside it. A measurement that could not be
 taken (``value is None``, e.g. TPR at an FPR that the number of non-members cannot resolve) gives a *skipped*
 check, never a silent pass. Exit codes follow ruff and mypy: 0 passed, 1 a threshold breached; errors (exit 2)
@@ -21,10 +24,11 @@ import math
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
 from typing import Literal
 
 from privaudit.errors import PrivauditError
-from privaudit.gate.measurements import Measurement, format_number, tpr_metric
+from privaudit.gate.measurements import Measurement, format_number, is_slice_subject, tpr_metric
 
 Kind = Literal["fail_above", "max_increase", "epsilon_claim"]
 Status = Literal["passed", "failed", "skipped"]
@@ -297,10 +301,17 @@ def run_gate(
     specific = {(t.kind, t.metric, t.subject) for t in thresholds if t.subject is not None}
     checks: list[Check] = []
     for t in thresholds:
-        if t.subject is not None:
+        if t.subject is not None and "*" in t.subject:
+            # A slice pattern (class=*, class=*/loss): every matching slice, less those named exactly.
+            matched = [s for s in subjects if fnmatchcase(s, t.subject) and (s, t.metric) in found]
+            if not matched:
+                checks.append(Check(t, t.subject, "skipped", None, f"{t.subject}: no slice measured {t.metric}"))
+            targets = [s for s in matched if (t.kind, t.metric, s) not in specific]
+        elif t.subject is not None:
             targets = [t.subject]
         else:
-            measured = [s for s in subjects if (s, t.metric) in found]
+            # Slices are gated only when named: small slices are noisy, and "auc=0.6" means the attacks.
+            measured = [s for s in subjects if (s, t.metric) in found and not is_slice_subject(s)]
             if not measured:
                 checks.append(Check(t, "*", "skipped", None, f"{t.metric}: no attack or canary measured it"))
             targets = [s for s in measured if (t.kind, t.metric, s) not in specific]

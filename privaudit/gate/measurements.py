@@ -1,6 +1,7 @@
 """Measurements: an audit's results as a flat list of (subject, metric, value, interval), what the gate reads.
 
-``privaudit mia`` measures, per attack, AUC, TPR at each FPR, advantage and the epsilon lower bound; ``privaudit
+``privaudit mia`` measures, per attack, AUC, TPR at each FPR, advantage and the epsilon lower bound, and the same per
+slice (``class=NAME/ATTACK``, and ``class=NAME`` for each metric's largest over the attacks); ``privaudit
 canary`` measures exposure and extraction per inserted canary and for the set, and the one-run bound. Both are read
 from a command's JSON document, so a baseline file and a fresh run give the same measurements.
 """
@@ -85,20 +86,59 @@ def measurements_from_mia_dict(document: Mapping) -> list[Measurement]:
     out: list[Measurement] = []
     try:
         for attack in document["attacks"]:
-            name, level = attack["name"], 1 - attack["alpha"]
-            auc = attack["auc"]
-            out.append(Measurement(name, "auc", auc["value"], auc["low"], auc["high"], level))
-            for t in attack["tpr_at_fpr"]:
-                note = None
-                if not t["supported"]:
-                    n_out = attack["n_non_members"]
-                    note = f"unsupported: {n_out} non-members cannot resolve an FPR of {t['fpr']:g}"
-                out.append(Measurement(name, tpr_metric(t["fpr"]), t["tpr"], t["low"], t["high"], level, note))
-            out.append(Measurement(name, "advantage", attack["advantage"]))
-            out.append(Measurement(name, "epsilon_lb", attack["epsilon_lower_bound"], confidence=level))
+            out += _attack_measurements(attack["name"], attack)
+        if document.get("slices") is not None:
+            names = [attack["name"] for attack in document["attacks"]]
+            for piece in document["slices"]["slices"]:
+                out += _slice_measurements(piece, names, document["attacks"])
     except (KeyError, TypeError) as err:
         raise PrivauditError(f"not a privaudit.mia/1 document: missing or malformed field {err}") from err
     return out
+
+
+def is_slice_subject(subject: str) -> bool:
+    """Whether a subject names a slice (``class=...``, ``correctness=...``); attacks and canaries never hold ``=``."""
+    return "=" in subject
+
+
+def _attack_measurements(name: str, attack: Mapping) -> list[Measurement]:
+    level = 1 - attack["alpha"]
+    auc = attack["auc"]
+    out = [Measurement(name, "auc", auc["value"], auc["low"], auc["high"], level)]
+    for t in attack["tpr_at_fpr"]:
+        note = None
+        if not t["supported"]:
+            n_out = attack["n_non_members"]
+            note = f"unsupported: {n_out} non-members cannot resolve an FPR of {t['fpr']:g}"
+        out.append(Measurement(name, tpr_metric(t["fpr"]), t["tpr"], t["low"], t["high"], level, note))
+    out.append(Measurement(name, "advantage", attack["advantage"]))
+    out.append(Measurement(name, "epsilon_lb", attack["epsilon_lower_bound"], confidence=level))
+    return out
+
+
+def _slice_measurements(piece: Mapping, names: Sequence[str], attacks: Sequence[Mapping]) -> list[Measurement]:
+    """One slice's measurements: ``SLICE/ATTACK`` per attack, and ``SLICE``, each metric's largest over attacks.
+
+    A slice too small to measure gives ``None`` for every metric and subject, with its note, so the gate skips it.
+    """
+    subject = piece["subject"]
+    if not piece["measured"]:
+        metrics = mia_metrics(t["fpr"] for t in attacks[0]["tpr_at_fpr"]) if attacks else MIA_FIXED_METRICS
+        return [
+            Measurement(s, metric, None, note=piece["note"])
+            for s in (subject, *(f"{subject}/{name}" for name in names))
+            for metric in metrics
+        ]
+    per_attack = [m for attack in piece["attacks"] for m in _attack_measurements(f"{subject}/{attack['name']}", attack)]
+    strongest: dict[str, Measurement] = {}
+    for m in per_attack:
+        best = strongest.get(m.metric)
+        if best is None or (m.value is not None and (best.value is None or m.value > best.value)):
+            strongest[m.metric] = m
+    combined = [
+        Measurement(subject, m.metric, m.value, m.low, m.high, m.confidence, m.note) for m in strongest.values()
+    ]
+    return combined + per_attack
 
 
 def canary_subject(index: int) -> str:
