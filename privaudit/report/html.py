@@ -19,6 +19,7 @@ from privaudit import __version__
 from privaudit.errors import PrivauditError
 from privaudit.mia.run import AttackResult, MiaResult
 from privaudit.report.plots import histogram_figure, roc_figure
+from privaudit.report.records_html import most_exposed_section, slices_section
 from privaudit.stats.metrics import AttackMetrics
 
 _FINGERPRINT_CHARS = 12
@@ -94,7 +95,8 @@ def render_html(result: MiaResult, *, title: str | None = None) -> str:
         A complete HTML5 document.
     """
     page_title = title if title is not None else f"privaudit membership inference: {_source(result)}"
-    return page(page_title, [_header(result), _warning(result), _metric_tables(result), _plots(result)])
+    sections = [_header(result), _warning(result), _metric_tables(result), slices_section(result.slices)]
+    return page(page_title, [*sections, most_exposed_section(result), _plots(result)])
 
 
 def page(title: str, body: list[str]) -> str:

@@ -8,6 +8,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from privaudit.mia.run import MiaResult
+from privaudit.report.slice_table import slice_tables
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -57,6 +58,9 @@ def mia_table(result: MiaResult) -> Table:
 def print_mia(result: MiaResult, console: Console) -> None:
     """The table, and a loud warning when an empirical bound exceeds the theoretical epsilon."""
     console.print(mia_table(result))
+    if result.slices is not None:
+        for table in slice_tables(result.slices):
+            console.print(table)
     exceeded = result.exceeded()
     if exceeded:
         names = ", ".join(a.name for a in exceeded)
