@@ -36,14 +36,25 @@ def exposures(secret_losses: np.ndarray, candidate_losses: np.ndarray) -> np.nda
     Raises:
         PrivauditError: on empty, non-1-D or non-finite inputs.
     """
+    reference = _finite(candidate_losses, "reference losses")
+    # Carlini et al. 2019, definition of exposure: log2 |R| - log2 rank
+    return math.log2(reference.size) - np.log2(exposure_ranks(secret_losses, reference))
+
+
+def exposure_ranks(secret_losses: np.ndarray, candidate_losses: np.ndarray) -> np.ndarray:
+    """The rank of each secret among the reference candidates, by loss: ``1 + |{r : loss_r <= loss_secret}|``.
+
+    Rank 1 is ahead of every reference; ``|R| + 1`` behind them all. :func:`exposures` is ``log2 |R| - log2 rank``.
+
+    Raises:
+        PrivauditError: on empty, non-1-D or non-finite inputs.
+    """
     secrets = _finite(secret_losses, "secret losses")
     reference = _finite(candidate_losses, "reference losses")
     if reference.ndim != 1 or reference.size == 0:
         raise PrivauditError(f"reference losses must be a non-empty 1-D array, got shape {reference.shape}")
     # side="right" counts references with loss <= the secret's: ties rank the reference first, as TF Privacy.
-    rank = 1 + np.searchsorted(np.sort(reference), secrets, side="right")
-    # Carlini et al. 2019, definition of exposure: log2 |R| - log2 rank
-    return math.log2(reference.size) - np.log2(rank)
+    return 1 + np.searchsorted(np.sort(reference), secrets, side="right")
 
 
 def exposure_by_rank(secret_loss: float, reference_losses: np.ndarray) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 
 from privaudit import __version__
 from privaudit.canary.canaries import Canary, fill, read_canaries
-from privaudit.canary.exposure import exposure_by_extrapolation, exposures
+from privaudit.canary.exposure import exposure_by_extrapolation, exposure_ranks, exposures
 from privaudit.errors import PrivauditError
 from privaudit.stats.accounting import epsilon_from_model
 from privaudit.stats.logits import log_softmax, losses
@@ -55,6 +55,10 @@ class CanaryRow:
     loss: float
     exposure: float | None = None
     extraction: object | None = None  # a privaudit.canary.modiva.ModivaResult
+    # The secret's rank by loss among the candidates of its space (1 = lowest loss), and how many there are: exact
+    # when the space is enumerated, estimated (|space| * 2^-exposure) when extrapolated from a sample.
+    exposure_rank: float | None = None
+    exposure_rank_of: int | None = None
 
     def to_dict(self) -> dict:
         c = self.canary
@@ -67,6 +71,8 @@ class CanaryRow:
             "repeats": c.repeats,
             "loss": self.loss,
             "exposure": self.exposure,
+            "exposure_rank": self.exposure_rank,
+            "exposure_rank_of": self.exposure_rank_of,
         }
         if self.extraction is not None:
             row["extraction"] = self.extraction.to_dict()
@@ -202,8 +208,11 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
                     i = _candidate_index(row.canary)
                     row.loss = float(cand[i])
                     row.exposure = float(exposures(cand[[i]], np.delete(cand, i))[0])
+                    row.exposure_rank = int(exposure_ranks(cand[[i]], np.delete(cand, i))[0])
                 else:
                     row.exposure = float(exposure_by_extrapolation(row.loss, cand, space_size=space))
+                    row.exposure_rank = max(1.0, space * 2.0**-row.exposure)
+                row.exposure_rank_of = int(space)
         tell("exposure", len(groups), len(groups))
     if request.extract and rows:
         from privaudit.canary.modiva import ModivaConfig, extract_all

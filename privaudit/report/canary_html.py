@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from privaudit.canary.run import CanaryResult
+from privaudit.report.canary_table import loss_rank_text
 from privaudit.report.html import _e, _img, page, write_document
 from privaudit.report.plots import candidate_loss_figure
 
@@ -37,7 +38,7 @@ def render_canary_html(result: CanaryResult) -> str:
             body.append(f"<p>{_e(key.replace('_', ' '))}: <b>{shown}</b></p>")
         body.append(
             '<table class="metrics"><tr><th>secret</th><th>label</th><th>inserted</th><th>exposure</th>'
-            "<th>ModIvA guess</th><th>slots right</th><th>rank</th></tr>"
+            "<th>loss rank</th><th>ModIvA guess</th><th>slots right</th><th>ModIvA rank</th></tr>"
         )
         for row in result.rows:
             c, x = row.canary, row.extraction
@@ -46,12 +47,18 @@ def render_canary_html(result: CanaryResult) -> str:
                 c.label,
                 f"yes ×{c.repeats}" if c.inserted else "control",
                 "-" if row.exposure is None else f"{row.exposure:.2f}",
+                loss_rank_text(row),
                 "-" if x is None else " ".join(x.guess) + (" ✓" if x.recovered else ""),
                 "-" if x is None else f"{x.slot_accuracy:.0%}",
                 "-" if x is None or x.rank is None else f"{x.rank} / {x.space_size}",
             ]
             body.append("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>")
         body.append("</table>")
+        body.append(
+            '<p class="muted">loss rank: the secret\'s rank by loss among the candidates of its space (1 = the '
+            "lowest loss; ~ when estimated from a sample); ModIvA rank: its rank under ModIvA's final "
+            "distribution.</p>"
+        )
     for name, losses in result.candidate_losses.items():
         inserted = [r for r in result.rows if r.canary.inserted and f"{r.canary.template} -> {r.canary.label}" == name]
         body.append(f"<h2>Candidates of <code>{_e(name)}</code></h2>")

@@ -12,24 +12,37 @@ from privaudit.canary.run import CanaryResult
 def canary_table(result: CanaryResult) -> Table:
     """One row per exposure canary: inserted or control, exposure, and what ModIvA recovered."""
     spaces = {r.extraction.space_size for r in result.rows if r.extraction is not None}
-    caption = f"seed {result.seed}. exposure in bits; rank: the true secret's rank under ModIvA's final distribution"
+    caption = (
+        f"seed {result.seed}. exposure in bits; loss rank: the secret's rank by loss among its space's candidates "
+        "(~ when extrapolated); ModIvA rank: its rank under ModIvA's final distribution"
+    )
     if len(spaces) == 1:
         caption += f", out of {spaces.pop()} candidates"
     table = Table(title=f"canaries: {result.model['path']}", caption=caption)
-    for column in ("secret", "label", "inserted", "exposure", "ModIvA guess", "slots", "rank"):
+    for column in ("secret", "label", "inserted", "exposure", "loss rank", "ModIvA guess", "slots", "ModIvA rank"):
         table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess") else "right")
     for row in sorted(result.rows, key=lambda r: (not r.canary.inserted, -(r.exposure or 0))):
         c, x = row.canary, row.extraction
         inserted = f"yes ×{c.repeats}" if c.inserted else "control"
         exposure = "-" if row.exposure is None else f"{row.exposure:.2f}"
+        loss_rank = loss_rank_text(row)
         if x is None:
             guess = slots = rank = "-"
         else:
             guess = " ".join(x.guess) + (" [bold red]✓[/]" if x.recovered else "")
             slots = f"{x.slot_accuracy:.0%}"
             rank = "-" if x.rank is None else str(x.rank)
-        table.add_row(" ".join(c.secret), c.label, inserted, exposure, guess, slots, rank)
+        table.add_row(" ".join(c.secret), c.label, inserted, exposure, loss_rank, guess, slots, rank)
     return table
+
+
+def loss_rank_text(row) -> str:
+    """``12 / 10000``, ``~3.1e+04 / 1e+08`` when estimated by extrapolation, ``-`` when exposure was not run."""
+    if row.exposure_rank is None:
+        return "-"
+    if isinstance(row.exposure_rank, int):
+        return f"{row.exposure_rank} / {row.exposure_rank_of}"
+    return f"~{row.exposure_rank:.2g} / {row.exposure_rank_of:.2g}"
 
 
 def print_canary(result: CanaryResult, console: Console) -> None:
