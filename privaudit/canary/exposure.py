@@ -36,9 +36,9 @@ def exposures(secret_losses: np.ndarray, candidate_losses: np.ndarray) -> np.nda
     Raises:
         PrivauditError: on empty, non-1-D or non-finite inputs.
     """
-    reference = _finite(candidate_losses, "reference losses")
+    rank = exposure_ranks(secret_losses, candidate_losses)  # checks both inputs
     # Carlini et al. 2019, definition of exposure: log2 |R| - log2 rank
-    return math.log2(reference.size) - np.log2(exposure_ranks(secret_losses, reference))
+    return math.log2(np.size(candidate_losses)) - np.log2(rank)
 
 
 def exposure_ranks(secret_losses: np.ndarray, candidate_losses: np.ndarray) -> np.ndarray:
