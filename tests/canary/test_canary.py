@@ -43,6 +43,22 @@ def test_exposure_matches_rank_among_all_candidates(tiny):
     # Independent count: exposure = log2 |R| - log2 rank, R the other 9,999 candidates, rank = 1 + #{R <= secret}.
     rank = 1 + int(np.sum(losses <= row.loss)) - 1
     assert row.exposure == pytest.approx(np.log2(9_999) - np.log2(rank))
+    # The rank is surfaced as it is counted, and in the JSON report.
+    assert (row.exposure_rank, row.exposure_rank_of) == (rank, 10_000)
+    assert tiny.to_dict()["canaries"][0]["exposure_rank"] == rank
+
+
+def test_canary_table_and_html_show_the_loss_rank(tiny):
+    from rich.console import Console
+
+    from privaudit.report.canary_html import render_canary_html
+    from privaudit.report.canary_table import canary_table
+
+    row = tiny.group(True)[0]
+    console = Console(record=True, width=200)
+    console.print(canary_table(tiny))
+    assert f"{row.exposure_rank} / 10000" in console.export_text()
+    assert f"{row.exposure_rank} / 10000" in render_canary_html(tiny)
 
 
 def test_dp_exposure_falls_toward_controls_and_one_run_bound_stays_below_epsilon(tiny):
