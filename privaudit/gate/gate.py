@@ -24,7 +24,6 @@ import math
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from fnmatch import fnmatchcase
 from typing import Literal
 
 from privaudit.errors import PrivauditError
@@ -303,7 +302,7 @@ def run_gate(
     for t in thresholds:
         if t.subject is not None and "*" in t.subject:
             # A slice pattern (class=*, class=*/loss): every matching slice, less those named exactly.
-            matched = [s for s in subjects if fnmatchcase(s, t.subject) and (s, t.metric) in found]
+            matched = [s for s in subjects if _matches(s, t.subject) and (s, t.metric) in found]
             if not matched:
                 checks.append(Check(t, t.subject, "skipped", None, f"{t.subject}: no slice measured {t.metric}"))
             targets = [s for s in matched if (t.kind, t.metric, s) not in specific]
@@ -324,6 +323,11 @@ def run_gate(
             else:
                 checks.append(_check_above(t, subject, m))
     return GateResult(tuple(thresholds), tuple(checks), exit_zero=exit_zero, baseline=baseline_name)
+
+
+def _matches(subject: str, pattern: str) -> bool:
+    """``class=*`` matches ``class=pay_bill`` but not ``class=pay_bill/loss``: ``*`` stops at ``/``."""
+    return re.fullmatch(re.escape(pattern).replace(r"\*", "[^/]*"), subject) is not None
 
 
 def _unmeasured(t: Threshold, subject: str, m: Measurement | None) -> Check:

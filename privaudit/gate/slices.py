@@ -61,12 +61,10 @@ class MiaSubjects(Collection[str]):
         return kind != "correctness" or value == "*" or value in CORRECTNESS_VALUES
 
     def __iter__(self) -> Iterator[str]:
-        yield from self.attacks
-        for kind in self.slice_kinds:
-            yield f"{kind}=VALUE[/ATTACK]"
+        # Slices first: a message lists only the first few subjects.
         for kind in SLICE_KINDS:
-            if kind not in self.slice_kinds:
-                yield f"{kind}=... (needs --slice {kind})"
+            yield f"{kind}=VALUE[/ATTACK]" if kind in self.slice_kinds else f"{kind}=... (needs --slice {kind})"
+        yield from self.attacks
 
     def __len__(self) -> int:
         return len(self.attacks) + len(SLICE_KINDS)
