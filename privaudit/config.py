@@ -93,6 +93,14 @@ def _names(value: Any, base: Path) -> str:
     raise ValueError("expected a string or a non-empty list of strings")
 
 
+def _list_of_names(value: Any, base: Path) -> list[str]:
+    """A repeatable flag's values: ``"class"`` or ``["class", "correctness"]``, handed to click as repeated flags."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ValueError('expected a name or a list of names, e.g. ["class", "correctness"]')
+    return [v.strip() for v in items]
+
+
 def _attack_options(value: Any, base: Path) -> list[str]:
     """Attack parameters: ``{ "rmia:a" = 0.5 }``, handed to click as repeated ``--attack-option rmia:a=0.5``."""
     if not isinstance(value, dict) or not all(isinstance(k, str) and ":" in k for k in value):
@@ -166,6 +174,11 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "report": Key("report", _path),
         "batch_size": Key("batch_size", _int(minimum=1)),
         "cache_dir": Key("cache_dir", _path),
+        "slice": Key("slice_kind", _list_of_names),
+        "slice_min": Key("slice_min", _int(minimum=2)),
+        "per_example": Key("per_example", _path),
+        "top": Key("top", _int(minimum=0)),
+        "redact_texts": Key("redact_texts", _bool),
     },
     "canary": {
         **GATE_KEYS,

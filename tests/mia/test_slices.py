@@ -245,3 +245,12 @@ def test_slice_measurements_cover_every_metric_and_attack(sliced):
     threshold = parse_threshold("class=*/loss:auc=0.7", metrics=mia_metrics(), subjects=subjects)
     checks = run_gate(list(measured.values()), [threshold]).checks
     assert len(checks) == 20 and all(c.subject.endswith("/loss") for c in checks)
+
+
+def test_slices_from_a_config_file(memoised_audit, tmp_path):
+    config = tmp_path / "privaudit.toml"
+    config.write_text('[mia]\nslice = ["class", "correctness"]\nslice_min = 30\n', encoding="utf-8")
+    result = runner.invoke(app, [*AUDIT, "--config", str(config), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    slices = json.loads(result.stdout)["slices"]
+    assert slices["kinds"] == ["class", "correctness"] and slices["min_per_side"] == 30
