@@ -108,7 +108,7 @@ def mia(
             "--slice",
             metavar="KIND",
             help="Also measure every attack per slice (repeatable): class (by true label) or correctness (the "
-            "model's argmax right or wrong). Gate a slice as class=NAME[/ATTACK]:METRIC=VALUE.",
+            "model's argmax right or wrong). Gate a slice as class=NAME\\[/ATTACK]:METRIC=VALUE.",
             rich_help_panel="Slices",
         ),
     ] = None,
