@@ -138,3 +138,32 @@ def run_cli() -> Callable[..., Result]:
         return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
     return run
+
+
+_MIA_AUDITS: dict = {}
+
+
+@pytest.fixture
+def memoised_run_mia(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """``run_mia`` for real once per distinct request (paths resolved) for the session; the command's flags still run.
+
+    For the per-example and slice tests (``tests/mia/test_records.py``, ``tests/mia/test_slices.py``), which audit
+    ``intent-tiny`` through the command line many times with the same request.
+    """
+    import dataclasses
+
+    import privaudit.mia.run
+
+    real = privaudit.mia.run.run_mia
+
+    def run(request, *, progress=None):
+        paths = {
+            f: getattr(request, f).resolve() for f in ("model_dir", "members", "non_members") if getattr(request, f)
+        }
+        key = dataclasses.replace(request, **paths)
+        if key not in _MIA_AUDITS:
+            _MIA_AUDITS[key] = real(request, progress=progress)
+        return _MIA_AUDITS[key]
+
+    monkeypatch.setattr(privaudit.mia.run, "run_mia", run)
+    return _MIA_AUDITS

@@ -35,7 +35,7 @@ STRONGEST_FPR = 0.01
 STRONGEST_RULE = (
     "highest TPR at 1% FPR (ties: highest AUC); highest AUC when TPR at 1% FPR is unsupported (< 100 non-members)"
 )
-MEMBERS, NON_MEMBERS, SCORES = "members", "non_members", "scores"
+MEMBERS, NON_MEMBERS = "members", "non_members"
 
 
 def text_sha256(text: str) -> str:
@@ -48,7 +48,7 @@ class Examples:
     """What is known of each audited example, in audit order (members first, then non-members).
 
     Attributes:
-        sets: ``"members"`` or ``"non_members"`` (or ``"scores"`` for ``--scores``), per example.
+        sets: ``"members"`` or ``"non_members"`` per example (for ``--scores``, by its ``member`` column).
         files: the file each example came from, per example.
         index: the example's 0-based position among the records of its file.
         sha256: :func:`text_sha256` of its text; ``None`` when the audit had no texts (``--scores``).
@@ -150,7 +150,7 @@ class ExposedMember:
 
     Attributes:
         rank: 1 for the member with the highest score under the strongest attack.
-        set: ``"members"`` (or ``"scores"``).
+        set: ``"members"``.
         file: its file.
         index: its 0-based position in that file.
         sha256: :func:`text_sha256` of its text, or ``None`` without texts.

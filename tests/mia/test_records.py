@@ -1,7 +1,7 @@
 """privaudit/mia/records.py: per-example rows (--per-example), the most exposed members (--top), --redact-texts.
 
 The end-to-end tests audit ``fixtures/models/intent-tiny`` with ``--attack loss,confidence`` through the command line;
-the audit itself is memoised (``tests/mia/conftest.py``), so each distinct request is scored once.
+the audit itself is memoised (``tests/conftest.py``), so each distinct request is scored once.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _lines(path: Path) -> list[dict]:
 
 
 @pytest.fixture
-def audited(memoised_audit, tmp_path):
+def audited(memoised_run_mia, tmp_path):
     """The sliced fixture audit with --per-example, --json-out and --report: (rows, document, html)."""
     rows, doc, page = tmp_path / "rows.jsonl", tmp_path / "audit.json", tmp_path / "audit.html"
     result = runner.invoke(app, [*SLICED, "--per-example", str(rows), "--json-out", str(doc), "--report", str(page)])
@@ -105,14 +105,14 @@ def test_top_members_are_sorted_and_their_fprs_match_the_rows(audited):
     assert top["members"][0]["sha256"][:12] in page
 
 
-def test_top_zero_leaves_the_list_out(memoised_audit, tmp_path):
+def test_top_zero_leaves_the_list_out(memoised_run_mia, tmp_path):
     doc = tmp_path / "audit.json"
     result = runner.invoke(app, [*SLICED, "--top", "0", "--json-out", str(doc)])
     assert result.exit_code == 0, result.output
     assert "most_exposed" not in json.loads(doc.read_text(encoding="utf-8"))
 
 
-def test_redact_texts_leaves_no_text_in_any_output(memoised_audit, tmp_path):
+def test_redact_texts_leaves_no_text_in_any_output(memoised_run_mia, tmp_path):
     out = {name: tmp_path / name for name in ("rows.jsonl", "audit.json", "audit.html", "summary.md", "table.txt")}
     result = runner.invoke(
         app,
@@ -151,7 +151,7 @@ def test_a_failed_audit_writes_no_per_example_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unwritable_per_example_file_exits_2_and_leaves_nothing_behind(memoised_audit, tmp_path):
+def test_an_unwritable_per_example_file_exits_2_and_leaves_nothing_behind(memoised_run_mia, tmp_path):
     (tmp_path / "rows.jsonl").mkdir()  # a directory where the file should go: os.replace fails
     result = runner.invoke(app, [*SLICED, "--per-example", str(tmp_path / "rows.jsonl")])
     assert result.exit_code == 2

@@ -1,7 +1,7 @@
 """privaudit/mia/slices.py and slice subjects of the gate: counts, per-slice AUCs against sklearn, too-small slices.
 
 The end-to-end tests audit ``fixtures/models/intent-tiny`` with ``--attack loss,confidence --slice class --slice
-correctness --slice-min 30`` through the command line; the audit is memoised (``tests/mia/conftest.py``). On the
+correctness --slice-min 30`` through the command line; the audit is memoised (``tests/conftest.py``). On the
 fixture the target model classifies 20 members wrongly, so ``correctness=wrong`` is below the minimum of 30.
 """
 
@@ -37,7 +37,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def sliced(memoised_audit, tmp_path):
+def sliced(memoised_run_mia, tmp_path):
     """The sliced fixture audit: (JSON document, per-example rows, HTML page, terminal output)."""
     doc, rows, page = tmp_path / "audit.json", tmp_path / "rows.jsonl", tmp_path / "audit.html"
     result = runner.invoke(app, [*SLICED, "--json-out", str(doc), "--per-example", str(rows), "--report", str(page)])
@@ -102,7 +102,7 @@ def test_a_too_small_slice_is_marked_not_dropped(sliced):
     assert "too few examples: 20 members, 258 non-members" in page
 
 
-def test_a_slice_threshold_breaches_and_passes(memoised_audit):
+def test_a_slice_threshold_breaches_and_passes(memoised_run_mia):
     # pay_bill's LOSS AUC on the fixture is 0.5995.
     code, gate, _ = _gate("--fail-above", "class=pay_bill/loss:auc=0.55")
     assert code == 1
@@ -113,7 +113,7 @@ def test_a_slice_threshold_breaches_and_passes(memoised_audit):
     assert code == 0 and gate["checks"][0]["status"] == "passed"
 
 
-def test_a_slice_without_attack_gates_the_strongest_value(memoised_audit):
+def test_a_slice_without_attack_gates_the_strongest_value(memoised_run_mia):
     code, gate, _ = _gate("--fail-above", "class=pay_bill:auc=0.55", "--fail-above", "class=*:tpr@10%fpr=0.9")
     assert code == 1
     first, *pattern = gate["checks"]
@@ -121,20 +121,20 @@ def test_a_slice_without_attack_gates_the_strongest_value(memoised_audit):
     assert len(pattern) == 20 and all(c["status"] == "passed" for c in pattern)
 
 
-def test_the_gate_skips_a_too_small_slice(memoised_audit):
+def test_the_gate_skips_a_too_small_slice(memoised_run_mia):
     code, gate, _ = _gate("--fail-above", "correctness=wrong:auc=0.5", "--fail-above", "correctness=wrong/loss:auc=0.5")
     assert code == 0
     assert [c["status"] for c in gate["checks"]] == ["skipped", "skipped"]
     assert "too few examples: 20 members" in gate["checks"][0]["message"]
 
 
-def test_a_threshold_without_subject_leaves_slices_alone(memoised_audit):
+def test_a_threshold_without_subject_leaves_slices_alone(memoised_run_mia):
     code, gate, _ = _gate("--fail-above", "auc=0.99")
     assert code == 0
     assert [c["subject"] for c in gate["checks"]] == ["loss", "confidence"]
 
 
-def test_baselines_work_on_slices(memoised_audit, tmp_path):
+def test_baselines_work_on_slices(memoised_run_mia, tmp_path):
     saved = tmp_path / "baseline.json"
     assert _gate("--save-baseline", str(saved))[0] == 0
     code, gate, _ = _gate("--baseline", str(saved), "--max-increase", "class=pay_bill/loss:auc=0")
@@ -162,7 +162,7 @@ def test_a_slice_subject_needs_its_slice_kind():
     assert "needs --slice class" in " ".join(result.output.split())
 
 
-def test_an_unknown_class_exits_2_naming_it(memoised_audit):
+def test_an_unknown_class_exits_2_naming_it(memoised_run_mia):
     code, _, output = _gate("--fail-above", "class=pay_bils:auc=0.6")
     assert code == 2
     assert "no slice 'class=pay_bils'" in " ".join(output.split())
@@ -247,7 +247,7 @@ def test_slice_measurements_cover_every_metric_and_attack(sliced):
     assert len(checks) == 20 and all(c.subject.endswith("/loss") for c in checks)
 
 
-def test_slices_from_a_config_file(memoised_audit, tmp_path):
+def test_slices_from_a_config_file(memoised_run_mia, tmp_path):
     config = tmp_path / "privaudit.toml"
     config.write_text('[mia]\nslice = ["class", "correctness"]\nslice_min = 30\n', encoding="utf-8")
     result = runner.invoke(app, [*AUDIT, "--config", str(config), "--format", "json"])
