@@ -254,3 +254,14 @@ def test_slices_from_a_config_file(memoised_run_mia, tmp_path):
     assert result.exit_code == 0, result.output
     slices = json.loads(result.stdout)["slices"]
     assert slices["kinds"] == ["class", "correctness"] and slices["min_per_side"] == 30
+
+
+def test_a_slice_breach_reaches_the_ci_formats(memoised_run_mia, tmp_path):
+    sarif, junit = tmp_path / "gate.sarif", tmp_path / "gate.xml"
+    flags = ["--fail-above", "class=pay_bill/loss:auc=0.55", "--sarif-out", str(sarif), "--junit-out", str(junit)]
+    result = runner.invoke(app, [*SLICED, "--format", "github", *flags])
+    assert result.exit_code == 1
+    assert "class=pay_bill/loss: auc = 0.5995" in result.stdout
+    (found,) = json.loads(sarif.read_text(encoding="utf-8"))["runs"][0]["results"]
+    assert "class=pay_bill/loss" in found["message"]["text"]
+    assert "class=pay_bill/loss" in junit.read_text(encoding="utf-8")
