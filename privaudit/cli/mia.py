@@ -25,7 +25,6 @@ from privaudit.cli.output import (
     max_increase_option,
 )
 from privaudit.config import config_option
-from privaudit.errors import PrivauditError
 
 
 @app.command()
@@ -163,8 +162,6 @@ def mia(
     from privaudit.report import formats
     from privaudit.report.table import print_mia
 
-    if scores is not None and model_dir is not None:
-        raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     plan = prepare_gate(
         ctx,

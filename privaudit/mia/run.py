@@ -27,13 +27,16 @@ MIN_PER_SIDE = 10
 
 @dataclass(frozen=True)
 class MiaRequest:
-    """Everything ``privaudit mia`` was asked to do."""
+    """Everything ``privaudit mia`` was asked to do.
+
+    The data sets are files, or examples already read (:func:`privaudit.data.dataset_from_records`, for the API).
+    """
 
     model_dir: Path | None
-    members: Path | None
-    non_members: Path | None
+    members: Path | TextDataset | None
+    non_members: Path | TextDataset | None
     attacks: str | None = None  # default: "loss" on a model or logits, none on ready scores
-    population: Path | None = None
+    population: Path | TextDataset | None = None
     reference_models: int = 0
     reference_dirs: tuple[Path, ...] = ()
     scores: Path | None = None
@@ -138,6 +141,8 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         if progress is not None:
             progress(stage, done, total)
 
+    if request.scores is not None and request.model_dir is not None:
+        raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
     eps, delta = _theoretical(request)
     if request.scores is not None:
         from privaudit.mia.scores import read_scores
@@ -221,7 +226,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         clash = set(population.texts) & set(texts)
         if clash:
             raise PrivauditError(
-                f"{request.population}: {len(clash)} texts are also audited; the population must be disjoint"
+                f"{population.path}: {len(clash)} texts are also audited; the population must be disjoint"
             )
     elif needs & {"population_logits", "population_reference_logits"} or (
         "reference_logits" in needs and not request.reference_dirs
