@@ -6,6 +6,7 @@ error messages, and data in memory read as the same file would be.
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import typer
 from conftest import FIXTURE_DATA, FIXTURE_MODEL, TINY_ARCH, make_records, write_jsonl
 
 import privaudit
@@ -69,13 +71,43 @@ def test_the_front_door_is_four_functions_and_the_error() -> None:
 
 @pytest.mark.parametrize("name", ["train", "epsilon", "audit_membership", "audit_canaries"])
 def test_every_argument_but_the_first_is_keyword_only(name: str) -> None:
-    import inspect
-
     parameters = list(inspect.signature(getattr(privaudit, name)).parameters.values())
     positional = [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
     assert positional == ({"train": ["data"], "epsilon": []}.get(name, ["model_dir"]))
     doc = getattr(privaudit, name).__doc__
     assert "Args:" in doc and "Returns:" in doc and "Raises:" in doc and "Example:" in doc
+
+
+# The flags that only format, route or gate the output: the front door returns the result instead.
+OUTPUT_FLAGS = {
+    "output_format", "output", "report", "fail_above", "fail_if_bound_exceeds_epsilon", "baseline", "max_increase",
+    "save_baseline", "exit_zero", "json_out", "junit_out", "sarif_out", "markdown_out", "config",
+}  # fmt: skip
+# Repeatable flags, named in the plural as their request fields are.
+PLURALS = {"attack": "attacks", "attack_option": "attack_options", "reference_dir": "reference_dirs"}
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [("train", "train"), ("epsilon", "epsilon"), ("mia", "audit_membership"), ("canary", "audit_canaries")],
+)
+def test_every_flag_that_changes_the_numbers_is_a_keyword_with_its_default(command: str, name: str) -> None:
+    from privaudit.cli import app
+
+    flags = {
+        PLURALS.get(p.name, p.name): p.default
+        for p in typer.main.get_command(app).commands[command].params
+        if p.name not in OUTPUT_FLAGS
+    }
+    keywords = inspect.signature(getattr(privaudit, name)).parameters
+    assert set(flags) <= set(keywords)
+    assert set(keywords) - set(flags) <= {"progress", "architecture"}
+    for flag, default in flags.items():
+        api_default = keywords[flag].default
+        if api_default is inspect.Parameter.empty:  # required on both sides
+            assert default is None, flag
+        else:
+            assert api_default == default, flag
 
 
 # --- epsilon -----------------------------------------------------------------------------------------------------
@@ -190,6 +222,54 @@ def test_audit_membership_is_the_mia_command(run_cli, tmp_path: Path, capfd) -> 
     assert "membership inference" in text and "loss" in text and "\x1b[" not in text
     result.write_html(str(tmp_path / "mia.html"))
     assert (tmp_path / "mia.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def disjoint_records(*sizes: int) -> list[list[dict]]:
+    """Lists of records of the three intents with no text in two of them, of the given sizes."""
+    unique = list({r["text"]: r for r in make_records(2000, seed=5)}.values())
+    assert len(unique) >= sum(sizes)
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [unique[start : start + size] for start, size in zip(starts, sizes)]
+
+
+def test_reference_models_train_quietly_and_report_progress(tmp_path: Path, capfd) -> None:
+    members, non_members, population = disjoint_records(40, 40, 80)
+    privaudit.train(members, out=tmp_path / "model", epochs=2, batch_size=16, max_length=16, architecture=TINY_ARCH)
+    calls: list[tuple] = []
+    result = privaudit.audit_membership(
+        tmp_path / "model",
+        members=members,
+        non_members=non_members,
+        population=population,
+        attacks="loss,lira-offline",
+        attack_options={"lira-offline": {"fixed_variance": True}},
+        reference_models=1,
+        cache_dir=tmp_path / "cache",
+        progress=lambda *call: calls.append(call),
+    )
+    assert capfd.readouterr() == ("", "")
+    assert result.n_reference_models == 1 and [a.name for a in result.attacks] == ["loss", "lira-offline"]
+    assert result.attacks[1].params["fixed_variance"] is True
+    stages = {c[0] for c in calls}
+    assert {"scoring", "reference models", "training reference model 1", "attacks"} <= stages
+    assert any((tmp_path / "cache").rglob("model.safetensors"))
+
+
+def test_dp_training_prints_nothing(tmp_path: Path, capfd) -> None:
+    summary = privaudit.train(
+        make_records(60),
+        out=tmp_path / "dp",
+        epochs=1,
+        batch_size=16,
+        max_length=16,
+        dp=True,
+        target_epsilon=8.0,
+        delta=1e-3,
+        architecture=TINY_ARCH,
+    )
+    assert capfd.readouterr() == ("", "")
+    assert summary["epsilon"].startswith("8.0") or float(summary["epsilon"].split()[0]) <= 8.0
+    assert privaudit.epsilon(model_dir=tmp_path / "dp") == pytest.approx(float(summary["epsilon"].split()[0]), abs=1e-3)
 
 
 def test_audit_membership_reads_a_data_frame(tmp_path: Path) -> None:
