@@ -4,10 +4,10 @@ From Python, four keyword-only functions mirror the commands (see ``docs/python-
 
     import privaudit
 
-    privaudit.train(data, out=..., ...)                                   # privaudit train
+    privaudit.train(data, out=...)                                       # privaudit train
     privaudit.epsilon(noise_multiplier=..., sample_rate=..., steps=..., delta=...)   # privaudit epsilon
-    privaudit.audit_membership(model_dir, members=..., non_members=..., ...)   # privaudit mia
-    privaudit.audit_canaries(model_dir, canaries=..., ...)                # privaudit canary
+    privaudit.audit_membership(model_dir, members=..., non_members=...)  # privaudit mia
+    privaudit.audit_canaries(model_dir, canaries=...)                    # privaudit canary
 
 They are loaded on first use, so ``import privaudit`` stays cheap and does not import torch.
 """

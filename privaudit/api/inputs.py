@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     import pandas
 
 PathLike = str | os.PathLike[str]
-# A file, or records in memory: an iterable of {"text", "label"} mappings, or a pandas DataFrame with those columns.
-Data = Union[PathLike, Iterable[Mapping[str, Any]], "pandas.DataFrame"]  # noqa: UP007 (a forward reference)
+# A file, or records in memory: an iterable of {"text", "label"} mappings, or a pandas DataFrame with those columns
+# (a forward reference, hence Union: pandas is imported only by whoever passes a data frame).
+Data = Union[PathLike, Iterable[Mapping[str, Any]], "pandas.DataFrame"]
 # progress(stage, done, total): total is None while unknown.
 Progress = Callable[[str, int, int | None], None]
 
