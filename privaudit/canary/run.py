@@ -97,6 +97,10 @@ class CanaryResult:
         return sum(1 for r in self.group(inserted) if r.extraction is not None and r.extraction.recovered)
 
     def to_dict(self) -> dict:
+        """The JSON document of ``--format json``, less the ``gate`` section that the gate's run adds.
+
+        Its layout is ``docs/schema-canary.json``; :func:`privaudit.report.formats.report_document` adds the gate.
+        """
         summary = {
             "mean_exposure_inserted": self.mean_exposure(True),
             "mean_exposure_controls": self.mean_exposure(False),

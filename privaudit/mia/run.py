@@ -80,7 +80,11 @@ class MiaResult:
     is_member: np.ndarray = field(repr=False)
 
     def to_dict(self) -> dict:
-        """The JSON document of ``--format json``; its layout is ``docs/schema-mia.json``, versioned by ``schema``."""
+        """The JSON document of ``--format json``, less the ``gate`` section that the gate's run adds.
+
+        Its layout is ``docs/schema-mia.json``, versioned by ``schema``; the gate is added by
+        :func:`privaudit.report.formats.report_document`.
+        """
         return {
             "schema": SCHEMA,
             "tool": {"name": "privaudit", "version": __version__},
