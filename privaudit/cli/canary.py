@@ -32,8 +32,30 @@ def canary(
     canaries: Annotated[
         Path, typer.Option("--canaries", "-c", help="Canary file (JSONL) from 'privaudit train --canaries-out'.")
     ],
-    exposure: Annotated[bool, typer.Option(help="Rank each secret among all candidates (Secret Sharer).")] = True,
-    extract: Annotated[bool, typer.Option(help="White-box ModIvA extraction of each secret.")] = True,
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            "--attack",
+            "-a",
+            help="Comma-separated extraction attacks, or 'all' (see 'privaudit attacks'); default: exposure,modiva.",
+        ),
+    ] = None,
+    attack_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attack-option",
+            metavar="ATTACK:PARAM=VALUE",
+            help="Set an extraction attack's parameter (repeatable), e.g. modiva:steps=100, exposure:sample=2000; "
+            "wins over --steps, --restarts and --sample.",
+        ),
+    ] = None,
+    exposure: Annotated[
+        bool,
+        typer.Option(help="Rank each secret among all candidates (Secret Sharer); --no-exposure drops 'exposure'."),
+    ] = True,
+    extract: Annotated[
+        bool, typer.Option(help="White-box ModIvA extraction of each secret; --no-extract drops 'modiva'.")
+    ] = True,
     one_run: Annotated[
         bool,
         typer.Option(
@@ -77,7 +99,9 @@ def canary(
     """Canary extraction: can an attacker read planted secrets back?
 
     Reports each secret's exposure (log2 of the candidate space minus log2 of its rank), whether ModIvA rebuilds
-    it from the weights, and with --one-run an epsilon lower bound from a single training run. Example:
+    it from the weights, and with --one-run an epsilon lower bound from a single training run. --attack picks the
+    extraction attacks (built-in or plugins); --no-exposure and --no-extract take exposure and modiva out of the pick
+    (naming one in --attack and turning it off exits 2). Example:
 
         privaudit canary fixtures/models/intent-tiny -c fixtures/models/intent-tiny.canaries.jsonl --one-run
 
@@ -118,6 +142,8 @@ def canary(
         batch_size=batch_size,
         modiva_steps=steps,
         modiva_restarts=restarts,
+        attacks=attack,
+        attack_options=tuple(attack_option or ()),
     )
     with stage_progress() as on_progress:
         result = run_canary(request, progress=on_progress)
