@@ -73,7 +73,8 @@ class ExtractionAttack(Parameterised, abc.ABC):
         """Attack every canary.
 
         Args:
-            target: the audited model; gives what :data:`TARGET_ACCESS` names in its ``provides``.
+            target: the audited model: its ``label2id`` (label name to logit index), and what its ``provides``
+                names of :data:`TARGET_ACCESS`.
             canaries: the canary file's exposure canaries (inserted and controls), in file order. A canary's
                 secret may be used only to score the attack, never to find it.
             context: the audit's seed, batch size and progress callback.

@@ -148,7 +148,9 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     """Run a canary audit.
 
     Raises:
-        PrivauditError: bad canary file, labels the model lacks, alphabets the tokenizer splits, too large spaces.
+        PrivauditError: bad canary file, labels the model lacks, alphabets the tokenizer splits, too large spaces; an
+            unknown or broken extraction attack, a bad parameter, or an attack the target cannot serve (before any
+            work).
     """
     from privaudit.target import Target
 
@@ -172,23 +174,8 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     texts = [c.text for c in exposure_set]
     own = losses(target.logits(texts), np.array([target.label2id[c.label] for c in exposure_set])) if texts else []
     rows = [CanaryRow(canary=c, loss=float(loss)) for c, loss in zip(exposure_set, own)]
-    method = None
-    candidate_losses: dict[str, np.ndarray] = {}
     context = ExtractionContext(seed=request.seed, batch_size=request.batch_size, progress=progress)
-    for attack in attacks if rows else []:
-        results = list(attack.extract(target, exposure_set, context))
-        if len(results) != len(rows):
-            raise PrivauditError(
-                f"extraction attack '{attack.name}' returned {len(results)} results for {len(rows)} canaries"
-            )
-        for row, found in zip(rows, results):
-            if attack.name == "exposure":
-                row.exposure, row.loss, method = found.exposure, found.loss, found.method
-                candidate_losses[_loss_key(row.canary)] = found.candidate_losses
-            elif attack.name == "modiva":
-                row.extraction = found
-            else:
-                row.extraction_attacks[attack.name] = _as_json(attack.name, found)
+    method, candidate_losses = _extract(attacks, target, rows, context) if rows else (None, {})
     one_run = None
     if request.one_run:
         from privaudit.canary.onerun import one_run_audit
@@ -250,6 +237,31 @@ def build_attacks(request: CanaryRequest) -> list[ExtractionAttack]:
         "modiva": {"steps": request.modiva_steps, "restarts": request.modiva_restarts},
     }
     return [EXTRACTION.create(name, **{**defaults.get(name, {}), **options.get(name, {})}) for name in names]
+
+
+def _extract(
+    attacks: list[ExtractionAttack], target, rows: list[CanaryRow], context: ExtractionContext
+) -> tuple[str | None, dict[str, np.ndarray]]:
+    """Run each attack on the rows' canaries and file its results; returns the exposure method and candidate losses.
+
+    The built-ins' results keep their ``privaudit.canary/1`` fields; any other attack's go to ``extraction_attacks``.
+    """
+    method, candidate_losses = None, {}
+    for attack in attacks:
+        results = list(attack.extract(target, [row.canary for row in rows], context))
+        if len(results) != len(rows):
+            raise PrivauditError(
+                f"extraction attack '{attack.name}' returned {len(results)} results for {len(rows)} canaries"
+            )
+        for row, found in zip(rows, results):
+            if attack.name == "exposure":
+                row.exposure, row.loss, method = found.exposure, found.loss, found.method
+                candidate_losses[_loss_key(row.canary)] = found.candidate_losses
+            elif attack.name == "modiva":
+                row.extraction = found
+            else:
+                row.extraction_attacks[attack.name] = _as_json(attack.name, found)
+    return method, candidate_losses
 
 
 def _as_json(name: str, found: Any) -> dict:
