@@ -171,6 +171,8 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         **GATE_KEYS,
         "model": Key("model_dir", _path),
         "canaries": Key("canaries", _path),
+        "attack": Key("attack", _names),
+        "attack_options": Key("attack_option", _attack_options),
         "exposure": Key("exposure", _bool),
         "extract": Key("extract", _bool),
         "one_run": Key("one_run", _bool),

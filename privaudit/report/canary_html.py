@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from privaudit.canary.run import CanaryResult
+from privaudit.report.canary_table import plugin_attacks, plugin_cell
 from privaudit.report.html import _e, _img, page, write_document
 from privaudit.report.plots import candidate_loss_figure
 
@@ -35,9 +36,12 @@ def render_canary_html(result: CanaryResult) -> str:
             value = summary[key]
             shown = "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
             body.append(f"<p>{_e(key.replace('_', ' '))}: <b>{shown}</b></p>")
+        plugins = plugin_attacks(result)
         body.append(
             '<table class="metrics"><tr><th>secret</th><th>label</th><th>inserted</th><th>exposure</th>'
-            "<th>ModIvA guess</th><th>slots right</th><th>rank</th></tr>"
+            "<th>ModIvA guess</th><th>slots right</th><th>rank</th>"
+            + "".join(f"<th>{_e(name)} guess</th>" for name in plugins)
+            + "</tr>"
         )
         for row in result.rows:
             c, x = row.canary, row.extraction
@@ -50,6 +54,9 @@ def render_canary_html(result: CanaryResult) -> str:
                 "-" if x is None else f"{x.slot_accuracy:.0%}",
                 "-" if x is None or x.rank is None else f"{x.rank} / {x.space_size}",
             ]
+            for name in plugins:
+                text, recovered = plugin_cell(row.extraction_attacks.get(name))
+                cells.append(text + (" ✓" if recovered else ""))
             body.append("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>")
         body.append("</table>")
     for name, losses in result.candidate_losses.items():
