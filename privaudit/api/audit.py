@@ -116,6 +116,8 @@ def audit_canaries(
     model_dir: PathLike,
     *,
     canaries: PathLike,
+    attacks: str | Sequence[str] | None = None,
+    attack_options: Mapping[str, Mapping[str, Any]] | Sequence[str] | None = None,
     exposure: bool = True,
     extract: bool = True,
     one_run: bool = False,
@@ -138,6 +140,10 @@ def audit_canaries(
     Args:
         model_dir: the audited model directory.
         canaries: the canary file (JSONL) that ``privaudit.train(..., canaries_out=...)`` wrote.
+        attacks: extraction attacks, as a list or a comma string (``"exposure,modiva"``, ``"all"``, plugins by
+            name); ``None``: exposure and modiva (``--attack``). ``exposure=False``/``extract=False`` take those out.
+        attack_options: attack parameters, ``{"modiva": {"steps": 100}}`` or ``["modiva:steps=100"]``
+            (``--attack-option``); they win over ``steps``, ``restarts`` and ``sample``.
         exposure: rank each secret among all candidates of its template (Secret Sharer).
         extract: white-box ModIvA extraction of each secret.
         one_run: the one-run epsilon audit on the audit canaries (train with ``audit_canaries=M``).
@@ -189,5 +195,7 @@ def audit_canaries(
         batch_size=batch_size,
         modiva_steps=steps,
         modiva_restarts=restarts,
+        attacks=attack_spec(attacks),
+        attack_options=attack_option_specs(attack_options),
     )
     return adopt(CanaryAudit, run_canary(request, progress=stage_callback(progress)))
