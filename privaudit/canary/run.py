@@ -83,7 +83,7 @@ class CanaryResult:
     delta: float
     rows: list[CanaryRow]
     exposure_method: str | None
-    one_run: object | None = None  # a privaudit.canary.onerun.OneRunResult
+    one_run: object | None = None  # a privaudit.stats.onerun.OneRunResult
     candidate_losses: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def group(self, inserted: bool) -> list[CanaryRow]:
@@ -223,7 +223,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         tell("ModIvA extraction", len(rows), len(rows))
     one_run = None
     if request.one_run:
-        from privaudit.canary.onerun import one_run_audit
+        from privaudit.stats.onerun import one_run_audit
 
         tell("one-run audit", 0, 1)
         audit_losses = losses(

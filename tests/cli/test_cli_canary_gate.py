@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import privaudit.canary.run
 from privaudit.canary.canaries import Canary, write_canaries
 from privaudit.canary.modiva import ModivaResult
-from privaudit.canary.onerun import OneRunResult
+from privaudit.stats.onerun import OneRunResult
 from privaudit.canary.run import CanaryRequest, CanaryResult, CanaryRow
 from privaudit.cli.app import app
 from privaudit.gate.gate import (
