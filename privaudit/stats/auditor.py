@@ -256,7 +256,7 @@ class CanaryScoreAuditor:
             r, v = int(h.guesses[j]), int(h.correct[j])
             if r == 0 or stats.binom.sf(v - 1, r, special.expit(best)) >= h.alpha:
                 continue
-            eps = epsilon_lower_bound_one_run(m=self.m, r=r, v=v, delta=delta, p=h.alpha)
+            eps = epsilon_lower_bound_one_run(m=self.m, r=r, v=v, delta=delta, p=h.alpha, eps_lo=best)
             if eps > best:
                 best, best_j = eps, int(j)
         return _bound("steinke", best, None, None, h, best_j)
