@@ -313,6 +313,7 @@ def config_option(command: str) -> Any:
         is_eager=True,
         callback=load,
         help="Config file (default: the nearest privaudit.toml, or pyproject.toml with \\[tool.privaudit]).",
+        rich_help_panel="Gate",
     )
 
 

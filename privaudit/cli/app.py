@@ -8,6 +8,7 @@ Exit codes follow ruff and mypy: 0 all gates passed, 1 a leak over a threshold, 
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 import click
@@ -44,8 +45,32 @@ def _click_flow_exceptions() -> tuple[type[BaseException], ...]:
 _PASS_THROUGH = _click_flow_exceptions()
 
 
+def tidy_help(text: str | None) -> str | None:
+    """A command's help as Rich should wrap it: prose paragraphs on one line, indented examples kept line by line.
+
+    typer keeps a docstring's single line breaks, so prose wrapped at 120 columns in the source came out ragged at 80;
+    examples (indented paragraphs, continued with a backslash) must keep theirs, to stay copyable command lines.
+    """
+    if not text:
+        return text
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines = paragraph.split("\n")
+        if all(line.startswith("    ") for line in lines if line.strip()):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
 class _Group(TyperGroup):
     """Turns errors into one clear line and exit code 2, for the console script and for tests alike."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            command.help = tidy_help(command.help)
+        return command
 
     def invoke(self, ctx: click.Context):
         try:

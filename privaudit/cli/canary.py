@@ -30,31 +30,56 @@ def canary(
     ctx: typer.Context,
     model_dir: Annotated[Path, typer.Argument(help="The audited model directory.")],
     canaries: Annotated[
-        Path, typer.Option("--canaries", "-c", help="Canary file (JSONL) from 'privaudit train --canaries-out'.")
+        Path,
+        typer.Option(
+            "--canaries",
+            "-c",
+            help="Canary file (JSONL) from 'privaudit train --canaries-out'.",
+            rich_help_panel="Data",
+        ),
     ],
-    exposure: Annotated[bool, typer.Option(help="Rank each secret among all candidates (Secret Sharer).")] = True,
-    extract: Annotated[bool, typer.Option(help="White-box ModIvA extraction of each secret.")] = True,
+    exposure: Annotated[
+        bool, typer.Option(help="Rank each secret among all candidates (Secret Sharer).", rich_help_panel="Attacks")
+    ] = True,
+    extract: Annotated[
+        bool, typer.Option(help="White-box ModIvA extraction of each secret.", rich_help_panel="Attacks")
+    ] = True,
     one_run: Annotated[
         bool,
         typer.Option(
-            "--one-run/--no-one-run", help="One-run epsilon audit (Steinke et al. 2023) on the audit canaries."
+            "--one-run/--no-one-run",
+            help="One-run epsilon audit (Steinke et al. 2023) on the audit canaries.",
+            rich_help_panel="Attacks",
         ),
     ] = False,
     sample: Annotated[
-        int | None, typer.Option(min=100, help="Sample N candidates and extrapolate, for spaces over 1e6.")
+        int | None,
+        typer.Option(min=100, help="Sample N candidates and extrapolate, for spaces over 1e6.", rich_help_panel="Data"),
     ] = None,
-    epsilon: Annotated[float | None, typer.Option(help="Theoretical epsilon (default: from privaudit.json).")] = None,
-    delta: Annotated[float | None, typer.Option(help="Delta of the one-run bound (default: the model's).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of sampling and ModIvA restarts.")] = 0,
-    steps: Annotated[int, typer.Option(min=1, help="ModIvA optimisation steps.")] = 300,
-    restarts: Annotated[int, typer.Option(min=1, help="ModIvA random restarts (run as one batch).")] = 16,
+    epsilon: Annotated[
+        float | None,
+        typer.Option(help="Theoretical epsilon (default: from privaudit.json).", rich_help_panel="Privacy claim"),
+    ] = None,
+    delta: Annotated[
+        float | None,
+        typer.Option(help="Delta of the one-run bound (default: the model's).", rich_help_panel="Privacy claim"),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of sampling and ModIvA restarts.", rich_help_panel="Privacy claim")
+    ] = 0,
+    steps: Annotated[int, typer.Option(min=1, help="ModIvA optimisation steps.", rich_help_panel="Attacks")] = 300,
+    restarts: Annotated[
+        int, typer.Option(min=1, help="ModIvA random restarts (run as one batch).", rich_help_panel="Attacks")
+    ] = 16,
     output_format: OutputFormat = "table",
     output: Output = None,
-    report: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML report.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report.", rich_help_panel="Output")
+    ] = None,
     allow_pickle: Annotated[
-        bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).")
+        bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).", rich_help_panel="Data")
     ] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Candidates per forward pass.")] = 512,
+    batch_size: Annotated[int, typer.Option(min=1, help="Candidates per forward pass.", rich_help_panel="Data")] = 512,
     fail_above: Annotated[
         list[str] | None,
         fail_above_option(
@@ -79,12 +104,15 @@ def canary(
     Reports each secret's exposure (log2 of the candidate space minus log2 of its rank), whether ModIvA rebuilds
     it from the weights, and with --one-run an epsilon lower bound from a single training run. Example:
 
-        privaudit canary fixtures/models/intent-tiny -c fixtures/models/intent-tiny.canaries.jsonl --one-run
+        privaudit canary fixtures/models/intent-tiny \\
+            -c fixtures/models/intent-tiny.canaries.jsonl --one-run
 
     As a CI gate (exit 0 pass, 1 a threshold breached, 2 the audit could not complete):
 
-        privaudit canary MODEL -c CANARIES --one-run --fail-above exposure=10 --fail-above extracted=0 \
-            --fail-if-bound-exceeds-epsilon --format github --sarif-out privaudit.sarif
+        privaudit canary MODEL -c CANARIES --one-run \\
+            --fail-above exposure=10 --fail-above extracted=0 \\
+            --fail-if-bound-exceeds-epsilon \\
+            --format github --sarif-out privaudit.sarif
 
     Defaults come from \\[tool.privaudit.canary] in pyproject.toml or \\[canary] in privaudit.toml; flags override them.
     """

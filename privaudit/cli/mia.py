@@ -10,6 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 from privaudit.cli.app import app
+from privaudit.cli.output import (
+    Baseline,
+    ExitZero,
+    FailIfBoundExceedsEpsilon,
+    JsonOut,
+    JunitOut,
+    MarkdownOut,
+    Output,
+    OutputFormat,
+    SarifOut,
+    SaveBaseline,
+    fail_above_option,
+    max_increase_option,
+)
 from privaudit.config import config_option
 from privaudit.errors import PrivauditError
 
@@ -18,10 +32,18 @@ from privaudit.errors import PrivauditError
 def mia(
     ctx: typer.Context,
     model_dir: Annotated[Path | None, typer.Argument(help="The audited model directory (safetensors).")] = None,
-    members: Annotated[Path | None, typer.Option(help="Training examples (JSONL/CSV).")] = None,
-    non_members: Annotated[Path | None, typer.Option(help="Examples not trained on, same distribution.")] = None,
+    members: Annotated[Path | None, typer.Option(help="Training examples (JSONL/CSV).", rich_help_panel="Data")] = None,
+    non_members: Annotated[
+        Path | None, typer.Option(help="Examples not trained on, same distribution.", rich_help_panel="Data")
+    ] = None,
     attack: Annotated[
-        str | None, typer.Option("--attack", "-a", help="Comma-separated attacks, or 'all' (see 'privaudit attacks').")
+        str | None,
+        typer.Option(
+            "--attack",
+            "-a",
+            help="Comma-separated attacks, or 'all' (see 'privaudit attacks').",
+            rich_help_panel="Attacks",
+        ),
     ] = None,
     attack_option: Annotated[
         list[str] | None,
@@ -30,78 +52,88 @@ def mia(
             metavar="ATTACK:PARAM=VALUE",
             help="Set an attack's parameter (repeatable), e.g. rmia:a=0.5, rmia:gamma=2, "
             "lira-offline:fixed_variance=false; 'privaudit attacks' lists each attack's parameters.",
+            rich_help_panel="Attacks",
         ),
     ] = None,
     population: Annotated[
-        Path | None, typer.Option(help="More non-members: train reference models and RMIA's z-samples.")
+        Path | None,
+        typer.Option(help="More non-members: train reference models and RMIA's z-samples.", rich_help_panel="Data"),
     ] = None,
     reference_models: Annotated[
-        int, typer.Option(min=0, help="Reference models to train (cached) for reference-loss, LiRA, RMIA.")
+        int,
+        typer.Option(
+            min=0,
+            help="Reference models to train (cached) for reference-loss, LiRA, RMIA.",
+            rich_help_panel="Reference models",
+        ),
     ] = 0,
     reference_dir: Annotated[
         list[Path] | None,
         typer.Option(
             help="A reference model already trained without the audited examples (repeatable): used instead of "
-            "training any (offline attacks only)."
+            "training any (offline attacks only).",
+            rich_help_panel="Reference models",
         ),
     ] = None,
     train_config: Annotated[
-        Path | None, typer.Option(help="Training recipe (privaudit.json) for reference models, if not the model's.")
+        Path | None,
+        typer.Option(
+            help="Training recipe (privaudit.json) for reference models, if not the model's.",
+            rich_help_panel="Reference models",
+        ),
     ] = None,
     scores: Annotated[
-        Path | None, typer.Option(help="Audit precomputed logits or scores instead of a model (see docs).")
+        Path | None,
+        typer.Option(help="Audit precomputed logits or scores instead of a model (see docs).", rich_help_panel="Data"),
     ] = None,
     epsilon: Annotated[
-        float | None, typer.Option(help="Theoretical epsilon (default: from the model's privaudit.json).")
+        float | None,
+        typer.Option(
+            help="Theoretical epsilon (default: from the model's privaudit.json).", rich_help_panel="Privacy claim"
+        ),
     ] = None,
-    delta: Annotated[float | None, typer.Option(help="Delta of the bounds (default: the model's, else 1e-5).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed: reference models, bootstrap, splits. Same seed, same numbers.")] = 0,
-    output_format: Annotated[
-        str, typer.Option("--format", "-f", help="table, json, junit, sarif, github or markdown.")
-    ] = "table",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here, not stdout.")] = None,
+    delta: Annotated[
+        float | None,
+        typer.Option(help="Delta of the bounds (default: the model's, else 1e-5).", rich_help_panel="Privacy claim"),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed: reference models, bootstrap, splits. Same seed, same numbers.", rich_help_panel="Privacy claim"
+        ),
+    ] = 0,
+    output_format: OutputFormat = "table",
+    output: Output = None,
     report: Annotated[
-        Path | None, typer.Option(help="Also write a self-contained HTML report with ROC curves.")
+        Path | None,
+        typer.Option(help="Also write a self-contained HTML report with ROC curves.", rich_help_panel="Output"),
     ] = None,
     allow_pickle: Annotated[
-        bool, typer.Option("--allow-pickle", help="Load pickled weights (runs code from the file: trust it first).")
-    ] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 128,
-    cache_dir: Annotated[Path | None, typer.Option(help="Reference-model cache (default .cache/privaudit).")] = None,
-    fail_above: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fail-above",
-            metavar="[ATTACK:]METRIC=VALUE",
-            help="Exit 1 if a metric is above VALUE (repeatable): auc, advantage, epsilon_lb, tpr@1%fpr, ...",
-        ),
-    ] = None,
-    fail_if_bound_exceeds_epsilon: Annotated[
         bool,
         typer.Option(
-            "--fail-if-bound-exceeds-epsilon/--no-fail-if-bound-exceeds-epsilon",
-            help="Exit 1 if an empirical epsilon lower bound exceeds the theoretical epsilon.",
+            "--allow-pickle",
+            help="Load pickled weights (runs code from the file: trust it first).",
+            rich_help_panel="Data",
         ),
     ] = False,
-    baseline: Annotated[
-        Path | None, typer.Option(help="Compare with this baseline (see 'privaudit baseline save').")
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.", rich_help_panel="Data")] = 128,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Reference-model cache (default .cache/privaudit).", rich_help_panel="Reference models"),
     ] = None,
-    max_increase: Annotated[
+    fail_above: Annotated[
         list[str] | None,
-        typer.Option(
-            "--max-increase",
-            metavar="[ATTACK:]METRIC=VALUE",
-            help="With --baseline: exit 1 if a metric rose by more than VALUE (repeatable).",
-        ),
+        fail_above_option(metavar="[ATTACK:]METRIC=VALUE", metrics="auc, advantage, epsilon_lb, tpr@1%fpr, ..."),
     ] = None,
-    save_baseline: Annotated[Path | None, typer.Option(help="Save this audit's metrics as a baseline.")] = None,
-    exit_zero: Annotated[
-        bool, typer.Option("--exit-zero", help="Report breaches but exit 0 (errors still exit 2).")
-    ] = False,
-    json_out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
-    junit_out: Annotated[Path | None, typer.Option(help="Also write JUnit XML (one test case per check) here.")] = None,
-    sarif_out: Annotated[Path | None, typer.Option(help="Also write SARIF 2.1.0 (one result per breach) here.")] = None,
-    markdown_out: Annotated[Path | None, typer.Option(help="Also write a Markdown summary (PR comment) here.")] = None,
+    fail_if_bound_exceeds_epsilon: FailIfBoundExceedsEpsilon = False,
+    baseline: Baseline = None,
+    max_increase: Annotated[list[str] | None, max_increase_option(metavar="[ATTACK:]METRIC=VALUE")] = None,
+    save_baseline: SaveBaseline = None,
+    exit_zero: ExitZero = False,
+    json_out: JsonOut = None,
+    junit_out: JunitOut = None,
+    sarif_out: SarifOut = None,
+    markdown_out: MarkdownOut = None,
     config: Annotated[Path | None, config_option("mia")] = None,
 ) -> None:
     """Membership inference: how well can an attacker tell training examples from others?
@@ -109,14 +141,18 @@ def mia(
     Scores every example once, runs the chosen attacks, and reports AUC, TPR at low FPR, advantage and an empirical
     epsilon lower bound (95% confidence) beside the theoretical epsilon. Example:
 
-        privaudit mia fixtures/models/intent-tiny --members fixtures/data/members.jsonl \
-            --non-members fixtures/data/non_members.jsonl --population fixtures/data/population.jsonl \
+        privaudit mia fixtures/models/intent-tiny \\
+            --members fixtures/data/members.jsonl \\
+            --non-members fixtures/data/non_members.jsonl \\
+            --population fixtures/data/population.jsonl \\
             --attack loss,lira-offline,rmia --reference-models 4
 
     As a CI gate (exit 0 pass, 1 a threshold breached, 2 the audit could not complete):
 
-        privaudit mia MODEL ... --fail-above auc=0.6 --fail-above lira-offline:tpr@1%fpr=0.05 \
-            --fail-if-bound-exceeds-epsilon --format github --sarif-out privaudit.sarif
+        privaudit mia MODEL ... --fail-above auc=0.6 \\
+            --fail-above lira-offline:tpr@1%fpr=0.05 \\
+            --fail-if-bound-exceeds-epsilon \\
+            --format github --sarif-out privaudit.sarif
 
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """

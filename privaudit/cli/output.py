@@ -42,28 +42,49 @@ Progress = Callable[[str, int, int | None], None]
 
 # --- the shared flags -------------------------------------------------------------------------------------------
 
-OutputFormat = Annotated[str, typer.Option("--format", "-f", help="table, json, junit, sarif, github or markdown.")]
-Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here, not stdout.")]
+OutputFormat = Annotated[
+    str, typer.Option("--format", "-f", help="table, json, junit, sarif, github or markdown.", rich_help_panel="Output")
+]
+Output = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the report here, not stdout.", rich_help_panel="Output")
+]
 FailIfBoundExceedsEpsilon = Annotated[
     bool,
     typer.Option(
         "--fail-if-bound-exceeds-epsilon/--no-fail-if-bound-exceeds-epsilon",
         help="Exit 1 if an empirical epsilon lower bound exceeds the theoretical epsilon.",
+        rich_help_panel="Gate",
     ),
 ]
-Baseline = Annotated[Path | None, typer.Option(help="Compare with this baseline (see 'privaudit baseline save').")]
-SaveBaseline = Annotated[Path | None, typer.Option(help="Save this audit's metrics as a baseline.")]
-ExitZero = Annotated[bool, typer.Option("--exit-zero", help="Report breaches but exit 0 (errors still exit 2).")]
-JsonOut = Annotated[Path | None, typer.Option(help="Also write the JSON report here.")]
-JunitOut = Annotated[Path | None, typer.Option(help="Also write JUnit XML (one test case per check) here.")]
-SarifOut = Annotated[Path | None, typer.Option(help="Also write SARIF 2.1.0 (one result per breach) here.")]
-MarkdownOut = Annotated[Path | None, typer.Option(help="Also write a Markdown summary (PR comment) here.")]
+Baseline = Annotated[
+    Path | None,
+    typer.Option(help="Compare with this baseline (see 'privaudit baseline save').", rich_help_panel="Gate"),
+]
+SaveBaseline = Annotated[
+    Path | None, typer.Option(help="Save this audit's metrics as a baseline.", rich_help_panel="Gate")
+]
+ExitZero = Annotated[
+    bool, typer.Option("--exit-zero", help="Report breaches but exit 0 (errors still exit 2).", rich_help_panel="Gate")
+]
+JsonOut = Annotated[Path | None, typer.Option(help="Also write the JSON report here.", rich_help_panel="Output")]
+JunitOut = Annotated[
+    Path | None, typer.Option(help="Also write JUnit XML (one test case per check) here.", rich_help_panel="Output")
+]
+SarifOut = Annotated[
+    Path | None, typer.Option(help="Also write SARIF 2.1.0 (one result per breach) here.", rich_help_panel="Output")
+]
+MarkdownOut = Annotated[
+    Path | None, typer.Option(help="Also write a Markdown summary (PR comment) here.", rich_help_panel="Output")
+]
 
 
 def fail_above_option(*, metavar: str, metrics: str) -> Any:
     """The repeatable ``--fail-above [SUBJECT:]METRIC=VALUE`` option; ``metrics`` names them in its help."""
     return typer.Option(
-        "--fail-above", metavar=metavar, help=f"Exit 1 if a metric is above VALUE (repeatable): {metrics}."
+        "--fail-above",
+        metavar=metavar,
+        help=f"Exit 1 if a metric is above VALUE (repeatable): {metrics}.",
+        rich_help_panel="Gate",
     )
 
 
@@ -73,6 +94,7 @@ def max_increase_option(*, metavar: str) -> Any:
         "--max-increase",
         metavar=metavar,
         help="With --baseline: exit 1 if a metric rose by more than VALUE (repeatable).",
+        rich_help_panel="Gate",
     )
 
 

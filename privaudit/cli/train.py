@@ -17,49 +17,88 @@ from privaudit.errors import PrivauditError
 @app.command()
 def train(
     data: Annotated[Path, typer.Argument(help="Training data: JSONL or CSV with 'text' and 'label'.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the model into.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory to write the model into.", rich_help_panel="Model")
+    ],
     base: Annotated[
-        Path | None, typer.Option(help="Fine-tune this local Hugging Face model directory (safetensors).")
+        Path | None,
+        typer.Option(help="Fine-tune this local Hugging Face model directory (safetensors).", rich_help_panel="Model"),
     ] = None,
     from_scratch: Annotated[
         bool,
-        typer.Option("--from-scratch", help="Train a small BERT and its WordPiece tokenizer on DATA (default)."),
+        typer.Option(
+            "--from-scratch",
+            help="Train a small BERT and its WordPiece tokenizer on DATA (default).",
+            rich_help_panel="Model",
+        ),
     ] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.")] = 10,
-    batch_size: Annotated[int, typer.Option(min=1, help="Batch size (expected batch size with --dp).")] = 64,
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate (AdamW).")] = 1e-3,
-    max_length: Annotated[int, typer.Option(min=8, help="Maximum tokens per text.")] = 64,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same model.")] = 0,
-    dp: Annotated[bool, typer.Option("--dp", help="Train with DP-SGD (Opacus, Poisson sampling).")] = False,
-    noise_multiplier: Annotated[float | None, typer.Option(help="DP-SGD noise over clipping norm.")] = None,
-    target_epsilon: Annotated[
-        float | None, typer.Option(help="Pick the noise multiplier that reaches this epsilon.")
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.", rich_help_panel="Training")] = 10,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Batch size (expected batch size with --dp).", rich_help_panel="Training")
+    ] = 64,
+    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate (AdamW).", rich_help_panel="Training")] = 1e-3,
+    max_length: Annotated[int, typer.Option(min=8, help="Maximum tokens per text.", rich_help_panel="Training")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same model.", rich_help_panel="Training")] = 0,
+    dp: Annotated[
+        bool, typer.Option("--dp", help="Train with DP-SGD (Opacus, Poisson sampling).", rich_help_panel="DP-SGD")
+    ] = False,
+    noise_multiplier: Annotated[
+        float | None, typer.Option(help="DP-SGD noise over clipping norm.", rich_help_panel="DP-SGD")
     ] = None,
-    max_grad_norm: Annotated[float, typer.Option(help="DP-SGD per-example clipping norm.")] = 1.0,
-    delta: Annotated[float | None, typer.Option(help="DP delta; default 1e-5, must be below 1/N.")] = None,
-    accountant: Annotated[str, typer.Option(help="rdp, prv or gdp.")] = "rdp",
+    target_epsilon: Annotated[
+        float | None,
+        typer.Option(help="Pick the noise multiplier that reaches this epsilon.", rich_help_panel="DP-SGD"),
+    ] = None,
+    max_grad_norm: Annotated[
+        float, typer.Option(help="DP-SGD per-example clipping norm.", rich_help_panel="DP-SGD")
+    ] = 1.0,
+    delta: Annotated[
+        float | None, typer.Option(help="DP delta; default 1e-5, must be below 1/N.", rich_help_panel="DP-SGD")
+    ] = None,
+    accountant: Annotated[str, typer.Option(help="rdp, prv or gdp.", rich_help_panel="DP-SGD")] = "rdp",
     canary: Annotated[
-        str | None, typer.Option(help="Canary template with slots, e.g. 'my pin code is {d} {d} {d} {d}'.")
+        str | None,
+        typer.Option(
+            help="Canary template with slots, e.g. 'my pin code is {d} {d} {d} {d}'.", rich_help_panel="Canaries"
+        ),
     ] = None,
     canary_label: Annotated[
-        str | None, typer.Option(help="Label the canaries are trained with, or 'random': a random label each.")
+        str | None,
+        typer.Option(
+            help="Label the canaries are trained with, or 'random': a random label each.", rich_help_panel="Canaries"
+        ),
     ] = None,
-    canary_count: Annotated[int, typer.Option(min=0, help="Distinct secrets to plant.")] = 10,
-    canary_repeats: Annotated[int, typer.Option(min=1, help="Copies of each planted secret.")] = 10,
+    canary_count: Annotated[
+        int, typer.Option(min=0, help="Distinct secrets to plant.", rich_help_panel="Canaries")
+    ] = 10,
+    canary_repeats: Annotated[
+        int, typer.Option(min=1, help="Copies of each planted secret.", rich_help_panel="Canaries")
+    ] = 10,
     canary_controls: Annotated[
-        int | None, typer.Option(min=0, help="Never-inserted control secrets (default: as many as planted).")
+        int | None,
+        typer.Option(
+            min=0, help="Never-inserted control secrets (default: as many as planted).", rich_help_panel="Canaries"
+        ),
     ] = None,
     audit_canaries: Annotated[
-        int, typer.Option(min=0, help="One-run audit canaries, each inserted with probability 1/2.")
+        int,
+        typer.Option(
+            min=0, help="One-run audit canaries, each inserted with probability 1/2.", rich_help_panel="Canaries"
+        ),
     ] = 0,
     audit_template: Annotated[
-        str, typer.Option(help="Template of the one-run audit canaries (random secret, random label).")
+        str,
+        typer.Option(
+            help="Template of the one-run audit canaries (random secret, random label).", rich_help_panel="Canaries"
+        ),
     ] = "my secret number is {d} {d} {d} {d} {d} {d}",
     canaries_out: Annotated[
         Path | None,
-        typer.Option(help="Where to write the canary secrets (never inside the model directory)."),
+        typer.Option(
+            help="Where to write the canary secrets (never inside the model directory).", rich_help_panel="Canaries"
+        ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.", rich_help_panel="Model")] = False,
 ) -> None:
     """Train a text classifier, optionally with DP-SGD and planted canaries.
 
@@ -116,11 +155,17 @@ def epsilon(
     model_dir: Annotated[
         Path | None, typer.Argument(help="Model directory whose privaudit.json records the DP parameters.")
     ] = None,
-    noise_multiplier: Annotated[float | None, typer.Option(help="Noise standard deviation over clipping norm.")] = None,
-    sample_rate: Annotated[float | None, typer.Option(help="Poisson sampling rate: batch size / N.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
-    delta: Annotated[float | None, typer.Option(help="Target delta.")] = None,
-    accountant: Annotated[str, typer.Option(help="rdp (Mironov 2017), prv (Gopi et al. 2021) or gdp.")] = "rdp",
+    noise_multiplier: Annotated[
+        float | None, typer.Option(help="Noise standard deviation over clipping norm.", rich_help_panel="From flags")
+    ] = None,
+    sample_rate: Annotated[
+        float | None, typer.Option(help="Poisson sampling rate: batch size / N.", rich_help_panel="From flags")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps.", rich_help_panel="From flags")] = None,
+    delta: Annotated[float | None, typer.Option(help="Target delta.", rich_help_panel="From flags")] = None,
+    accountant: Annotated[
+        str, typer.Option(help="rdp (Mironov 2017), prv (Gopi et al. 2021) or gdp.", rich_help_panel="From flags")
+    ] = "rdp",
 ) -> None:
     """Theoretical epsilon of DP-SGD through Opacus's accountants.
 

@@ -18,11 +18,12 @@ def mia_table(result: MiaResult) -> Table:
     """One row per attack: AUC, TPR at low FPR, advantage, empirical epsilon beside the theoretical one."""
     eps = result.theoretical_epsilon
     source = result.model.get("path") or result.model.get("scores")
+    unsupported = any(not t.supported for a in result.attacks for t in a.metrics.tpr_at_fpr)
     caption = (
         f"{result.n_members} members, {result.n_non_members} non-members, "
         f"{result.n_reference_models} reference models, seed {result.seed}. Below each value its 95% interval; "
-        f"TPR at FPR n/a: too few non-members. ε ≥: empirical lower bound at 95% (δ = {result.delta:g}); "
-        "ε DP: theoretical (∞ without DP)."
+        + ("TPR at FPR n/a: too few non-members. " if unsupported else "")
+        + f"ε ≥: empirical lower bound at 95% (δ = {result.delta:g}); ε DP: theoretical (∞ without DP)."
     )
     table = Table(
         title=f"membership inference: {source}",

@@ -266,3 +266,59 @@ def test_version(run_cli) -> None:
     assert result.exit_code == 0
     assert result.stdout == f"privaudit {__version__}\n"
     assert __version__ == version("privaudit")
+
+
+@pytest.mark.parametrize("command", ["mia", "canary", "train"])
+def test_help_reads_well_at_80_columns(command):
+    from typer.testing import CliRunner
+
+    from privaudit.cli.app import app as cli_app
+
+    result = CliRunner().invoke(cli_app, [command, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    prose = result.output.split("╭")[0]
+    # The description and its examples: no line past 80 columns, and no run of spaces inside a line (a backslash
+    # continuation in a docstring used to join two example lines with the next line's indentation).
+    for line in prose.splitlines():
+        assert len(line) <= 80, line
+        assert "  " not in line.strip(), line
+    if command in ("mia", "canary"):
+        assert f"privaudit {command} fixtures/models/intent-tiny \\" in prose
+        for panel in ("Data", "Attacks", "Gate", "Output"):
+            assert f"─ {panel} ─" in result.output, panel
+    if command == "mia":
+        assert "─ Reference models ─" in result.output
+
+
+def test_tpr_note_only_when_some_tpr_is_unsupported():
+    from rich.console import Console
+
+    from privaudit.report.table import mia_table
+
+    class _T:
+        def __init__(self, supported):
+            self.supported, self.fpr, self.tpr, self.low, self.high = supported, 0.01, 0.1, 0.0, 0.2
+
+    class _Value:
+        value, low, high = 0.6, 0.55, 0.65
+
+    class _Metrics:
+        def __init__(self, supported):
+            self.auc, self.tpr_at_fpr, self.advantage, self.epsilon_lower_bound = _Value(), [_T(supported)], 0.1, 0.0
+
+    class _Attack:
+        def __init__(self, supported):
+            self.name, self.metrics = "loss", _Metrics(supported)
+
+    class _Result:
+        def __init__(self, supported):
+            self.theoretical_epsilon, self.model, self.n_members, self.n_non_members = None, {"path": "m"}, 5, 5
+            self.n_reference_models, self.seed, self.delta, self.attacks = 0, 0, 1e-5, [_Attack(supported)]
+
+    def caption(supported):
+        console = Console(width=200, record=True)
+        console.print(mia_table(_Result(supported)))
+        return console.export_text()
+
+    assert "too few non-members" in " ".join(caption(False).split())
+    assert "n/a" not in caption(True)
