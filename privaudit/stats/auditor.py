@@ -6,8 +6,8 @@ having been inserted with probability 1/2. A threshold ``t`` is one guess rule: 
 testing those rules, and which rules are tested (and at what level) is a small strategy object:
 
 - :class:`Bonferroni`: every threshold on the Pareto frontier of (false negatives, true negatives), each tested at
-  ``alpha / len(frontier)``, as jax_privacy's ``CanaryScoreAuditor`` does. The rules below the frontier are
-  dominated, so testing only the frontier loses nothing and keeps the correction small.
+  ``alpha / len(frontier)``, as jax_privacy's ``CanaryScoreAuditor`` does: a rule below the frontier is beaten by
+  mixing two frontier rules, so it is left out, and the Bonferroni correction counts only the frontier.
 - :class:`Explicit`: one threshold fixed before looking at the scores, tested at the full ``alpha``.
 
 The bounds:
