@@ -8,11 +8,12 @@ then gives the largest parameter the observation rejects: the empirical lower bo
 Two families are offered:
 
 - :class:`EpsDeltaFamily`: ``f_{eps, delta}(x) = max(0, 1 - delta - e^eps x, e^-eps (1 - delta - x))``, the trade-off
-  curve of (eps, delta)-DP itself (Dong, Roth, Su 2022, sec. 2.2). Rejecting it rejects (eps, delta)-DP: a strict
-  lower bound with no assumption on the mechanism.
-- :class:`GaussianFamily`: ``G_mu(x) = Phi(Phi^-1(1 - x) - mu)``, mu-GDP (Dong, Roth, Su 2022, eq. 2.3 ff.). Tighter,
+  curve of (eps, delta)-DP itself (Dong, Roth, Su 2022). Rejecting it rejects (eps, delta)-DP: a strict lower bound
+  with no assumption on the mechanism.
+- :class:`GaussianFamily`: ``G_mu(x) = Phi(Phi^-1(1 - x) - mu)``, the curve of mu-GDP (Dong, Roth, Su 2022). Tighter,
   but it **assumes the mechanism's trade-off curve is Gaussian**: a mechanism that is (eps, delta)-DP without being
-  Gaussian can be "rejected" by it. The bound is reported as mu and as the eps of mu-GDP at a delta (Corollary 2.13).
+  Gaussian can be "rejected" by it. The bound is reported as mu and as the eps of mu-GDP at a delta (their
+  Corollary 2.13).
 
 All functions are vectorised over hypotheses (numbers of guesses and family parameters), for the auditor in
 :mod:`privaudit.stats.auditor`, which runs one test per threshold of the score frontier.
@@ -63,7 +64,7 @@ class GaussianFamily:
     assumes: str | None = ASSUMES_GAUSSIAN
 
     def trade_off(self, x: np.ndarray, mu: float | np.ndarray) -> np.ndarray:
-        """``G_mu(x) = Phi(Phi^-1(1 - x) - mu)`` (Dong, Roth, Su 2022, sec. 2.4)."""
+        """``G_mu(x) = Phi(Phi^-1(1 - x) - mu)`` (Dong, Roth, Su 2022: the trade-off of N(0, 1) against N(mu, 1))."""
         return special.ndtr(special.ndtri(1 - np.asarray(x, dtype=np.float64)) - mu)
 
     def inverse_blow_up(self, r: np.ndarray, mu: float | np.ndarray) -> np.ndarray:
