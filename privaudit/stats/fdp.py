@@ -223,7 +223,7 @@ def gdp_epsilon(mu: float, delta: float) -> float:
 
 
 def gdp_mu(eps: float, delta: float) -> float:
-    """The mu of the Gaussian mechanism that is exactly (eps, delta)-DP: ``gdp_delta(eps, mu) = delta``, by ``brentq``."""
+    """The mu of the Gaussian mechanism that is exactly (eps, delta)-DP: ``gdp_delta(eps, mu) = delta``, by brentq."""
     if not 0 < delta < 1:
         raise PrivauditError(f"delta must be in (0, 1), got {delta}")
     hi = 1.0

@@ -101,8 +101,10 @@ def test_bound_is_where_the_test_stops_rejecting():
     guesses, correct = np.array([300]), np.array([290])
     mu, index = fdp_lower_bound(GaussianFamily(), m=2000, guesses=guesses, correct=correct, alpha=0.05)
     assert index == 0
-    slack = lambda p: reconstruction_slack(GaussianFamily(), p, m=2000, guesses=guesses, correct=correct, alpha=0.05)  # noqa: E731
-    assert slack(mu * (1 - 1e-6))[0] > 0 >= slack(mu * (1 + 1e-6))[0]
+    def slack(param: float) -> float:
+        return reconstruction_slack(GaussianFamily(), param, m=2000, guesses=guesses, correct=correct, alpha=0.05)[0]
+
+    assert slack(mu * (1 - 1e-6)) > 0 >= slack(mu * (1 + 1e-6))
 
 
 def test_gaussian_bound_is_tighter_than_eps_delta_bound():
