@@ -101,6 +101,7 @@ def test_bound_is_where_the_test_stops_rejecting():
     guesses, correct = np.array([300]), np.array([290])
     mu, index = fdp_lower_bound(GaussianFamily(), m=2000, guesses=guesses, correct=correct, alpha=0.05)
     assert index == 0
+
     def slack(param: float) -> float:
         return reconstruction_slack(GaussianFamily(), param, m=2000, guesses=guesses, correct=correct, alpha=0.05)[0]
 
