@@ -195,6 +195,7 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "epsilon": Key("epsilon", _float),
         "delta": Key("delta", _float),
         "alpha": Key("alpha", _float),
+        "one_sided": Key("one_sided", _bool),
         "batch_size": Key("batch_size", _int(minimum=1)),
     },
 }

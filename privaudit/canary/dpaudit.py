@@ -42,6 +42,7 @@ class DpAuditRequest:
         epsilon: the theoretical epsilon (default: the model's ``privaudit.json``; none for a scores file).
         delta: delta of the bounds (default: the model's, else 1e-5).
         alpha: significance: every bound holds with confidence ``1 - alpha``.
+        one_sided: guess only "in" (above each threshold); else also "out" below each, as separate rules.
         allow_pickle: load pickled weights.
         batch_size: canary texts per forward pass.
     """
@@ -52,6 +53,7 @@ class DpAuditRequest:
     epsilon: float | None = None
     delta: float | None = None
     alpha: float = 0.05
+    one_sided: bool = True
     allow_pickle: bool = False
     batch_size: int = 512
 
@@ -92,6 +94,7 @@ class DpAuditResult:
             "n_in": b.n_in,
             "n_out": b.n_out,
             "strategy": b.strategy,
+            "one_sided": b.one_sided,
             "n_hypotheses": b.n_hypotheses,
             "alpha_per_test": b.alpha_per_test,
             "bounds": {
@@ -199,7 +202,9 @@ def run_dp_audit(
         source = "gradient-canaries"
     if progress is not None:
         progress("one-run analysis", 0, 1)
-    bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(request.alpha, delta, Bonferroni())
+    bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(
+        request.alpha, delta, Bonferroni(), one_sided=request.one_sided
+    )
     if progress is not None:
         progress("one-run analysis", 1, 1)
     return DpAuditResult(model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds)

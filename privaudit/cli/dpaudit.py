@@ -71,6 +71,15 @@ def dp_audit(
             rich_help_panel="Analysis",
         ),
     ] = 0.05,
+    one_sided: Annotated[
+        bool,
+        typer.Option(
+            "--one-sided/--two-sided",
+            help="Guess only 'in' above each threshold, or also 'out' below it (twice the rules, each at half the "
+            "level).",
+            rich_help_panel="Analysis",
+        ),
+    ] = True,
     output_format: OutputFormat = "table",
     output: Output = None,
     fail_above: Annotated[
@@ -126,6 +135,7 @@ def dp_audit(
         epsilon=epsilon,
         delta=delta,
         alpha=alpha,
+        one_sided=one_sided,
         allow_pickle=allow_pickle,
         batch_size=batch_size,
     )

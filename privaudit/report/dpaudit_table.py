@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 
 def bounds_table(bounds: OneRunBounds, *, title: str) -> Table:
     """The three bounds side by side, with the settings and the Gaussian family's assumption in the caption."""
+    out = "" if bounds.one_sided else ", and 'out' below it"
     caption = (
         f"{bounds.m} canaries ({bounds.n_in} in, {bounds.n_out} out); confidence {1 - bounds.alpha:.0%}, "
-        f"δ = {bounds.delta:g}; guess 'in' above each of the {bounds.n_hypotheses} thresholds of the (FN, TN) "
-        f"Pareto frontier, each tested at α/{bounds.n_hypotheses} (Bonferroni). * {GAUSSIAN_NOTE}"
+        f"δ = {bounds.delta:g}; guess 'in' above each threshold of the (FN, TN) Pareto frontier{out}: "
+        f"{bounds.n_hypotheses} rules, each tested at α/{bounds.n_hypotheses} (Bonferroni). * {GAUSSIAN_NOTE}"
     )
     table = Table(title=title, caption=caption)
     for column in ("analysis", "ε lower bound", "μ lower bound", "guesses"):

@@ -288,7 +288,8 @@ def bound_rows(bounds: OneRunBounds) -> list[tuple[str, str, str, str]]:
     rows = []
     for key, bound in (("eps_delta", bounds.eps_delta), ("gaussian", bounds.gaussian), ("steinke", bounds.steinke)):
         mu = "" if bound.mu is None else f"{bound.mu:.4f}"
-        guesses = f"{bound.correct} of {bound.guesses} right" if bound.guesses else "none rejects"
+        side = " ('out')" if bound.side == "out" else ""
+        guesses = f"{bound.correct} of {bound.guesses} right{side}" if bound.guesses else "none rejects"
         rows.append((_BOUND_TITLES[key], f"{bound.epsilon:.4f}", mu, guesses))
     return rows
 

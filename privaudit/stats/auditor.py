@@ -2,8 +2,10 @@
 
 An auditor holds the scores of the inserted ("in") and left-out ("out") canaries of one training run, each canary
 having been inserted with probability 1/2. A threshold ``t`` is one guess rule: guess "in" for every canary scoring
-``>= t`` and abstain on the rest, so ``c' = TP + FP`` guesses of which ``c = TP`` are right. Each bound is a method
-testing those rules, and which rules are tested (and at what level) is a small strategy object:
+``>= t`` and abstain on the rest, so ``c' = TP + FP`` guesses of which ``c = TP`` are right. With ``one_sided=False``
+each threshold also gives the reverse rule, guess "out" for every canary scoring ``< t`` (``c' = FN + TN``,
+``c = TN``), both counted in the correction. Each bound is a method testing those rules, and which thresholds are
+tested (and at what level) is a small strategy object:
 
 - :class:`Bonferroni`: every threshold on the Pareto frontier of (false negatives, true negatives), each tested at
   ``alpha / len(frontier)``, as jax_privacy's ``CanaryScoreAuditor`` does: a rule below the frontier is beaten by
@@ -58,16 +60,18 @@ class Hypotheses:
     """The guess rules a strategy tests.
 
     Attributes:
-        thresholds: one per rule: guess "in" for scores ``>= threshold``.
-        guesses: ``c'``, canaries guessed "in" by each rule.
-        correct: ``c``, inserted canaries among them.
+        thresholds: one per rule: guess "in" for scores ``>= threshold`` (side "in"), or "out" for scores below it.
+        guesses: ``c'``, canaries each rule guesses.
+        correct: ``c``, correct guesses among them.
         alpha: the level each rule is tested at.
+        sides: ``"in"`` or ``"out"`` per rule.
     """
 
     thresholds: np.ndarray
     guesses: np.ndarray
     correct: np.ndarray
     alpha: float
+    sides: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,10 @@ class Bound:
         mu: the mu-GDP lower bound, for ``"gaussian"`` only.
         assumes: what the bound assumes of the mechanism beyond (eps, delta)-DP: ``"gaussian trade-off"`` or ``None``.
         threshold: the score threshold of the rule behind the bound (``None`` when the bound is 0).
-        guesses: canaries that rule guessed "in".
-        correct: inserted canaries among them.
+        side: ``"in"`` (guess "in" at or above the threshold) or ``"out"`` (guess "out" below it); ``None`` with
+            the bound 0.
+        guesses: canaries that rule guessed.
+        correct: correct guesses among them.
     """
 
     method: str
@@ -89,6 +95,7 @@ class Bound:
     mu: float | None
     assumes: str | None
     threshold: float | None
+    side: str | None
     guesses: int
     correct: int
 
@@ -100,6 +107,7 @@ class Bound:
             "mu": self.mu,
             "assumes": self.assumes,
             "threshold": self.threshold,
+            "side": self.side,
             "guesses": self.guesses,
             "correct": self.correct,
         }
@@ -114,6 +122,7 @@ class OneRunBounds:
         alpha: overall significance: each bound holds with confidence ``1 - alpha``.
         delta: delta of the (eps, delta) claims under test.
         strategy: ``"bonferroni"`` or ``"explicit"``.
+        one_sided: only "in" guesses; else also the reverse ("out") rule of every threshold.
         n_hypotheses: guess rules tested; ``alpha_per_test = alpha / n_hypotheses``.
         eps_delta, gaussian, steinke: the bounds.
     """
@@ -124,6 +133,7 @@ class OneRunBounds:
     alpha: float
     delta: float
     strategy: str
+    one_sided: bool
     n_hypotheses: int
     alpha_per_test: float
     eps_delta: Bound
@@ -143,6 +153,7 @@ class OneRunBounds:
             "alpha": self.alpha,
             "delta": self.delta,
             "strategy": self.strategy,
+            "one_sided": self.one_sided,
             "n_hypotheses": self.n_hypotheses,
             "alpha_per_test": self.alpha_per_test,
             "eps_delta": self.eps_delta.to_dict(),
@@ -209,46 +220,64 @@ class CanaryScoreAuditor:
     def m(self) -> int:
         return self.in_scores_.size + self.out_scores_.size
 
-    def hypotheses(self, alpha: float, strategy: ThresholdStrategy = Bonferroni()) -> Hypotheses:
-        """The guess rules ``strategy`` tests, and the level of each, for an overall level ``alpha``."""
-        _check_alpha(alpha)
-        if isinstance(strategy, Explicit):
-            t = float(strategy.threshold)
-            tp, fp = int(np.sum(self.in_scores_ >= t)), int(np.sum(self.out_scores_ >= t))
-            return Hypotheses(np.array([t]), np.array([tp + fp]), np.array([tp]), alpha)
-        if not isinstance(strategy, Bonferroni):
-            raise PrivauditError(f"unknown threshold strategy {strategy!r}")
-        tp = self.in_scores_.size - self.fn_counts_
-        fp = self.out_scores_.size - self.tn_counts_
-        return Hypotheses(self.thresholds_, tp + fp, tp, alpha / self.thresholds_.size)
+    def hypotheses(
+        self, alpha: float, strategy: ThresholdStrategy = Bonferroni(), *, one_sided: bool = True
+    ) -> Hypotheses:
+        """The guess rules ``strategy`` tests, and the level of each, for an overall level ``alpha``.
 
-    def epsilon_fdp(self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni()) -> Bound:
+        Every rule counts in the Bonferroni correction, the reverse rules of ``one_sided=False`` included.
+        """
+        _check_alpha(alpha)
+        n_in, n_out = self.in_scores_.size, self.out_scores_.size
+        if isinstance(strategy, Explicit):
+            thresholds = np.array([float(strategy.threshold)])
+            fn = np.array([np.sum(self.in_scores_ < thresholds[0])])
+            tn = np.array([np.sum(self.out_scores_ < thresholds[0])])
+        elif isinstance(strategy, Bonferroni):
+            thresholds, fn, tn = self.thresholds_, self.fn_counts_, self.tn_counts_
+        else:
+            raise PrivauditError(f"unknown threshold strategy {strategy!r}")
+        tp, fp = n_in - fn, n_out - tn
+        guesses, correct, sides = tp + fp, tp, np.full(thresholds.size, "in")
+        if not one_sided:
+            thresholds = np.concatenate([thresholds, thresholds])
+            guesses, correct = np.concatenate([guesses, fn + tn]), np.concatenate([correct, tn])
+            sides = np.concatenate([sides, np.full(tn.size, "out")])
+        return Hypotheses(thresholds, guesses, correct, alpha / thresholds.size, sides)
+
+    def epsilon_fdp(
+        self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni(), *, one_sided: bool = True
+    ) -> Bound:
         """Lower bound on eps rejecting the (eps, delta) trade-off curve (Mahloujifar et al. 2024, Algorithm 3)."""
         _check_delta(delta, allow_zero=True)
         family = EpsDeltaFamily(delta=delta)
-        h = self.hypotheses(alpha, strategy)
+        h = self.hypotheses(alpha, strategy, one_sided=one_sided)
         eps, j = fdp_lower_bound(family, m=self.m, guesses=h.guesses, correct=h.correct, alpha=h.alpha)
         return _bound(family.name, eps, None, family.assumes, h, j)
 
-    def gaussian_fdp(self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni()) -> Bound:
+    def gaussian_fdp(
+        self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni(), *, one_sided: bool = True
+    ) -> Bound:
         """Lower bound on mu rejecting mu-GDP (Algorithm 3), and the eps of that mu-GDP at ``delta``.
 
         Assumes the mechanism's trade-off curve is Gaussian: it bounds mu, and eps only through mu.
         """
         _check_delta(delta, allow_zero=False)
         family = GaussianFamily()
-        h = self.hypotheses(alpha, strategy)
+        h = self.hypotheses(alpha, strategy, one_sided=one_sided)
         mu, j = fdp_lower_bound(family, m=self.m, guesses=h.guesses, correct=h.correct, alpha=h.alpha)
         return _bound(family.name, gdp_epsilon(mu, delta), mu, family.assumes, h, j)
 
-    def epsilon_steinke(self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni()) -> Bound:
+    def epsilon_steinke(
+        self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni(), *, one_sided: bool = True
+    ) -> Bound:
         """Lower bound on eps from the binomial test of Steinke, Nasr, Jagielski 2023 (their Theorem 3.1 p-value).
 
         Rules are tried from the most precise down; one whose delta-free p-value at the best eps so far is already
         above its level cannot do better (the delta term only adds), so it is skipped without a search.
         """
         _check_delta(delta, allow_zero=True)
-        h = self.hypotheses(alpha, strategy)
+        h = self.hypotheses(alpha, strategy, one_sided=one_sided)
         best, best_j = 0.0, -1
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(h.guesses > 0, h.correct / h.guesses, 0.0)
@@ -261,9 +290,11 @@ class CanaryScoreAuditor:
                 best, best_j = eps, int(j)
         return _bound("steinke", best, None, None, h, best_j)
 
-    def audit(self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni()) -> OneRunBounds:
+    def audit(
+        self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni(), *, one_sided: bool = True
+    ) -> OneRunBounds:
         """All three bounds, on the same guess rules at the same levels."""
-        h = self.hypotheses(alpha, strategy)
+        h = self.hypotheses(alpha, strategy, one_sided=one_sided)
         return OneRunBounds(
             m=self.m,
             n_in=int(self.in_scores_.size),
@@ -271,18 +302,20 @@ class CanaryScoreAuditor:
             alpha=float(alpha),
             delta=float(delta),
             strategy=strategy.name,
+            one_sided=one_sided,
             n_hypotheses=int(h.thresholds.size),
             alpha_per_test=float(h.alpha),
-            eps_delta=self.epsilon_fdp(alpha, delta, strategy),
-            gaussian=self.gaussian_fdp(alpha, delta, strategy),
-            steinke=self.epsilon_steinke(alpha, delta, strategy),
+            eps_delta=self.epsilon_fdp(alpha, delta, strategy, one_sided=one_sided),
+            gaussian=self.gaussian_fdp(alpha, delta, strategy, one_sided=one_sided),
+            steinke=self.epsilon_steinke(alpha, delta, strategy, one_sided=one_sided),
         )
 
 
 def _bound(method: str, eps: float, mu: float | None, assumes: str | None, h: Hypotheses, j: int) -> Bound:
     if j < 0:
-        return Bound(method, 0.0, None if mu is None else 0.0, assumes, None, 0, 0)
-    return Bound(method, float(eps), mu, assumes, float(h.thresholds[j]), int(h.guesses[j]), int(h.correct[j]))
+        return Bound(method, 0.0, None if mu is None else 0.0, assumes, None, None, 0, 0)
+    threshold, side = float(h.thresholds[j]), str(h.sides[j])
+    return Bound(method, float(eps), mu, assumes, threshold, side, int(h.guesses[j]), int(h.correct[j]))
 
 
 def _scores(values: np.ndarray, which: str) -> np.ndarray:

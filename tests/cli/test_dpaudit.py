@@ -248,3 +248,14 @@ def test_schema_rejects_a_drifted_document(separated):
     document["bounds"]["gaussian"]["assumes"] = "nothing"
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate(document)
+
+
+def test_two_sided_doubles_the_rules(separated):
+    one = json.loads(dp_audit("--scores", str(separated), "-f", "json").stdout)
+    result = dp_audit("--scores", str(separated), "--two-sided", "-f", "json")
+    assert result.exit_code == 0, result.output
+    two = json.loads(result.stdout)
+    VALIDATOR.validate(two)
+    assert (one["one_sided"], two["one_sided"]) == (True, False)
+    assert two["n_hypotheses"] == 2 * one["n_hypotheses"]
+    assert two["alpha_per_test"] == pytest.approx(one["alpha_per_test"] / 2)

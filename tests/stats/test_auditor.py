@@ -108,3 +108,26 @@ def test_hundred_thousand_canaries_in_seconds():
     result = a.audit(0.05, 1e-5, Bonferroni())
     assert time.perf_counter() - start < 30  # about 2 s on one free core
     assert result.m == 100_000 and result.gaussian.epsilon > result.steinke.epsilon > 0
+
+
+def test_two_sided_adds_the_reverse_rule_of_every_threshold():
+    a = auditor(1, 2000)
+    one, two = a.hypotheses(0.05), a.hypotheses(0.05, one_sided=False)
+    assert two.thresholds.size == 2 * one.thresholds.size and two.alpha == pytest.approx(one.alpha / 2)
+    # The reverse rule of threshold t guesses "out" for the scores below t: FN + TN guesses, TN right.
+    out = two.sides == "out"
+    assert np.array_equal(two.guesses[out], a.fn_counts_ + a.tn_counts_)
+    assert np.array_equal(two.correct[out], a.tn_counts_)
+
+
+def test_two_sided_finds_a_leak_only_the_out_guesses_see():
+    # Left-out canaries score far below a block of overlapping ones: only "out" guesses are sure.
+    rng = np.random.default_rng(3)
+    in_scores = rng.normal(0.0, 1.0, 2000)
+    out_scores = np.concatenate([rng.normal(0.0, 1.0, 1000), rng.normal(-8.0, 0.1, 1000)])
+    a = CanaryScoreAuditor(in_scores, out_scores)
+    one, two = a.audit(0.05, 1e-5), a.audit(0.05, 1e-5, one_sided=False)
+    assert not two.one_sided and two.n_hypotheses == 2 * one.n_hypotheses
+    for key in ("eps_delta", "gaussian", "steinke"):
+        assert getattr(two, key).epsilon > getattr(one, key).epsilon + 1
+        assert getattr(two, key).side == "out"
