@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -114,3 +116,30 @@ def test_gaussian_bound_is_tighter_than_eps_delta_bound():
     eps, _ = fdp_lower_bound(EpsDeltaFamily(1e-5), **args)
     mu, _ = fdp_lower_bound(GaussianFamily(), **args)
     assert 0 < eps < gdp_epsilon(mu, 1e-5)
+
+
+def _algorithm_3(inverse_blow_up, *, m: int, guesses: int, correct: int, alpha: float) -> bool:
+    """Algorithm 3 of Mahloujifar et al. 2024 written out as in the paper, one hypothesis, lists and all."""
+    h, r = [0.0] * (correct + 1), [0.0] * (correct + 1)
+    h[correct], r[correct] = alpha * (guesses - correct) / m, alpha * correct / m
+    for i in range(correct - 1, -1, -1):
+        h[i] = max(h[i + 1], inverse_blow_up(r[i + 1]))
+        r[i] = min(r[i + 1] + i / (guesses - i) * (h[i] - h[i + 1]), 1.0)
+    return r[0] + h[0] > guesses / m  # rejects
+
+
+def _scalar_inverse(family, param: float, r: float) -> float:
+    return float(family.inverse_blow_up(r, param))
+
+
+@pytest.mark.parametrize("family", [EpsDeltaFamily(1e-5), GaussianFamily()], ids=lambda f: f.name)
+def test_vectorised_recursion_matches_the_paper_loop(family):
+    guesses, correct = np.array([50, 300, 300, 1000, 2000]), np.array([45, 290, 200, 900, 1200])
+    seen = set()
+    for param in (0.05, 0.3, 1.0, 2.0, 4.0):
+        vector = reconstruction_slack(family, param, m=4000, guesses=guesses, correct=correct, alpha=0.01) > 0
+        inverse = partial(_scalar_inverse, family, param)
+        loop = [_algorithm_3(inverse, m=4000, guesses=g, correct=c, alpha=0.01) for g, c in zip(guesses, correct)]
+        assert vector.tolist() == loop, param
+        seen.update(loop)
+    assert seen == {True, False}  # the parameters span rejection and consistency
