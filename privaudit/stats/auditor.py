@@ -271,7 +271,7 @@ class CanaryScoreAuditor:
     def epsilon_steinke(
         self, alpha: float, delta: float, strategy: ThresholdStrategy = Bonferroni(), *, one_sided: bool = True
     ) -> Bound:
-        """Lower bound on eps from the binomial test of Steinke, Nasr, Jagielski 2023 (their Theorem 3.1 p-value).
+        """Lower bound on eps from the binomial test of Steinke, Nasr, Jagielski 2023 (``stats.onerun.p_value``).
 
         Rules are tried from the most precise down; one whose delta-free p-value at the best eps so far is already
         above its level cannot do better (the delta term only adds), so it is skipped without a search.
