@@ -7,7 +7,8 @@ Over the canary file written by ``privaudit train``, the selected extraction att
   through the shared batched scorer (enumerated up to ``MAX_ENUMERATE`` candidates, else sampled and extrapolated);
 - ``modiva`` (Parikh, Dupuy, Gupta, ACL 2022): white-box inversion of the secret from the label;
 - any third-party extraction attack, whose per-canary results go under ``extraction_attacks`` in the report;
-- the one-run audit (Steinke, Nasr, Jagielski 2023): an epsilon lower bound from the audit canaries' coin flips.
+- the one-run audit (Steinke, Nasr, Jagielski 2023): an epsilon lower bound from the audit canaries' coin flips,
+  with the f-DP bounds of Mahloujifar, Melis, Chaudhuri 2024 beside it (:mod:`privaudit.stats.auditor`).
 
 The built-ins' results keep their fields of ``privaudit.canary/1``: ``exposure`` (and ``exposure_method``) from
 ``exposure``, ``extraction`` from ``modiva``.
@@ -105,7 +106,8 @@ class CanaryResult:
     delta: float
     rows: list[CanaryRow]
     exposure_method: str | None
-    one_run: object | None = None  # a privaudit.canary.onerun.OneRunResult
+    one_run: object | None = None  # a privaudit.stats.onerun.OneRunResult
+    one_run_bounds: object | None = None  # a privaudit.stats.auditor.OneRunBounds (f-DP and Steinke, frontier)
     candidate_losses: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def group(self, inserted: bool) -> list[CanaryRow]:
@@ -145,6 +147,7 @@ class CanaryResult:
             "summary": summary,
             "canaries": [r.to_dict() for r in self.rows],
             "one_run": None if self.one_run is None else self.one_run.to_dict(),
+            "one_run_bounds": None if self.one_run_bounds is None else self.one_run_bounds.to_dict(),
         }
 
 
@@ -180,16 +183,19 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     rows = [CanaryRow(canary=c, loss=float(loss)) for c, loss in zip(exposure_set, own)]
     context = ExtractionContext(seed=request.seed, batch_size=request.batch_size, progress=progress)
     method, candidate_losses = _extract(attacks, target, rows, context) if rows else (None, {})
-    one_run = None
+    one_run = one_run_bounds = None
     if request.one_run:
-        from privaudit.canary.onerun import one_run_audit
+        from privaudit.stats.auditor import CanaryScoreAuditor
+        from privaudit.stats.onerun import one_run_audit
 
         tell("one-run audit", 0, 1)
-        audit_losses = losses(
-            target.logits([c.text for c in audit_set], batch_size=request.batch_size),
-            np.array([target.label2id[c.label] for c in audit_set]),
-        )
-        one_run = one_run_audit(-audit_losses, np.array([c.inserted for c in audit_set]), delta=delta)
+        scores = audit_canary_scores(target, audit_set, batch_size=request.batch_size, where=request.canaries)
+        inserted = np.array([c.inserted for c in audit_set], dtype=bool)
+        one_run = one_run_audit(scores, inserted, delta=delta)
+        if inserted.any() and not inserted.all() and 0 < delta < 1:
+            # The f-DP bounds and Steinke's on the Pareto frontier of thresholds, as `privaudit dp-audit` reports them
+            # (the Gaussian family's eps needs delta > 0).
+            one_run_bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(one_run.p, delta)
         tell("one-run audit", 1, 1)
     return CanaryResult(
         model={"path": str(request.model_dir), "fingerprint": target.fingerprint(), "canaries": str(request.canaries)},
@@ -199,6 +205,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         rows=rows,
         exposure_method=method,
         one_run=one_run,
+        one_run_bounds=one_run_bounds,
         candidate_losses=candidate_losses,
     )
 
@@ -297,6 +304,19 @@ def _loss_key(c: Canary) -> str:
     return f"{c.template} -> {c.label}"
 
 
+def audit_canary_scores(target, canaries: Sequence[Canary], *, batch_size: int, where: Path | str) -> np.ndarray:
+    """One-run scores of input-space audit canaries: the negative loss of each text under its label, higher "in".
+
+    Raises:
+        PrivauditError: a canary label the model does not have.
+    """
+    missing = sorted({c.label for c in canaries} - set(target.label2id))
+    if missing:
+        raise PrivauditError(f"{where}: canary label '{missing[0]}' is not a label of the model")
+    logits = target.logits([c.text for c in canaries], batch_size=batch_size)
+    return -losses(logits, np.array([target.label2id[c.label] for c in canaries]))
+
+
 def _theoretical(request: CanaryRequest) -> tuple[float | None, float]:
     if request.epsilon is not None:
         return request.epsilon, request.delta if request.delta is not None else 1e-5
@@ -310,6 +330,7 @@ __all__: Sequence[str] = [
     "MAX_ENUMERATE",
     "CanaryRequest",
     "CanaryResult",
+    "audit_canary_scores",
     "build_attacks",
     "candidates",
     "run_canary",

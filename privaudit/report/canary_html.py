@@ -6,6 +6,7 @@ from pathlib import Path
 
 from privaudit.canary.run import CanaryResult
 from privaudit.report.canary_table import plugin_attacks, plugin_cell
+from privaudit.report.formats import GAUSSIAN_NOTE, bound_rows
 from privaudit.report.html import _e, _img, page, write_document
 from privaudit.report.plots import candidate_loss_figure
 
@@ -29,6 +30,16 @@ def render_canary_html(result: CanaryResult) -> str:
         body.append(
             f"<h2>One-run audit</h2><p{warn}>ε ≥ {one.epsilon_lower_bound:.3f} at 95% confidence: {one.v} of "
             f"{one.r} guesses right among {one.m} canaries (Steinke, Nasr, Jagielski 2023).</p>"
+        )
+    if result.one_run_bounds is not None:
+        b = result.one_run_bounds
+        body.append(
+            '<table class="metrics"><tr><th>analysis</th><th>ε lower bound</th><th>μ lower bound</th><th>guesses</th></tr>'
+        )
+        body += ["<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in bound_rows(b)]
+        body.append(
+            f"</table><p>On the same audit canaries: every threshold of the (FN, TN) Pareto frontier, {b.n_hypotheses} "
+            f"rules at α/{b.n_hypotheses} each. * {_e(GAUSSIAN_NOTE)}.</p>"
         )
     if result.rows:
         body.append("<h2>Secrets</h2>")

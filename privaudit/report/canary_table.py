@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from privaudit.canary.run import CanaryResult
+from privaudit.report.dpaudit_table import bounds_table
 
 
 def plugin_attacks(result: CanaryResult) -> list[str]:
@@ -96,6 +97,8 @@ def print_canary(result: CanaryResult, console: Console) -> None:
             f"({one.v} of {one.r} guesses right, {one.m} canaries)"
         )
     console.print(Panel("\n".join(lines), title="canary audit"))
+    if result.one_run_bounds is not None:
+        console.print(bounds_table(result.one_run_bounds, title="one-run audit: f-DP and Steinke bounds"))
     if one is not None and eps is not None and one.epsilon_lower_bound > eps:
         console.print(
             Panel(
