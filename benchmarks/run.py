@@ -156,14 +156,14 @@ def bench_lira(repeats: int) -> dict:
 def bench_canary(repeats: int) -> dict:
     """Candidates per second of exposure enumeration (1e4 candidates) against a bare batched forward pass."""
     from privaudit.canary.canaries import read_canaries
-    from privaudit.canary.run import _candidate_log_probs, candidates
+    from privaudit.canary.exposure import candidate_log_probs, candidates
     from privaudit.target import Target
 
     target = Target.load(MODELS / "intent-tiny")
     canary = next(c for c in read_canaries(MODELS / "intent-tiny.canaries.jsonl") if c.kind == "exposure")
     texts, space = candidates(canary)
     rng = np.random.default_rng(0)
-    enum = best_of(lambda: _candidate_log_probs(target, canary, sample=None, rng=rng, batch_size=512), repeats)
+    enum = best_of(lambda: candidate_log_probs(target, canary, sample=None, rng=rng, batch_size=512), repeats)
     bare = best_of(lambda: bare_forward(target, texts, 512), repeats)
     return {"seconds": {"bare forward pass": bare, "privaudit exposure enumeration": enum}, "candidates": space}
 

@@ -15,6 +15,11 @@ for its flags, under the flag's name with ``_`` or ``-``::
     canaries = "models/target.canaries.jsonl"
     fail_above = { "exposure" = 10, "extracted" = 0 }
 
+    [tool.privaudit.dp-audit]       # [dp-audit] in privaudit.toml; dp_audit works too
+    scores = "audit/canary-scores.jsonl"
+    epsilon = 8.0
+    fail_if_bound_exceeds_epsilon = true
+
 Flags given on the command line win. The defaults reach the command through click's ``default_map`` (set by the
 eager ``--config`` option, see :func:`apply_config`), so every flag keeps its own type checks; the threshold tables
 (``fail_above``, ``max_increase``) are merged key by key with the flags by the command instead, so
@@ -184,6 +189,8 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         **GATE_KEYS,
         "model": Key("model_dir", _path),
         "canaries": Key("canaries", _path),
+        "attack": Key("attack", _names),
+        "attack_options": Key("attack_option", _attack_options),
         "exposure": Key("exposure", _bool),
         "extract": Key("extract", _bool),
         "one_run": Key("one_run", _bool),
@@ -193,6 +200,17 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "steps": Key("steps", _int(minimum=1)),
         "restarts": Key("restarts", _int(minimum=1)),
         "report": Key("report", _path),
+        "batch_size": Key("batch_size", _int(minimum=1)),
+    },
+    "dp_audit": {  # [tool.privaudit.dp-audit] (or dp_audit); the analysis draws nothing, so no seed
+        **{name: key for name, key in GATE_KEYS.items() if name != "seed"},
+        "model": Key("model_dir", _path),
+        "scores": Key("scores", _path),
+        "canaries": Key("canaries", _path),
+        "epsilon": Key("epsilon", _float),
+        "delta": Key("delta", _float),
+        "alpha": Key("alpha", _float),
+        "one_sided": Key("one_sided", _bool),
         "batch_size": Key("batch_size", _int(minimum=1)),
     },
 }

@@ -1,7 +1,8 @@
-"""Read and validate labelled text: JSONL or CSV with ``text`` and ``label`` columns.
+"""Read and validate labelled text: JSONL or CSV with ``text`` and ``label`` columns, or the same records in memory.
 
 Labels may be given by name (``"play_music"``) or by id (``3``); :func:`encode_labels` maps both through a model's
-``label2id``. Every error names the file and, where there is one, the line.
+``label2id``. Every error names the file and, where there is one, the line; records in memory are named like
+``<members>`` (see :func:`dataset_from_records`) and their position, ``<members>[3]``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +28,13 @@ class TextDataset:
     """Texts and their raw labels as read from one file.
 
     Attributes:
-        path: the file the examples came from (for messages).
+        path: the file the examples came from, or a name like ``<members>`` for records given in memory (for
+            messages).
         texts: the utterances.
         labels: the raw labels, names (``str``) or ids (``int``), as written in the file.
     """
 
-    path: Path
+    path: Path | str
     texts: tuple[str, ...]
     labels: tuple[str | int, ...]
 
@@ -43,11 +46,12 @@ class TextDataset:
         return list(dict.fromkeys(str(label) for label in self.labels))
 
 
-def read_dataset(path: str | Path, *, min_examples: int = 1) -> TextDataset:
+def read_dataset(path: str | Path | TextDataset, *, min_examples: int = 1) -> TextDataset:
     """Read a JSONL or CSV file of ``{"text", "label"}`` records.
 
     Args:
-        path: a ``.jsonl`` (one JSON object per line) or ``.csv`` file with a header naming ``text`` and ``label``.
+        path: a ``.jsonl`` (one JSON object per line) or ``.csv`` file with a header naming ``text`` and ``label``;
+            or examples already read (from :func:`dataset_from_records`), which are only counted.
         min_examples: fewer examples than this is an error.
 
     Returns:
@@ -56,6 +60,9 @@ def read_dataset(path: str | Path, *, min_examples: int = 1) -> TextDataset:
     Raises:
         PrivauditError: missing or unreadable file, malformed line, missing field, empty text, too few examples.
     """
+    if isinstance(path, TextDataset):
+        _check_count(path.path, len(path), min_examples)
+        return path
     path = Path(path)
     if not path.is_file():
         raise PrivauditError(f"{path}: no such file; give a JSONL or CSV file with 'text' and 'label' fields")
@@ -67,18 +74,60 @@ def read_dataset(path: str | Path, *, min_examples: int = 1) -> TextDataset:
     except (OSError, UnicodeDecodeError) as err:
         raise PrivauditError(f"{path}: cannot read the file ({err}); it must be UTF-8 text") from err
     records = _read_csv(path, raw) if suffix == ".csv" else _read_jsonl(path, raw)
-    if len(records) < min_examples:
-        what = "no examples" if not records else f"only {len(records)} examples"
-        raise PrivauditError(f"{path}: {what}; at least {min_examples} are needed")
+    _check_count(path, len(records), min_examples)
     texts, labels = zip(*records) if records else ((), ())
     return TextDataset(path=path, texts=tuple(texts), labels=tuple(labels))
 
 
-def _check_record(path: Path, where: str, text: object, label: object) -> tuple[str, str | int]:
+def dataset_from_records(records: object, *, name: str, min_examples: int = 1) -> TextDataset:
+    """Examples given in memory: ``{"text", "label"}`` mappings, or a data frame with those columns.
+
+    A data frame is recognised by its ``columns`` and ``to_dict`` (pandas' ``DataFrame``), so pandas is never
+    imported here. The records are checked like the lines of a file.
+
+    Args:
+        records: an iterable of mappings with ``text`` and ``label`` keys, or a ``pandas.DataFrame`` with those
+            columns; labels are names or integer ids (numpy integers included), as in a file.
+        name: what the examples are called in messages, e.g. ``"<members>"``.
+        min_examples: fewer examples than this is an error.
+
+    Raises:
+        PrivauditError: not records, a record without ``text`` or ``label``, an empty text, a bad label, too few.
+    """
+    if hasattr(records, "columns") and hasattr(records, "to_dict"):
+        if not {"text", "label"} <= {str(c) for c in records.columns}:
+            raise PrivauditError(f"{name}: the data frame must have the columns 'text' and 'label'")
+        records = records.to_dict("records")
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise PrivauditError(
+            f"{name}: expected a file path, a list of {{'text', 'label'}} dicts or a pandas DataFrame, "
+            f"not {type(records).__name__}"
+        )
+    found = []
+    for i, record in enumerate(records):
+        where = f"{name}[{i}]"
+        if not isinstance(record, Mapping) or "text" not in record or "label" not in record:
+            raise PrivauditError(f"{where}: each record needs both 'text' and 'label' fields")
+        label = record["label"]
+        if isinstance(label, numbers.Integral) and not isinstance(label, bool):
+            label = int(label)  # numpy's integers, as a data frame's integer column gives them
+        found.append(_check_record(where, record["text"], label))
+    _check_count(name, len(found), min_examples)
+    texts, labels = zip(*found) if found else ((), ())
+    return TextDataset(path=name, texts=tuple(texts), labels=tuple(labels))
+
+
+def _check_count(path: Path | str, n: int, min_examples: int) -> None:
+    if n < min_examples:
+        what = "no examples" if not n else f"only {n} examples"
+        raise PrivauditError(f"{path}: {what}; at least {min_examples} are needed")
+
+
+def _check_record(where: str, text: object, label: object) -> tuple[str, str | int]:
     if not isinstance(text, str) or not text.strip():
-        raise PrivauditError(f"{path}:{where}: 'text' must be a non-empty string")
+        raise PrivauditError(f"{where}: 'text' must be a non-empty string")
     if isinstance(label, bool) or not isinstance(label, (str, int)) or label == "":
-        raise PrivauditError(f"{path}:{where}: 'label' must be a label name or an integer id")
+        raise PrivauditError(f"{where}: 'label' must be a label name or an integer id")
     return text, label
 
 
@@ -97,7 +146,7 @@ def _read_jsonl(path: Path, raw: str) -> list[tuple[str, str | int]]:
             ) from err
         if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
             raise PrivauditError(f"{path}:{number}: each line needs both 'text' and 'label' fields")
-        records.append(_check_record(path, str(number), obj["text"], obj["label"]))
+        records.append(_check_record(f"{path}:{number}", obj["text"], obj["label"]))
     return records
 
 
@@ -112,7 +161,7 @@ def _read_csv(path: Path, raw: str) -> list[tuple[str, str | int]]:
         label: str | int = row["label"] if row["label"] is not None else ""
         if isinstance(label, str) and label.strip().lstrip("-").isdigit():
             label = int(label)
-        records.append(_check_record(path, str(reader.line_num), row["text"], label))
+        records.append(_check_record(f"{path}:{reader.line_num}", row["text"], label))
     return records
 
 

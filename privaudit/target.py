@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -109,7 +110,11 @@ class Target:
         tokenizer: its tokenizer.
         label2id: label name to id, from the model config.
         recipe: the training recipe from ``privaudit.json`` when present, else ``None``.
+        provides: what extraction attacks may use (see :mod:`privaudit.canary.attack`): black-box ``scores``
+            (:meth:`logits`) and white-box ``inputs_embeds`` (:meth:`logits_from_embeddings`).
     """
+
+    provides: ClassVar[frozenset[str]] = frozenset({"scores", "inputs_embeds"})
 
     path: Path
     model: torch.nn.Module

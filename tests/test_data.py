@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from privaudit.data import TextDataset, encode_labels, fingerprint, read_dataset
+from privaudit.data import TextDataset, dataset_from_records, encode_labels, fingerprint, read_dataset
 from privaudit.errors import PrivauditError
 
 LABEL2ID = {"get_weather": 0, "play_music": 1, "set_alarm": 2}
@@ -189,3 +189,61 @@ def test_fingerprint_of_a_file_is_that_of_its_examples(tmp_path: Path) -> None:
     csv = write(tmp_path / "d.csv", "text,label\nplay jazz,play_music\nrain in oslo,get_weather\n")
     a, b = read_dataset(jsonl), read_dataset(csv)
     assert fingerprint(a.texts, a.labels) == fingerprint(b.texts, b.labels)
+
+
+# --- records in memory (the Python API) -----------------------------------------------------------------------
+
+
+class FakeFrame:
+    """What a pandas DataFrame offers dataset_from_records: ``columns`` and ``to_dict("records")``."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self.columns = list(rows[0]) if rows else ["text", "label"]
+
+    def to_dict(self, orient: str) -> list[dict]:
+        assert orient == "records"
+        return self.rows
+
+
+def test_records_in_memory_are_read_like_a_file(tmp_path: Path) -> None:
+    records = [{"text": "play some jazz", "label": "play_music"}, {"text": "rain in oslo?", "label": np.int64(0)}]
+    dataset = dataset_from_records(records, name="<members>")
+    assert dataset == TextDataset(path="<members>", texts=("play some jazz", "rain in oslo?"), labels=("play_music", 0))
+    assert type(dataset.labels[1]) is int  # numpy's integers become ids, as a file's integers do
+    file = write(tmp_path / "d.jsonl", '{"text": "play some jazz", "label": "play_music"}\n')
+    assert fingerprint(*_columns(dataset_from_records(records[:1], name="<x>"))) == fingerprint(
+        *_columns(read_dataset(file))
+    )
+    assert read_dataset(dataset) is dataset  # already read: passed through, only counted
+    with pytest.raises(PrivauditError, match=r"^<members>: only 2 examples; at least 3 are needed$"):
+        read_dataset(dataset, min_examples=3)
+
+
+def _columns(dataset: TextDataset) -> tuple:
+    return dataset.texts, dataset.labels
+
+
+def test_a_data_frame_is_read_by_its_columns_without_pandas() -> None:
+    frame = FakeFrame([{"text": "wake me at 7", "label": "set_alarm", "extra": 1}])
+    assert dataset_from_records(frame, name="<data>").texts == ("wake me at 7",)
+    with pytest.raises(PrivauditError, match=r"^<data>: the data frame must have the columns 'text' and 'label'$"):
+        dataset_from_records(FakeFrame([{"utterance": "hi", "label": "x"}]), name="<data>")
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([{"text": "hi"}], r"^<m>\[0\]: each record needs both 'text' and 'label' fields$"),
+        ([{"text": "hi", "label": "a"}, "hi"], r"^<m>\[1\]: each record needs both"),
+        ([{"text": " ", "label": "a"}], r"^<m>\[0\]: 'text' must be a non-empty string$"),
+        ([{"text": float("nan"), "label": "a"}], r"^<m>\[0\]: 'text' must be a non-empty string$"),
+        ([{"text": "hi", "label": True}], r"^<m>\[0\]: 'label' must be a label name or an integer id$"),
+        ([], r"^<m>: no examples; at least 1 are needed$"),
+        ({"text": ["hi"], "label": ["a"]}, r"^<m>: expected a file path, a list of \{'text', 'label'\} dicts"),
+        (42, r"^<m>: expected a file path, .* not int$"),
+    ],
+)
+def test_bad_records_name_their_position(records, message) -> None:
+    with pytest.raises(PrivauditError, match=message):
+        dataset_from_records(records, name="<m>")

@@ -175,6 +175,19 @@ def test_nothing_imports_the_cli():
     assert bad == []
 
 
+def test_nothing_imports_the_front_door():
+    # privaudit.api and the CLI are two doors onto the same library, neither through the other; the package loads
+    # the api by name on first use (PEP 562), and nothing else imports it.
+    bad = [
+        f"{module} -> {target}"
+        for module, imported in GRAPH.items()
+        if _stage(module) != "api"
+        for target in imported
+        if _stage(target) == "api"
+    ]
+    assert bad == []
+
+
 def test_report_never_imports_training_or_target():
     assert _violations("report", {"training", "target"}) == []
 

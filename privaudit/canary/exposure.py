@@ -10,16 +10,25 @@ Conventions, pinned to ``tensorflow_privacy/privacy/privacy_tests/secret_sharer/
   first has exposure ``log2 |R|``; one ranked last, ``log2 |R| - log2(|R| + 1)``, slightly below 0.
 * ``rank = 1 + number of references with loss <= the secret's``: a tie counts against the secret (TF Privacy
   sorts a reference ahead of a secret with the same loss), so exposure is never overstated by ties.
+
+:func:`canary_exposures` measures the canaries of a canary file under a target: every candidate of a template is
+scored in one pass through the shared batched scorer (enumerated up to :data:`MAX_ENUMERATE` candidates, else sampled
+and extrapolated), and each secret ranked among them. It needs black-box scores only.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
+from privaudit.canary.canaries import Canary, fill
 from privaudit.errors import PrivauditError
+from privaudit.stats.logits import log_softmax, losses
 
 
 def exposures(secret_losses: np.ndarray, candidate_losses: np.ndarray) -> np.ndarray:
@@ -114,3 +123,126 @@ def _finite(values: np.ndarray | float, what: str) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise PrivauditError(f"{what} contain NaN or infinite values")
     return array
+
+
+# --- exposure of canaries under a target ----------------------------------------------------------------------------
+
+MAX_ENUMERATE = 1_000_000
+"""Candidates of a template ranked one by one; above this, ``sample`` candidates are drawn and extrapolated from."""
+
+
+@dataclass(frozen=True)
+class CanaryExposure:
+    """The exposure of one canary, and the candidate losses it was measured against.
+
+    Attributes:
+        exposure: in bits.
+        loss: the canary's loss, from the same scoring pass as the candidates when they were enumerated.
+        method: ``"rank"`` (among every candidate) or ``"extrapolation"`` (from a sample).
+        candidate_losses: every (or every sampled) candidate's loss under the canary's label, shared by the canaries
+            of one template and label.
+        rank: the secret's rank by loss among the ``rank_of`` candidates of its space (1 = the lowest loss;
+            :func:`exposure_ranks`): exact when enumerated, estimated (``rank_of * 2^-exposure``) when extrapolated.
+        rank_of: the number of candidates in the secret's space, itself included.
+    """
+
+    exposure: float
+    loss: float
+    method: str
+    candidate_losses: np.ndarray = field(repr=False)
+    rank: float | None = None
+    rank_of: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"exposure": self.exposure, "loss": self.loss, "method": self.method}
+
+
+def candidates(canary: Canary) -> tuple[list[str], int]:
+    """Every secret of the canary's template, as texts, in a fixed order, and the space size."""
+    space = int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
+    return [fill(canary.template, values) for values in itertools.product(*canary.alphabets)], space
+
+
+def candidate_log_probs(target, canary: Canary, *, sample: int | None, rng, batch_size: int):
+    """Log-probabilities of every label for every candidate of the template (or a sample of them)."""
+    space = int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
+    if space <= MAX_ENUMERATE and sample is None:
+        texts, _ = candidates(canary)
+        method = "rank"
+    else:
+        if sample is None:
+            raise PrivauditError(
+                f"canary template '{canary.template}' has {space:.3g} candidates, too many to enumerate "
+                f"(limit {MAX_ENUMERATE:.0e}); pass --sample N to extrapolate from N random candidates"
+            )
+        sizes = [len(a) for a in canary.alphabets]
+        draws = rng.integers(0, sizes, size=(sample, len(sizes)))
+        texts = [fill(canary.template, [a[i] for a, i in zip(canary.alphabets, row)]) for row in draws]
+        method = "extrapolation"
+    return log_softmax(target.logits(texts, batch_size=batch_size)), method, space
+
+
+def canary_exposures(
+    target,
+    canaries: Sequence[Canary],
+    *,
+    sample: int | None = None,
+    seed: int = 0,
+    batch_size: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[CanaryExposure]:
+    """Exposure of every canary under the target (Carlini et al. 2019), one scoring pass per template.
+
+    Args:
+        target: gives ``label2id`` and black-box ``logits(texts, batch_size=...)``.
+        canaries: the canaries, all labels of the target.
+        sample: rank against this many random candidates and extrapolate, instead of enumerating the space.
+        seed: seeds the sampled candidates.
+        batch_size: candidates per forward pass.
+        progress: called with (templates done, templates).
+
+    Returns:
+        One exposure per canary, in input order.
+
+    Raises:
+        PrivauditError: a template's space is too large to enumerate and ``sample`` is not given.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.array([target.label2id[c.label] for c in canaries])
+    # Extrapolation (only with a sample) needs each canary's own loss: computed as the audit's own-loss pass is.
+    own = losses(target.logits([c.text for c in canaries]), labels) if sample is not None and canaries else []
+    groups: dict[tuple, list[int]] = {}
+    for i, canary in enumerate(canaries):
+        groups.setdefault((canary.template, canary.alphabets), []).append(i)
+    found: list[CanaryExposure | None] = [None] * len(canaries)
+    for g, members in enumerate(groups.values()):
+        if progress is not None:
+            progress(g, len(groups))
+        logp, method, space = candidate_log_probs(
+            target, canaries[members[0]], sample=sample, rng=rng, batch_size=batch_size
+        )
+        for i in members:
+            cand = -logp[:, labels[i]]
+            if method == "rank":
+                # The enumerated space holds the secret itself; rank it among the others (Carlini et al. 2019,
+                # sec. 4), reading its loss from the same pass so that batch composition cannot shift it.
+                j = _candidate_index(canaries[i])
+                rank = int(exposure_ranks(cand[[j]], np.delete(cand, j))[0])
+                exposure = float(exposures(cand[[j]], np.delete(cand, j))[0])
+                found[i] = CanaryExposure(exposure, float(cand[j]), method, cand, rank=rank, rank_of=int(space))
+            else:
+                loss = float(own[i])
+                exposure = exposure_by_extrapolation(loss, cand, space_size=space)
+                estimate = max(1.0, space * 2.0**-exposure)
+                found[i] = CanaryExposure(exposure, loss, method, cand, rank=estimate, rank_of=int(space))
+    if progress is not None:
+        progress(len(groups), len(groups))
+    return found
+
+
+def _candidate_index(canary: Canary) -> int:
+    """Position of the canary's secret in :func:`candidates` order (mixed radix over the slot alphabets)."""
+    index = 0
+    for value, alphabet in zip(canary.secret, canary.alphabets):
+        index = index * len(alphabet) + alphabet.index(value)
+    return index

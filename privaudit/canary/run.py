@@ -1,36 +1,54 @@
 """``privaudit canary``: can an attacker read planted secrets back out of the model?
 
-Three measures over the canary file written by ``privaudit train``:
+Over the canary file written by ``privaudit train``, the selected extraction attacks (plugins, see
+:mod:`privaudit.canary.registry`; by default the two built-ins) and the one-run audit:
 
-- exposure (Carlini et al. 2019): the rank of each secret's loss among every candidate of its template, scored through
-  the shared batched scorer (enumerated up to ``MAX_ENUMERATE`` candidates, else sampled and extrapolated);
-- ModIvA extraction (Parikh, Dupuy, Gupta, ACL 2022): white-box inversion of the secret from the label;
-- the one-run audit (Steinke, Nasr, Jagielski 2023): an epsilon lower bound from the audit canaries' coin flips.
+- ``exposure`` (Carlini et al. 2019): the rank of each secret's loss among every candidate of its template, scored
+  through the shared batched scorer (enumerated up to ``MAX_ENUMERATE`` candidates, else sampled and extrapolated);
+- ``modiva`` (Parikh, Dupuy, Gupta, ACL 2022): white-box inversion of the secret from the label;
+- any third-party extraction attack, whose per-canary results go under ``extraction_attacks`` in the report;
+- the one-run audit (Steinke, Nasr, Jagielski 2023): an epsilon lower bound from the audit canaries' coin flips,
+  with the f-DP bounds of Mahloujifar, Melis, Chaudhuri 2024 beside it (:mod:`privaudit.stats.auditor`).
+
+The built-ins' results keep their fields of ``privaudit.canary/1``: ``exposure`` (and ``exposure_method``) from
+``exposure``, ``extraction`` from ``modiva``.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from privaudit import __version__
-from privaudit.canary.canaries import Canary, fill, read_canaries
-from privaudit.canary.exposure import exposure_by_extrapolation, exposure_ranks, exposures
+from privaudit.canary.attack import ExtractionAttack, ExtractionContext
+from privaudit.canary.canaries import Canary, read_canaries
+from privaudit.canary.exposure import MAX_ENUMERATE, candidates
+from privaudit.canary.registry import EXTRACTION
 from privaudit.errors import PrivauditError
+from privaudit.plugins import parse_attack_options
 from privaudit.stats.accounting import epsilon_from_model
-from privaudit.stats.logits import log_softmax, losses
+from privaudit.stats.logits import losses
 
 SCHEMA = "privaudit.canary/1"
-MAX_ENUMERATE = 1_000_000
+# The built-ins that --exposure/--no-exposure and --extract/--no-extract switch, and the default selection.
+SWITCHES = {"exposure": "--no-exposure", "modiva": "--no-extract"}
 
 
 @dataclass(frozen=True)
 class CanaryRequest:
-    """Everything ``privaudit canary`` was asked to do."""
+    """Everything ``privaudit canary`` was asked to do.
+
+    ``attacks`` picks the extraction attacks (``"exposure,modiva"``, ``"all"``; ``None``: exposure and modiva);
+    ``exposure=False`` and ``extract=False`` take ``exposure`` and ``modiva`` out of the pick, and naming one of them in
+    ``attacks`` while switching it off is an error. ``sample``, ``modiva_steps`` and ``modiva_restarts`` are the
+    built-ins' parameters; ``attack_options`` (``ATTACK:PARAM=VALUE``) set any attack's, and win over them.
+    """
 
     model_dir: Path
     canaries: Path
@@ -45,6 +63,8 @@ class CanaryRequest:
     batch_size: int = 512
     modiva_steps: int = 300
     modiva_restarts: int = 16
+    attacks: str | None = None
+    attack_options: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,6 +75,7 @@ class CanaryRow:
     loss: float
     exposure: float | None = None
     extraction: object | None = None  # a privaudit.canary.modiva.ModivaResult
+    extraction_attacks: dict[str, dict] = field(default_factory=dict)  # third-party attack name -> its JSON result
     # The secret's rank by loss among the candidates of its space (1 = lowest loss), and how many there are: exact
     # when the space is enumerated, estimated (|space| * 2^-exposure) when extrapolated from a sample.
     exposure_rank: float | None = None
@@ -76,6 +97,8 @@ class CanaryRow:
         }
         if self.extraction is not None:
             row["extraction"] = self.extraction.to_dict()
+        if self.extraction_attacks:
+            row["extraction_attacks"] = dict(self.extraction_attacks)
         return row
 
 
@@ -89,7 +112,8 @@ class CanaryResult:
     delta: float
     rows: list[CanaryRow]
     exposure_method: str | None
-    one_run: object | None = None  # a privaudit.canary.onerun.OneRunResult
+    one_run: object | None = None  # a privaudit.stats.onerun.OneRunResult
+    one_run_bounds: object | None = None  # a privaudit.stats.auditor.OneRunBounds (f-DP and Steinke, frontier)
     candidate_losses: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def group(self, inserted: bool) -> list[CanaryRow]:
@@ -103,6 +127,10 @@ class CanaryResult:
         return sum(1 for r in self.group(inserted) if r.extraction is not None and r.extraction.recovered)
 
     def to_dict(self) -> dict:
+        """The JSON document of ``--format json``, less the ``gate`` section that the gate's run adds.
+
+        Its layout is ``docs/schema-canary.json``; :func:`privaudit.report.formats.report_document` adds the gate.
+        """
         summary = {
             "mean_exposure_inserted": self.mean_exposure(True),
             "mean_exposure_controls": self.mean_exposure(False),
@@ -125,47 +153,17 @@ class CanaryResult:
             "summary": summary,
             "canaries": [r.to_dict() for r in self.rows],
             "one_run": None if self.one_run is None else self.one_run.to_dict(),
+            "one_run_bounds": None if self.one_run_bounds is None else self.one_run_bounds.to_dict(),
         }
-
-
-def candidates(canary: Canary) -> tuple[list[str], int]:
-    """Every secret of the canary's template, as texts, in a fixed order, and the space size."""
-    space = int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
-    return [fill(canary.template, values) for values in itertools.product(*canary.alphabets)], space
-
-
-def _group_key(c: Canary) -> tuple:
-    return (c.template, c.alphabets)
-
-
-def _loss_key(c: Canary) -> str:
-    return f"{c.template} -> {c.label}"
-
-
-def _candidate_log_probs(target, canary: Canary, *, sample: int | None, rng, batch_size: int):
-    """Log-probabilities of every label for every candidate of the template (or a sample of them)."""
-    space = int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
-    if space <= MAX_ENUMERATE and sample is None:
-        texts, _ = candidates(canary)
-        method = "rank"
-    else:
-        if sample is None:
-            raise PrivauditError(
-                f"canary template '{canary.template}' has {space:.3g} candidates, too many to enumerate "
-                f"(limit {MAX_ENUMERATE:.0e}); pass --sample N to extrapolate from N random candidates"
-            )
-        sizes = [len(a) for a in canary.alphabets]
-        draws = rng.integers(0, sizes, size=(sample, len(sizes)))
-        texts = [fill(canary.template, [a[i] for a, i in zip(canary.alphabets, row)]) for row in draws]
-        method = "extrapolation"
-    return log_softmax(target.logits(texts, batch_size=batch_size)), method, space
 
 
 def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | None], None] | None = None):
     """Run a canary audit.
 
     Raises:
-        PrivauditError: bad canary file, labels the model lacks, alphabets the tokenizer splits, too large spaces.
+        PrivauditError: bad canary file, labels the model lacks, alphabets the tokenizer splits, too large spaces; an
+            unknown or broken extraction attack, a bad parameter, or an attack the target cannot serve (before any
+            work).
     """
     from privaudit.target import Target
 
@@ -173,12 +171,14 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         if progress is not None:
             progress(stage, done, total)
 
+    attacks = build_attacks(request)
     target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    for attack in attacks:
+        attack.check(target)
     records = read_canaries(request.canaries)
     for c in records:
         if c.label not in target.label2id:
             raise PrivauditError(f"{request.canaries}: canary label '{c.label}' is not a label of {request.model_dir}")
-    rng = np.random.default_rng(request.seed)
     eps, delta = _theoretical(request)
     exposure_set = [c for c in records if c.kind == "exposure"]
     audit_set = [c for c in records if c.kind == "audit"]
@@ -187,59 +187,21 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     texts = [c.text for c in exposure_set]
     own = losses(target.logits(texts), np.array([target.label2id[c.label] for c in exposure_set])) if texts else []
     rows = [CanaryRow(canary=c, loss=float(loss)) for c, loss in zip(exposure_set, own)]
-    method = None
-    candidate_losses: dict[str, np.ndarray] = {}
-    if request.exposure and rows:
-        # One scoring pass per template: every label's candidate losses come from the same logits.
-        groups: dict[tuple, list[CanaryRow]] = {}
-        for row in rows:
-            groups.setdefault(_group_key(row.canary), []).append(row)
-        for g, members in enumerate(groups.values()):
-            tell("exposure", g, len(groups))
-            logp, method, space = _candidate_log_probs(
-                target, members[0].canary, sample=request.sample, rng=rng, batch_size=request.batch_size
-            )
-            for row in members:
-                cand = -logp[:, target.label2id[row.canary.label]]
-                candidate_losses[_loss_key(row.canary)] = cand
-                if method == "rank":
-                    # The enumerated space holds the secret itself; rank it among the others (Carlini et al. 2019,
-                    # sec. 4), reading its loss from the same pass so that batch composition cannot shift it.
-                    i = _candidate_index(row.canary)
-                    row.loss = float(cand[i])
-                    row.exposure = float(exposures(cand[[i]], np.delete(cand, i))[0])
-                    row.exposure_rank = int(exposure_ranks(cand[[i]], np.delete(cand, i))[0])
-                else:
-                    row.exposure = float(exposure_by_extrapolation(row.loss, cand, space_size=space))
-                    row.exposure_rank = max(1.0, space * 2.0**-row.exposure)
-                row.exposure_rank_of = int(space)
-        tell("exposure", len(groups), len(groups))
-    if request.extract and rows:
-        from privaudit.canary.modiva import ModivaConfig, extract_all
-
-        config = ModivaConfig(steps=request.modiva_steps, restarts=request.modiva_restarts, seed=request.seed)
-        done = [0]
-
-        def one_done(_result) -> None:
-            done[0] += 1
-            tell("ModIvA extraction", done[0], len(rows))
-
-        tell("ModIvA extraction", 0, len(rows))
-        for row, extraction in zip(
-            rows, extract_all(target, [r.canary for r in rows], config=config, on_canary=one_done)
-        ):
-            row.extraction = extraction
-        tell("ModIvA extraction", len(rows), len(rows))
-    one_run = None
+    context = ExtractionContext(seed=request.seed, batch_size=request.batch_size, progress=progress)
+    method, candidate_losses = _extract(attacks, target, rows, context) if rows else (None, {})
+    one_run = one_run_bounds = None
     if request.one_run:
-        from privaudit.canary.onerun import one_run_audit
+        from privaudit.stats.auditor import CanaryScoreAuditor
+        from privaudit.stats.onerun import one_run_audit
 
         tell("one-run audit", 0, 1)
-        audit_losses = losses(
-            target.logits([c.text for c in audit_set], batch_size=request.batch_size),
-            np.array([target.label2id[c.label] for c in audit_set]),
-        )
-        one_run = one_run_audit(-audit_losses, np.array([c.inserted for c in audit_set]), delta=delta)
+        scores = audit_canary_scores(target, audit_set, batch_size=request.batch_size, where=request.canaries)
+        inserted = np.array([c.inserted for c in audit_set], dtype=bool)
+        one_run = one_run_audit(scores, inserted, delta=delta)
+        if inserted.any() and not inserted.all() and 0 < delta < 1:
+            # The f-DP bounds and Steinke's on the Pareto frontier of thresholds, as `privaudit dp-audit` reports them
+            # (the Gaussian family's eps needs delta > 0).
+            one_run_bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(one_run.p, delta)
         tell("one-run audit", 1, 1)
     return CanaryResult(
         model={"path": str(request.model_dir), "fingerprint": target.fingerprint(), "canaries": str(request.canaries)},
@@ -249,16 +211,117 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         rows=rows,
         exposure_method=method,
         one_run=one_run,
+        one_run_bounds=one_run_bounds,
         candidate_losses=candidate_losses,
     )
 
 
-def _candidate_index(canary: Canary) -> int:
-    """Position of the canary's secret in :func:`candidates` order (mixed radix over the slot alphabets)."""
-    index = 0
-    for value, alphabet in zip(canary.secret, canary.alphabets):
-        index = index * len(alphabet) + alphabet.index(value)
-    return index
+def selected_attacks(request: CanaryRequest) -> list[str]:
+    """The extraction attacks a request runs: ``attacks`` (default exposure and modiva) less those switched off.
+
+    Raises:
+        PrivauditError: for an unknown attack, or one that ``attacks`` names and a switch turns off.
+    """
+    off = {name for name, on in (("exposure", request.exposure), ("modiva", request.extract)) if not on}
+    if request.attacks is None:
+        return [name for name in SWITCHES if name not in off]
+    names = EXTRACTION.resolve(request.attacks)
+    named = {token.strip() for token in request.attacks.split(",")}
+    clash = [name for name in SWITCHES if name in off and name in named]
+    if clash:
+        raise PrivauditError(
+            f"--attack names '{clash[0]}', which {SWITCHES[clash[0]]} turns off; give one or the other"
+        )
+    return [name for name in names if name not in off]
+
+
+def build_attacks(request: CanaryRequest) -> list[ExtractionAttack]:
+    """The selected extraction attacks with their parameters, built (and plugins imported) before any work.
+
+    Raises:
+        PrivauditError: for an unknown or broken attack, an option for an attack not selected, or an unknown parameter.
+    """
+    names = selected_attacks(request)
+    options = parse_attack_options(request.attack_options)
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise PrivauditError(
+            f"--attack-option for {', '.join(map(repr, stray))}, which is not selected; "
+            f"selected: {', '.join(names) or 'none'}"
+        )
+    defaults: dict[str, dict[str, Any]] = {
+        "exposure": {"sample": request.sample},
+        "modiva": {"steps": request.modiva_steps, "restarts": request.modiva_restarts},
+    }
+    return [EXTRACTION.create(name, **{**defaults.get(name, {}), **options.get(name, {})}) for name in names]
+
+
+def _extract(
+    attacks: list[ExtractionAttack], target, rows: list[CanaryRow], context: ExtractionContext
+) -> tuple[str | None, dict[str, np.ndarray]]:
+    """Run each attack on the rows' canaries and file its results; returns the exposure method and candidate losses.
+
+    The built-ins' results keep their ``privaudit.canary/1`` fields; any other attack's go to ``extraction_attacks``.
+    """
+    method, candidate_losses = None, {}
+    for attack in attacks:
+        results = list(attack.extract(target, [row.canary for row in rows], context))
+        if len(results) != len(rows):
+            raise PrivauditError(
+                f"extraction attack '{attack.name}' returned {len(results)} results for {len(rows)} canaries"
+            )
+        for row, found in zip(rows, results):
+            if attack.name == "exposure":
+                row.exposure, row.loss, method = found.exposure, found.loss, found.method
+                row.exposure_rank, row.exposure_rank_of = found.rank, found.rank_of
+                candidate_losses[_loss_key(row.canary)] = found.candidate_losses
+            elif attack.name == "modiva":
+                row.extraction = found
+            else:
+                row.extraction_attacks[attack.name] = _as_json(attack.name, found)
+    return method, candidate_losses
+
+
+def _as_json(name: str, found: Any) -> dict:
+    """A third-party attack's result for one canary as a JSON object (dict, dataclass, or anything with to_dict)."""
+    if hasattr(found, "to_dict"):
+        found = found.to_dict()
+    elif dataclasses.is_dataclass(found) and not isinstance(found, type):
+        found = dataclasses.asdict(found)
+    if not isinstance(found, dict):
+        raise PrivauditError(
+            f"extraction attack '{name}' returned a {type(found).__name__} for a canary; "
+            "return a dict, a dataclass or an object with to_dict()"
+        )
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.generic | np.ndarray):
+            return value.tolist()
+        if isinstance(value, tuple | set | frozenset):
+            return list(value)
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
+    try:
+        return json.loads(json.dumps(found, default=plain))
+    except (TypeError, ValueError) as err:
+        raise PrivauditError(f"extraction attack '{name}' returned a result that is not JSON: {err}") from None
+
+
+def _loss_key(c: Canary) -> str:
+    return f"{c.template} -> {c.label}"
+
+
+def audit_canary_scores(target, canaries: Sequence[Canary], *, batch_size: int, where: Path | str) -> np.ndarray:
+    """One-run scores of input-space audit canaries: the negative loss of each text under its label, higher "in".
+
+    Raises:
+        PrivauditError: a canary label the model does not have.
+    """
+    missing = sorted({c.label for c in canaries} - set(target.label2id))
+    if missing:
+        raise PrivauditError(f"{where}: canary label '{missing[0]}' is not a label of the model")
+    logits = target.logits([c.text for c in canaries], batch_size=batch_size)
+    return -losses(logits, np.array([target.label2id[c.label] for c in canaries]))
 
 
 def _theoretical(request: CanaryRequest) -> tuple[float | None, float]:
@@ -270,4 +333,13 @@ def _theoretical(request: CanaryRequest) -> tuple[float | None, float]:
     return found[0], request.delta if request.delta is not None else found[1]
 
 
-__all__: Sequence[str] = ["CanaryRequest", "CanaryResult", "run_canary", "candidates"]
+__all__: Sequence[str] = [
+    "MAX_ENUMERATE",
+    "CanaryRequest",
+    "CanaryResult",
+    "audit_canary_scores",
+    "build_attacks",
+    "candidates",
+    "run_canary",
+    "selected_attacks",
+]

@@ -38,11 +38,37 @@ def canary(
             rich_help_panel="Data",
         ),
     ],
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            "--attack",
+            "-a",
+            help="Comma-separated extraction attacks, or 'all' (see 'privaudit attacks'); default: exposure,modiva.",
+            rich_help_panel="Attacks",
+        ),
+    ] = None,
+    attack_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attack-option",
+            metavar="ATTACK:PARAM=VALUE",
+            help="Set an extraction attack's parameter (repeatable), e.g. modiva:steps=100, exposure:sample=2000; "
+            "wins over --steps, --restarts and --sample.",
+            rich_help_panel="Attacks",
+        ),
+    ] = None,
     exposure: Annotated[
-        bool, typer.Option(help="Rank each secret among all candidates (Secret Sharer).", rich_help_panel="Attacks")
+        bool,
+        typer.Option(
+            help="Rank each secret among all candidates (Secret Sharer); --no-exposure drops 'exposure'.",
+            rich_help_panel="Attacks",
+        ),
     ] = True,
     extract: Annotated[
-        bool, typer.Option(help="White-box ModIvA extraction of each secret.", rich_help_panel="Attacks")
+        bool,
+        typer.Option(
+            help="White-box ModIvA extraction of each secret; --no-extract drops 'modiva'.", rich_help_panel="Attacks"
+        ),
     ] = True,
     one_run: Annotated[
         bool,
@@ -102,7 +128,9 @@ def canary(
     """Canary extraction: can an attacker read planted secrets back?
 
     Reports each secret's exposure (log2 of the candidate space minus log2 of its rank), whether ModIvA rebuilds
-    it from the weights, and with --one-run an epsilon lower bound from a single training run. Example:
+    it from the weights, and with --one-run an epsilon lower bound from a single training run. --attack picks the
+    extraction attacks (built-in or plugins); --no-exposure and --no-extract take exposure and modiva out of the pick
+    (naming one in --attack and turning it off exits 2). Example:
 
         privaudit canary fixtures/models/intent-tiny \\
             -c fixtures/models/intent-tiny.canaries.jsonl --one-run
@@ -146,6 +174,8 @@ def canary(
         batch_size=batch_size,
         modiva_steps=steps,
         modiva_restarts=restarts,
+        attacks=attack,
+        attack_options=tuple(attack_option or ()),
     )
     with stage_progress() as on_progress:
         result = run_canary(request, progress=on_progress)

@@ -30,6 +30,11 @@ class _LazyProgress(Progress):
     def __enter__(self) -> _LazyProgress:
         return self
 
+    def __exit__(self, *exc_info) -> None:
+        # Never started (the run failed before its first stage): stopping would still print an empty line.
+        if self.live.is_started:
+            self.stop()
+
     def add_task(self, *args, **kwargs):
         if not self.live.is_started:
             self.start()

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from privaudit.cli.app import app
@@ -25,7 +26,6 @@ from privaudit.cli.output import (
     max_increase_option,
 )
 from privaudit.config import config_option
-from privaudit.errors import PrivauditError
 
 
 @app.command()
@@ -210,8 +210,6 @@ def mia(
     from privaudit.report.records import write_per_example
     from privaudit.report.table import print_mia
 
-    if scores is not None and model_dir is not None:
-        raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
     kinds = check_slice_kinds(slice_kind or ())
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     plan = prepare_gate(
@@ -262,20 +260,31 @@ def mia(
 
 @app.command()
 def attacks() -> None:
-    """List the membership inference attacks, built-in and from plugins, with what each needs.
+    """List the attacks, built-in and from plugins: membership inference and canary extraction, with what each needs.
 
-    Third-party attacks register under the entry-point group 'privaudit.attacks'; one that fails to import is listed
-    as broken, with the reason. Set a parameter with 'privaudit mia --attack-option ATTACK:PARAM=VALUE'. Example:
+    Third-party attacks register under the entry-point groups 'privaudit.attacks' (membership) and
+    'privaudit.extraction_attacks' (canary extraction); one that fails to import is listed as broken, with the reason.
+    Set a parameter with --attack-option ATTACK:PARAM=VALUE of 'privaudit mia' or 'privaudit canary'. Example:
 
         privaudit attacks
     """
+    from privaudit.canary.registry import EXTRACTION
     from privaudit.mia.registry import list_attacks
 
+    # Three columns, the details stacked in the last, so that the table reads at 80 columns; a word too long for
+    # its cell (a plugin's module path) folds rather than being cut.
     table = Table(title="attacks")
-    for column in ("name", "needs", "parameters", "description", "source"):
-        table.add_column(column)
-    for info in list_attacks():
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for info in [*list_attacks(), *EXTRACTION.describe()]:
         needs = ", ".join(sorted(info.requires)) + (" (online)" if info.online else "")
-        description = info.description if info.error is None else f"[red]broken: {info.error}[/]"
-        table.add_row(info.name, needs, ", ".join(info.parameters), description, info.source)
+        if info.error is not None:
+            lines = [f"[red]broken: {escape(info.error)}[/]"]
+        else:
+            lines = [escape(info.description), f"[dim]needs:[/] {needs}"]
+            if info.parameters:
+                lines.append(f"[dim]parameters:[/] {', '.join(info.parameters)}")
+        lines.append(f"[dim]source:[/] {escape(info.source)}")
+        table.add_row(info.name, info.kind, "\n".join(lines))
     Console().print(table)

@@ -31,12 +31,13 @@ from rich.console import Console
 from privaudit.errors import PrivauditError
 
 if TYPE_CHECKING:
+    from privaudit.canary.dpaudit import DpAuditResult
     from privaudit.canary.run import CanaryResult
     from privaudit.gate.gate import GateResult, Threshold
     from privaudit.gate.measurements import Measurement
     from privaudit.mia.run import MiaResult
 
-    AuditResult = MiaResult | CanaryResult
+    AuditResult = MiaResult | CanaryResult | DpAuditResult
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -132,7 +133,8 @@ class GateOptions:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> GateOptions:
         """The options from a command's parameters by name (``ctx.params``), which every gated command declares."""
-        values = {f.name: params[f.name] for f in fields(cls)}
+        # A command without an HTML report (dp-audit) has no --report: such a flag keeps its default.
+        values = {f.name: params.get(f.name, f.default) for f in fields(cls)}
         values["fail_above"] = tuple(values["fail_above"] or ())
         values["max_increase"] = tuple(values["max_increase"] or ())
         return cls(**values)
@@ -167,7 +169,7 @@ class AuditReport:
     """A finished audit, and how its command renders it.
 
     Attributes:
-        command: ``"mia"`` or ``"canary"``, for report titles.
+        command: ``"mia"``, ``"canary"`` or ``"dp-audit"``, for report titles.
         schema: the result document's schema, e.g. ``"privaudit.mia/1"``, recorded in a saved baseline.
         result: the audit's result: its ``to_dict()`` is the JSON report, its ``model`` names the audited files.
         measurements: what the gate checks (:func:`privaudit.gate.measurements.mia_measurements`, ``canary_measurements``).
@@ -175,7 +177,7 @@ class AuditReport:
             epsilon: ``"epsilon_lb"`` or ``"one_run_epsilon_lb"``.
         print_result: prints the result's tables on a console.
         markdown: renders the pull-request summary of the result and the gate.
-        write_html: writes the HTML report of the result to a file.
+        write_html: writes the HTML report of the result to a file; ``None`` for a command without ``--report``.
     """
 
     command: str
@@ -185,7 +187,7 @@ class AuditReport:
     bound_metric: str
     print_result: Callable[[Any, Console], None]
     markdown: Callable[[Any, GateResult], str]
-    write_html: Callable[[Any, Path], None]
+    write_html: Callable[[Any, Path], None] | None = None
 
 
 def prepare_gate(
@@ -313,7 +315,7 @@ def finish(plan: GatePlan, audit: AuditReport) -> None:
     human = Console(stderr=options.output_format != "table" and options.output is None)
     audit.print_result(result, human)
     formats.print_gate(gate, human)
-    if options.report is not None:
+    if options.report is not None and audit.write_html is not None:
         audit.write_html(result, options.report)
         err_console.print(f"HTML report written to {options.report}")
     if options.save_baseline is not None:

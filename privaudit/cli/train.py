@@ -11,7 +11,6 @@ from rich.table import Table
 
 from privaudit.cli.app import app
 from privaudit.cli.console import progress_bar
-from privaudit.errors import PrivauditError
 
 
 @app.command()
@@ -177,31 +176,14 @@ def epsilon(
 
         privaudit epsilon fixtures/models/intent-tiny-dp
     """
-    from privaudit.stats import accounting
+    from privaudit.stats.accounting import theoretical_epsilon
 
-    if model_dir is not None:
-        found = accounting.epsilon_from_model(model_dir, accountant=accountant)
-        if found is None:
-            raise PrivauditError(f"{model_dir}: trained without DP, so its epsilon is infinite")
-        value, delta = found
-    else:
-        missing = [
-            flag
-            for flag, v in (
-                ("--noise-multiplier", noise_multiplier),
-                ("--sample-rate", sample_rate),
-                ("--steps", steps),
-                ("--delta", delta),
-            )
-            if v is None
-        ]
-        if missing:
-            raise PrivauditError(f"give a model directory, or all of {', '.join(missing)}")
-        value = accounting.epsilon(
-            noise_multiplier=noise_multiplier,
-            sample_rate=sample_rate,
-            steps=steps,
-            delta=delta,
-            accountant=accountant,
-        )
+    value, delta = theoretical_epsilon(
+        model_dir,
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        accountant=accountant,
+    )
     typer.echo(f"epsilon = {value:.3f} (delta = {delta:g}, accountant = {accountant})")

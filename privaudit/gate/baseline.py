@@ -14,7 +14,12 @@ from pathlib import Path
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
-from privaudit.gate.measurements import Measurement, measurements_from_canary_dict, measurements_from_mia_dict
+from privaudit.gate.measurements import (
+    Measurement,
+    measurements_from_canary_dict,
+    measurements_from_dp_audit_dict,
+    measurements_from_mia_dict,
+)
 
 SCHEMA = "privaudit.baseline/1"
 
@@ -22,6 +27,7 @@ SCHEMA = "privaudit.baseline/1"
 READERS: dict[str, Callable[[Mapping], list[Measurement]]] = {
     "privaudit.mia/1": measurements_from_mia_dict,
     "privaudit.canary/1": measurements_from_canary_dict,
+    "privaudit.dp-audit/1": measurements_from_dp_audit_dict,
 }
 
 

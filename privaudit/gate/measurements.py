@@ -2,8 +2,9 @@
 
 ``privaudit mia`` measures, per attack, AUC, TPR at each FPR, advantage and the epsilon lower bound, and the same per
 slice (``class=NAME/ATTACK``, and ``class=NAME`` for each metric's largest over the attacks); ``privaudit
-canary`` measures exposure and extraction per inserted canary and for the set, and the one-run bound. Both are read
-from a command's JSON document, so a baseline file and a fresh run give the same measurements.
+canary`` measures exposure and extraction per inserted canary and for the set, and the one-run bounds; ``privaudit
+dp-audit`` the one-run bounds (f-DP with the (eps, delta) and Gaussian families, Steinke et al.). All are read from a
+command's JSON document, so a baseline file and a fresh run give the same measurements.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from privaudit.errors import PrivauditError
 
 if TYPE_CHECKING:
     from privaudit.canary.canaries import Canary
+    from privaudit.canary.dpaudit import DpAuditResult
     from privaudit.canary.run import CanaryResult
     from privaudit.mia.run import MiaResult
 
 MIA_FIXED_METRICS = ("auc", "advantage", "epsilon_lb")
-CANARY_METRICS = ("exposure", "extracted", "one_run_epsilon_lb")
+# The one-run bounds on the Pareto frontier of thresholds (privaudit.stats.auditor): f-DP with the (eps, delta) family
+# (strict), f-DP with the Gaussian family (eps at delta, and mu; assumes a Gaussian trade-off curve), Steinke et al.
+ONE_RUN_BOUND_METRICS = ("fdp_epsilon_lb", "gdp_epsilon_lb", "gdp_mu_lb", "steinke_epsilon_lb")
+CANARY_METRICS = ("exposure", "extracted", "one_run_epsilon_lb", *ONE_RUN_BOUND_METRICS)
+DP_AUDIT_METRICS = ONE_RUN_BOUND_METRICS
 # Subjects of a canary audit: the inserted canaries as a set, each inserted canary, and the one-run audit canaries.
 CANARY_SET = "canaries"
 ONE_RUN = "one-run"
@@ -202,12 +208,53 @@ def measurements_from_canary_dict(document: Mapping) -> list[Measurement]:
         if one_run is None:
             note = "the one-run audit was not run (pass --one-run)"
             out.append(Measurement(ONE_RUN, "one_run_epsilon_lb", None, note=note))
+            out += [Measurement(ONE_RUN, metric, None, note=note) for metric in ONE_RUN_BOUND_METRICS]
         else:
             level = 1 - one_run["p"]
             out.append(Measurement(ONE_RUN, "one_run_epsilon_lb", one_run["epsilon_lower_bound"], confidence=level))
+            bounds = document.get("one_run_bounds")  # optional: absent from documents of older versions
+            if bounds is None:
+                note = "no f-DP bounds in this document (written by an older privaudit, or delta = 0)"
+                out += [Measurement(ONE_RUN, metric, None, note=note) for metric in ONE_RUN_BOUND_METRICS]
+            else:
+                out += one_run_bound_measurements(bounds, ONE_RUN)
     except (KeyError, TypeError) as err:
         raise PrivauditError(f"not a privaudit.canary/1 document: missing or malformed field {err}") from err
     return out
+
+
+def one_run_bound_measurements(bounds: Mapping, subject: str) -> list[Measurement]:
+    """The four one-run bound measurements of an ``OneRunBounds`` document (``bounds``: its ``to_dict()``, or a
+    ``privaudit.dp-audit/1`` document, which holds the same fields), at confidence ``1 - alpha``."""
+    level = 1 - bounds["alpha"]
+    b = bounds["bounds"] if "bounds" in bounds else bounds
+    return [
+        Measurement(subject, "fdp_epsilon_lb", b["eps_delta"]["epsilon"], confidence=level),
+        Measurement(subject, "gdp_epsilon_lb", b["gaussian"]["epsilon"], confidence=level),
+        Measurement(subject, "gdp_mu_lb", b["gaussian"]["mu"], confidence=level),
+        Measurement(subject, "steinke_epsilon_lb", b["steinke"]["epsilon"], confidence=level),
+    ]
+
+
+def dp_audit_measurements(result: DpAuditResult) -> list[Measurement]:
+    """The measurements of ``privaudit dp-audit``: the four one-run bounds, of the subject ``one-run``."""
+    return measurements_from_dp_audit_dict(result.to_dict())
+
+
+def measurements_from_dp_audit_dict(document: Mapping) -> list[Measurement]:
+    """:func:`dp_audit_measurements` from the JSON document (``privaudit.dp-audit/1``) of ``privaudit dp-audit``.
+
+    Subject ``one-run``: ``fdp_epsilon_lb`` (f-DP, (eps, delta) family: the bound ``--fail-if-bound-exceeds-epsilon``
+    checks), ``gdp_epsilon_lb`` and ``gdp_mu_lb`` (f-DP, Gaussian family: assumes a Gaussian trade-off curve) and
+    ``steinke_epsilon_lb`` (Steinke et al. 2023).
+
+    Raises:
+        PrivauditError: when the document lacks a field the measurements need.
+    """
+    try:
+        return one_run_bound_measurements(document, ONE_RUN)
+    except (KeyError, TypeError) as err:
+        raise PrivauditError(f"not a privaudit.dp-audit/1 document: missing or malformed field {err}") from err
 
 
 def format_number(x: float) -> str:

@@ -8,13 +8,13 @@ scikit-learn, ``__init__`` only stores parameters; checks happen in :meth:`Attac
 from __future__ import annotations
 
 import abc
-import inspect
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from privaudit.errors import PrivauditError
 from privaudit.mia.signals import Signals
+from privaudit.plugins import Parameterised
 
 SIGNAL_NAMES: frozenset[str] = frozenset(
     {"logits", "reference_logits", "population_logits", "population_reference_logits"}
@@ -30,11 +30,12 @@ _HOW_TO_SUPPLY: dict[str, str] = {
 }
 
 
-class Attack(abc.ABC):
+class Attack(Parameterised, abc.ABC):
     """A membership inference attack: turns :class:`~privaudit.mia.signals.Signals` into scores.
 
     Subclasses set the class attributes below, take their parameters as keyword-only arguments of ``__init__``
-    (passing them on to ``super().__init__``), and implement :meth:`score`. Attacks never print.
+    (passing them on to ``super().__init__``, which stores them; see :class:`~privaudit.plugins.Parameterised`), and
+    implement :meth:`score`. Attacks never print.
 
     Attributes:
         name: name used on the command line, e.g. ``"lira-offline"``.
@@ -48,35 +49,6 @@ class Attack(abc.ABC):
     description: ClassVar[str]
     requires: ClassVar[frozenset[str]]
     online: ClassVar[bool] = False
-
-    def __init__(self, **params: Any) -> None:
-        """Store the parameters as attributes, unchanged (scikit-learn convention).
-
-        Args:
-            **params: the attack's parameters; names must match the subclass's ``__init__`` arguments.
-        """
-        for key, value in params.items():
-            setattr(self, key, value)
-
-    @classmethod
-    def parameter_names(cls) -> list[str]:
-        """Names of the keyword parameters the attack accepts (from its ``__init__`` signature)."""
-        if cls.__init__ is Attack.__init__:
-            return []
-        signature = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in signature.parameters.values()
-            if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        """The attack's parameters and their current values, e.g. for a report."""
-        return {key: getattr(self, key) for key in self.parameter_names()}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
     @abc.abstractmethod
     def score(self, signals: Signals) -> np.ndarray:

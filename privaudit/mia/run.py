@@ -29,13 +29,16 @@ MIN_PER_SIDE = 10
 
 @dataclass(frozen=True)
 class MiaRequest:
-    """Everything ``privaudit mia`` was asked to do."""
+    """Everything ``privaudit mia`` was asked to do.
+
+    The data sets are files, or examples already read (:func:`privaudit.data.dataset_from_records`, for the API).
+    """
 
     model_dir: Path | None
-    members: Path | None
-    non_members: Path | None
+    members: Path | TextDataset | None
+    non_members: Path | TextDataset | None
     attacks: str | None = None  # default: "loss" on a model or logits, none on ready scores
-    population: Path | None = None
+    population: Path | TextDataset | None = None
     reference_models: int = 0
     reference_dirs: tuple[Path, ...] = ()
     scores: Path | None = None
@@ -86,10 +89,12 @@ class MiaResult:
     slices: Slices | None = None
 
     def to_dict(self) -> dict:
-        """The JSON document of ``--format json``; its layout is ``docs/schema-mia.json``, versioned by ``schema``.
+        """The JSON document of ``--format json``, less the ``gate`` section that the gate's run adds.
 
-        Per-example data is not in it (see :func:`privaudit.mia.records.example_rows`), only the ``most_exposed``
-        members (``--top``) and the ``slices`` (``--slice``), each present when asked for.
+        Its layout is ``docs/schema-mia.json``, versioned by ``schema``; the gate is added by
+        :func:`privaudit.report.formats.report_document`. Per-example data is not in it (see
+        :func:`privaudit.mia.records.example_rows`), only the ``most_exposed`` members (``--top``) and the ``slices``
+        (``--slice``), each present when asked for.
         """
         document = {
             "schema": SCHEMA,
@@ -156,6 +161,8 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         if progress is not None:
             progress(stage, done, total)
 
+    if request.scores is not None and request.model_dir is not None:
+        raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
     kinds = check_slice_kinds(request.slices)
     if kinds and request.slice_min < 2:
         raise PrivauditError(
@@ -260,7 +267,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         clash = set(population.texts) & set(texts)
         if clash:
             raise PrivauditError(
-                f"{request.population}: {len(clash)} texts are also audited; the population must be disjoint"
+                f"{population.path}: {len(clash)} texts are also audited; the population must be disjoint"
             )
     elif needs & {"population_logits", "population_reference_logits"} or (
         "reference_logits" in needs and not request.reference_dirs

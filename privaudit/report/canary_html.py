@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from privaudit.canary.run import CanaryResult
-from privaudit.report.canary_table import loss_rank_text
+from privaudit.report.canary_table import loss_rank_text, plugin_attacks, plugin_cell
+from privaudit.report.formats import GAUSSIAN_NOTE, bound_rows
 from privaudit.report.html import _e, _img, page, write_document
 from privaudit.report.plots import candidate_loss_figure
 
@@ -30,15 +31,28 @@ def render_canary_html(result: CanaryResult) -> str:
             f"<h2>One-run audit</h2><p{warn}>ε ≥ {one.epsilon_lower_bound:.3f} at 95% confidence: {one.v} of "
             f"{one.r} guesses right among {one.m} canaries (Steinke, Nasr, Jagielski 2023).</p>"
         )
+    if result.one_run_bounds is not None:
+        b = result.one_run_bounds
+        body.append(
+            '<table class="metrics"><tr><th>analysis</th><th>ε lower bound</th><th>μ lower bound</th><th>guesses</th></tr>'
+        )
+        body += ["<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in bound_rows(b)]
+        body.append(
+            f"</table><p>On the same audit canaries: every threshold of the (FN, TN) Pareto frontier, {b.n_hypotheses} "
+            f"rules at α/{b.n_hypotheses} each. * {_e(GAUSSIAN_NOTE)}.</p>"
+        )
     if result.rows:
         body.append("<h2>Secrets</h2>")
         for key in ("mean_exposure_inserted", "mean_exposure_controls", "extracted_inserted", "extracted_controls"):
             value = summary[key]
             shown = "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
             body.append(f"<p>{_e(key.replace('_', ' '))}: <b>{shown}</b></p>")
+        plugins = plugin_attacks(result)
         body.append(
             '<table class="metrics"><tr><th>secret</th><th>label</th><th>inserted</th><th>exposure</th>'
-            "<th>loss rank</th><th>ModIvA guess</th><th>slots right</th><th>ModIvA rank</th></tr>"
+            "<th>loss rank</th><th>ModIvA guess</th><th>slots right</th><th>ModIvA rank</th>"
+            + "".join(f"<th>{_e(name)} guess</th>" for name in plugins)
+            + "</tr>"
         )
         for row in result.rows:
             c, x = row.canary, row.extraction
@@ -52,6 +66,9 @@ def render_canary_html(result: CanaryResult) -> str:
                 "-" if x is None else f"{x.slot_accuracy:.0%}",
                 "-" if x is None or x.rank is None else f"{x.rank} / {x.space_size}",
             ]
+            for name in plugins:
+                text, recovered = plugin_cell(row.extraction_attacks.get(name))
+                cells.append(text + (" ✓" if recovered else ""))
             body.append("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in cells) + "</tr>")
         body.append("</table>")
         body.append(

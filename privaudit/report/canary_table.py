@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from privaudit.canary.run import CanaryResult
+from privaudit.report.dpaudit_table import bounds_table
+
+
+def plugin_attacks(result: CanaryResult) -> list[str]:
+    """The third-party extraction attacks with results (``extraction_attacks`` of the rows), in order of appearance."""
+    return list(dict.fromkeys(name for row in result.rows for name in row.extraction_attacks))
+
+
+def plugin_cell(found: dict | None) -> tuple[str, bool]:
+    """A third-party attack's result for one canary in a few words (its ``guess``), and whether it ``recovered`` it."""
+    if found is None:
+        return "-", False
+    recovered = bool(found.get("recovered"))
+    if "guess" in found:
+        guess = found["guess"]
+        return (" ".join(map(str, guess)) if isinstance(guess, list) else str(guess)), recovered
+    if "recovered" in found:
+        return ("recovered" if recovered else "not recovered"), False
+    return json.dumps(found, sort_keys=True), False
 
 
 def canary_table(result: CanaryResult) -> Table:
-    """One row per exposure canary: inserted or control, exposure, and what ModIvA recovered."""
+    """One row per exposure canary: inserted or control, exposure, what ModIvA and any plugin attack recovered."""
     spaces = {r.extraction.space_size for r in result.rows if r.extraction is not None}
     caption = (
         f"seed {result.seed}. exposure in bits; loss rank: the secret's rank by loss among its space's candidates "
@@ -21,6 +43,9 @@ def canary_table(result: CanaryResult) -> Table:
     table = Table(title=f"canaries: {result.model['path']}", caption=caption)
     for column in ("secret", "label", "inserted", "exposure", "loss rank", "ModIvA guess", "slots", "ModIvA rank"):
         table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess") else "right")
+    plugins = plugin_attacks(result)
+    for name in plugins:
+        table.add_column(f"{name} guess")
     for row in sorted(result.rows, key=lambda r: (not r.canary.inserted, -(r.exposure or 0))):
         c, x = row.canary, row.extraction
         inserted = f"yes ×{c.repeats}" if c.inserted else "control"
@@ -32,7 +57,11 @@ def canary_table(result: CanaryResult) -> Table:
             guess = " ".join(x.guess) + (" [bold red]✓[/]" if x.recovered else "")
             slots = f"{x.slot_accuracy:.0%}"
             rank = "-" if x.rank is None else str(x.rank)
-        table.add_row(" ".join(c.secret), c.label, inserted, exposure, loss_rank, guess, slots, rank)
+        extra = []
+        for name in plugins:
+            text, recovered = plugin_cell(row.extraction_attacks.get(name))
+            extra.append(escape(text) + (" [bold red]✓[/]" if recovered else ""))
+        table.add_row(" ".join(c.secret), c.label, inserted, exposure, loss_rank, guess, slots, rank, *extra)
     return table
 
 
@@ -66,6 +95,14 @@ def print_canary(result: CanaryResult, console: Console) -> None:
             f"ModIvA recovered {result.extracted(True)} of {len(extracted)} inserted secrets exactly "
             f"(controls: {result.extracted(False)}; random guessing: {baseline:.0e} each)"
         )
+    for name in plugin_attacks(result):
+        found = [r.extraction_attacks[name] for r in result.group(True) if name in r.extraction_attacks]
+        if found and all("recovered" in f for f in found):
+            controls = [r.extraction_attacks.get(name, {}) for r in result.group(False)]
+            lines.append(
+                f"{name} recovered {sum(bool(f['recovered']) for f in found)} of {len(found)} inserted secrets "
+                f"exactly (controls: {sum(bool(f.get('recovered')) for f in controls)})"
+            )
     one = result.one_run
     if one is not None:
         lines.append(
@@ -73,6 +110,8 @@ def print_canary(result: CanaryResult, console: Console) -> None:
             f"({one.v} of {one.r} guesses right, {one.m} canaries)"
         )
     console.print(Panel("\n".join(lines), title="canary audit"))
+    if result.one_run_bounds is not None:
+        console.print(bounds_table(result.one_run_bounds, title="one-run audit: f-DP and Steinke bounds"))
     if one is not None and eps is not None and one.epsilon_lower_bound > eps:
         console.print(
             Panel(

@@ -26,6 +26,7 @@ from privaudit.mia.run import MiaResult
 
 if TYPE_CHECKING:
     from privaudit.canary.run import CanaryResult
+    from privaudit.stats.auditor import OneRunBounds
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _STATUS_STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
@@ -36,6 +37,10 @@ _TITLES = {
     "exposure": "canary exposure",
     "extracted": "canaries extracted",
     "one_run_epsilon_lb": "one-run empirical epsilon lower bound",
+    "fdp_epsilon_lb": "one-run f-DP epsilon lower bound ((eps, delta) family)",
+    "gdp_epsilon_lb": "one-run f-DP epsilon lower bound (Gaussian family; assumes a Gaussian trade-off curve)",
+    "gdp_mu_lb": "one-run mu-GDP lower bound (assumes a Gaussian trade-off curve)",
+    "steinke_epsilon_lb": "one-run epsilon lower bound of Steinke et al. (Pareto frontier)",
 }
 
 
@@ -270,6 +275,32 @@ def to_markdown(result: MiaResult, gate: GateResult) -> str:
     return "\n".join(lines) + ("\n\n" + gate_part if gate_part else "") + "\n"
 
 
+GAUSSIAN_NOTE = "assumes the mechanism's trade-off curve is Gaussian (mu-GDP): tighter, not a strict (ε, δ) bound"
+_BOUND_TITLES = {
+    "eps_delta": "f-DP, (ε, δ) family",
+    "gaussian": "f-DP, Gaussian family*",
+    "steinke": "Steinke et al. 2023",
+}
+
+
+def bound_rows(bounds: OneRunBounds) -> list[tuple[str, str, str, str]]:
+    """``(analysis, ε lower bound, μ lower bound, guesses)`` per bound, as the table and the Markdown show them."""
+    rows = []
+    for key, bound in (("eps_delta", bounds.eps_delta), ("gaussian", bounds.gaussian), ("steinke", bounds.steinke)):
+        mu = "" if bound.mu is None else f"{bound.mu:.4f}"
+        side = " ('out')" if bound.side == "out" else ""
+        guesses = f"{bound.correct} of {bound.guesses} right{side}" if bound.guesses else "none rejects"
+        rows.append((_BOUND_TITLES[key], f"{bound.epsilon:.4f}", mu, guesses))
+    return rows
+
+
+def bounds_markdown(bounds: OneRunBounds) -> list[str]:
+    """The bounds as Markdown table lines, with the Gaussian family's assumption as a footnote."""
+    lines = ["| analysis | ε lower bound | μ lower bound | guesses |", "|---|---:|---:|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in bound_rows(bounds)]
+    return [*lines, "", f"\\* {GAUSSIAN_NOTE}."]
+
+
 def _bits(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -300,6 +331,8 @@ def canary_markdown(result: CanaryResult, gate: GateResult) -> str:
             f"One-run audit: ε ≥ {one.epsilon_lower_bound:.3f} at {1 - one.p:.0%} confidence "
             f"({one.v} of {one.r} guesses right, {one.m} canaries).",
         ]
+    if result.one_run_bounds is not None:
+        lines += ["", *bounds_markdown(result.one_run_bounds)]
     if inserted:
         lines += ["", "| subject | canary | label | exposure (bits) | recovered |", "|---|---|---|---:|---|"]
         for i, row in enumerate(result.rows):

@@ -109,3 +109,49 @@ def epsilon_from_model(model_dir: Path, *, accountant: str | None = None) -> tup
     except KeyError as err:
         raise PrivauditError(f"{recipe_file}: the 'dp' section lacks {err}") from err
     return eps, float(dp["delta"])
+
+
+def theoretical_epsilon(
+    model_dir: Path | None = None,
+    *,
+    noise_multiplier: float | None = None,
+    sample_rate: float | None = None,
+    steps: int | None = None,
+    delta: float | None = None,
+    accountant: str = "rdp",
+) -> tuple[float, float]:
+    """``(epsilon, delta)`` of ``privaudit epsilon``: from a model directory's ``privaudit.json``, or from parameters.
+
+    Args:
+        model_dir: a model trained with DP-SGD; when given, the parameters below are not read.
+        noise_multiplier: noise standard deviation over the clipping norm.
+        sample_rate: Poisson sampling rate (batch size over data set size).
+        steps: optimiser steps.
+        delta: the target delta.
+        accountant: ``rdp``, ``prv`` or ``gdp``.
+
+    Raises:
+        PrivauditError: a model trained without DP (its epsilon is infinite), a missing parameter, bad parameters.
+    """
+    if model_dir is not None:
+        found = epsilon_from_model(Path(model_dir), accountant=accountant)
+        if found is None:
+            raise PrivauditError(f"{model_dir}: trained without DP, so its epsilon is infinite")
+        return found
+    given = (
+        ("--noise-multiplier", noise_multiplier),
+        ("--sample-rate", sample_rate),
+        ("--steps", steps),
+        ("--delta", delta),
+    )
+    missing = [flag for flag, value in given if value is None]
+    if missing:
+        raise PrivauditError(f"give a model directory, or all of {', '.join(missing)}")
+    value = epsilon(
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        accountant=accountant,
+    )
+    return value, delta

@@ -9,16 +9,22 @@ from pathlib import Path
 import numpy as np
 
 from privaudit.canary import canaries as canary_lib
-from privaudit.data import encode_labels, fingerprint, read_dataset
+from privaudit.data import TextDataset, encode_labels, fingerprint, read_dataset
 from privaudit.errors import PrivauditError
+from privaudit.training.model import Architecture
 from privaudit.training.train import DPConfig, StepCallback, TrainConfig, recipe_dict, save_model, train_classifier
 
 
 @dataclass(frozen=True)
 class TrainJob:
-    """Every flag of ``privaudit train``."""
+    """Every flag of ``privaudit train``, and the architecture of a model trained from scratch.
 
-    data: Path
+    ``data`` is a file, or examples already read (:func:`privaudit.data.dataset_from_records`, for the Python API).
+    ``architecture`` is the small BERT trained from scratch; ``None``, the default :class:`Architecture`. It has no
+    flag: reference models read it back from the recipe.
+    """
+
+    data: Path | TextDataset
     out: Path
     base: Path | None = None
     from_scratch: bool = False
@@ -42,6 +48,7 @@ class TrainJob:
     audit_template: str = "my secret number is {d} {d} {d} {d} {d} {d}"
     canaries_out: Path | None = None
     overwrite: bool = False
+    architecture: Architecture | None = None
 
 
 def _check_flags(job: TrainJob) -> None:
@@ -74,6 +81,13 @@ def _check_flags(job: TrainJob) -> None:
         )
 
 
+def _architecture(job: TrainJob) -> dict:
+    """``TrainConfig``'s architecture keyword: none for a fine-tuned base, else the job's, else its default."""
+    if job.base is not None:
+        return {"architecture": None}
+    return {} if job.architecture is None else {"architecture": job.architecture}
+
+
 def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     """Run the job; return a summary for the terminal.
 
@@ -84,7 +98,9 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     dataset = read_dataset(job.data, min_examples=2)
     # Any id at all is refused: encode_labels would read it as an index into the sorted names, not as a name.
     if any(isinstance(x, int) for x in dataset.labels):
-        raise PrivauditError(f"{job.data}: training data needs label names, not ids, so the model can name its labels")
+        raise PrivauditError(
+            f"{dataset.path}: training data needs label names, not ids, so the model can name its labels"
+        )
     label_names = sorted(dataset.label_names())
     label2id = {name: i for i, name in enumerate(label_names)}
     labels = encode_labels(dataset, label2id)
@@ -93,7 +109,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     if job.canary is not None:
         if job.canary_label != "random" and job.canary_label not in label2id:
             raise PrivauditError(
-                f"--canary-label '{job.canary_label}' is not a label of {job.data}; "
+                f"--canary-label '{job.canary_label}' is not a label of {dataset.path}; "
                 f"use 'random' or one of {', '.join(label_names)}"
             )
         controls = job.canary_count if job.canary_controls is None else job.canary_controls
@@ -136,7 +152,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         max_length=job.max_length,
         seed=job.seed,
         base=str(job.base) if job.base is not None else None,
-        **({"architecture": None} if job.base is not None else {}),
+        **_architecture(job),
     )
     trained = train_classifier(
         texts=texts, labels=all_labels, label_names=label_names, config=config, dp=dp, on_step=on_step
@@ -154,7 +170,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     recipe = recipe_dict(
         trained,
         data={
-            "path": str(job.data),
+            "path": str(dataset.path),
             "fingerprint": fingerprint(dataset.texts, dataset.labels),
             "n_examples": len(dataset),
             "n_with_canaries": n,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -68,6 +69,20 @@ def test_dp_exposure_falls_toward_controls_and_one_run_bound_stays_below_epsilon
     assert dp.theoretical_epsilon is not None
     assert dp.one_run.epsilon_lower_bound < dp.theoretical_epsilon
     assert tiny.one_run.epsilon_lower_bound > dp.one_run.epsilon_lower_bound
+    # The f-DP bounds beside Steinke's: the strict one stays below the claim too, and without DP it is larger.
+    assert dp.one_run_bounds.eps_delta.epsilon < dp.theoretical_epsilon
+    assert tiny.one_run_bounds.eps_delta.epsilon > dp.one_run_bounds.eps_delta.epsilon
+
+
+def test_one_run_bounds_are_those_of_dp_audit(tiny):
+    # canary --one-run and dp-audit MODEL -c FILE analyse the same scores (the audit canaries' negative losses).
+    from privaudit.canary.dpaudit import DpAuditRequest, run_dp_audit
+
+    audit = run_dp_audit(DpAuditRequest(model_dir=TINY, canaries=Path(f"{TINY}.canaries.jsonl")))
+    assert tiny.one_run_bounds == audit.bounds
+    # Measured on intent-tiny: f-DP (eps, delta) 1.139 >= Steinke on the frontier 1.135.
+    assert audit.bounds.eps_delta.epsilon == pytest.approx(1.1389, abs=1e-3)
+    assert audit.bounds.steinke.epsilon == pytest.approx(1.1348, abs=1e-3)
 
 
 def test_same_seed_same_json(tmp_path):
@@ -84,6 +99,9 @@ def test_same_seed_same_json(tmp_path):
     assert doc["schema"] == "privaudit.canary/1"
     assert doc["summary"]["n_inserted"] == 10 and doc["summary"]["n_controls"] == 10
     assert doc["one_run"]["m"] == 200
+    assert doc["one_run_bounds"]["m"] == 200 and doc["one_run_bounds"]["gaussian"]["assumes"] == "gaussian trade-off"
+    schema = json.loads((ROOT / "docs" / "schema-canary.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(doc)
 
 
 def test_candidates_enumerate_the_whole_space_in_order():

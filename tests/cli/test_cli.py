@@ -238,6 +238,7 @@ COMMANDS = [
     ["epsilon"],
     ["mia"],
     ["canary"],
+    ["dp-audit"],
     ["attacks"],
     ["baseline", "save"],
 ]
@@ -256,7 +257,7 @@ def test_help_of_every_command_shows_an_example(run_cli, command: list[str]) -> 
 def test_help_lists_every_command(run_cli) -> None:
     result = run_cli("--help")
     assert result.exit_code == 0
-    for command in ("train", "epsilon", "mia", "attacks", "canary", "baseline"):
+    for command in ("train", "epsilon", "mia", "attacks", "canary", "dp-audit", "baseline"):
         assert re.search(rf"│ {command}\s", result.stdout), command
     assert "Exit codes: 0 pass, 1 leak over a threshold, 2 the audit could not complete." in result.stdout
 

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 import privaudit.canary.run
 from privaudit.canary.canaries import Canary, write_canaries
 from privaudit.canary.modiva import ModivaResult
-from privaudit.canary.onerun import OneRunResult
 from privaudit.canary.run import CanaryRequest, CanaryResult, CanaryRow
 from privaudit.cli.app import app
 from privaudit.gate.gate import (
@@ -34,6 +33,7 @@ from privaudit.gate.measurements import (
     canary_subjects,
     measurements_from_canary_dict,
 )
+from privaudit.stats.onerun import OneRunResult
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "fixtures" / "models" / "intent-tiny"

@@ -283,3 +283,26 @@ def test_baseline_errors(tmp_path, result):
         load_baseline(bad)
     with pytest.raises(PrivauditError, match="cannot read"):
         load_baseline(tmp_path / "missing.json")
+
+
+def test_one_run_bound_measurements_of_dp_audit_and_canary_documents():
+    from privaudit.gate.measurements import measurements_from_canary_dict, measurements_from_dp_audit_dict
+    from privaudit.stats.auditor import CanaryScoreAuditor
+
+    rng = np.random.default_rng(0)
+    bounds = CanaryScoreAuditor(rng.normal(2.0, 1.0, 500), rng.normal(0.0, 1.0, 500)).audit(0.05, 1e-5).to_dict()
+    document = {**bounds, "bounds": {k: bounds[k] for k in ("eps_delta", "gaussian", "steinke")}}
+    measured = {m.metric: m for m in measurements_from_dp_audit_dict(document)}
+    assert measured["fdp_epsilon_lb"].value == bounds["eps_delta"]["epsilon"] > 0
+    assert measured["gdp_mu_lb"].value == bounds["gaussian"]["mu"] > 0
+    assert {m.subject for m in measured.values()} == {"one-run"} and measured["steinke_epsilon_lb"].confidence == 0.95
+    with pytest.raises(PrivauditError, match="privaudit.dp-audit/1"):
+        measurements_from_dp_audit_dict({"alpha": 0.05})
+    # A canary document of an older privaudit has one_run but no one_run_bounds: those checks skip, with a note.
+    canary = {"canaries": [], "one_run": {"p": 0.05, "epsilon_lower_bound": 1.0}}
+    old = {m.metric: m for m in measurements_from_canary_dict(canary)}
+    assert old["one_run_epsilon_lb"].value == 1.0
+    assert old["fdp_epsilon_lb"].value is None and "older privaudit" in old["fdp_epsilon_lb"].note
+    new = {m.metric: m for m in measurements_from_canary_dict({**canary, "one_run_bounds": bounds})}
+    assert new["gdp_epsilon_lb"].value == bounds["gaussian"]["epsilon"]
+    assert set(new) == set(CANARY_METRICS)

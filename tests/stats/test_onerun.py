@@ -1,4 +1,4 @@
-"""Tests for privaudit.canary.onerun against the known answers of Steinke, Nasr, Jagielski 2023."""
+"""Tests for privaudit.stats.onerun against the known answers of Steinke, Nasr, Jagielski 2023."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import special
 
-from privaudit.canary.onerun import DEFAULT_GUESS_FRACTIONS, epsilon_lower_bound_one_run, one_run_audit, p_value
 from privaudit.errors import PrivauditError
+from privaudit.stats.onerun import DEFAULT_GUESS_FRACTIONS, epsilon_lower_bound_one_run, one_run_audit, p_value
 
 
 def test_known_answer_pure_dp():

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from privaudit.errors import PrivauditError
 
@@ -21,7 +21,7 @@ from privaudit.errors import PrivauditError
 # attacks that are confident on few canaries; large ones suit weak attacks whose edge only shows in aggregate.
 DEFAULT_GUESS_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
-_TOLERANCE = 1e-10  # bisection stops when the bracket on eps is this narrow
+_TOLERANCE = 1e-10  # on eps, for the root finder
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,14 @@ def p_value(*, m: int, r: int, v: int, eps: float, delta: float = 0.0) -> float:
     return float(min(tail + 2 * m * delta * np.max(window / i), 1.0))
 
 
-def epsilon_lower_bound_one_run(*, m: int, r: int, v: int, delta: float = 0.0, p: float = 0.05) -> float:
+def epsilon_lower_bound_one_run(
+    *, m: int, r: int, v: int, delta: float = 0.0, p: float = 0.05, eps_lo: float = 0.0
+) -> float:
     """Largest eps at which the observation "v of r guesses correct" rejects (eps, delta)-DP at level ``p``.
 
-    Bisection on eps as in Steinke et al. 2023 (appendix), to a bracket width of 1e-10: the p-value grows with
-    eps, and the bound is the supremum of the eps values whose p-value is below ``p`` (0 if none is).
+    Root finding on eps (``brentq`` after doubling a bracket), to 1e-10, as in Steinke et al. 2023 (appendix): the
+    p-value grows with eps, and the bound is the supremum of the eps values whose p-value is below ``p`` (0 if
+    none is).
 
     Args:
         m: number of canaries, each included with probability 1/2.
@@ -111,27 +114,25 @@ def epsilon_lower_bound_one_run(*, m: int, r: int, v: int, delta: float = 0.0, p
         v: number of correct guesses, ``0 <= v <= r``.
         delta: delta of the (eps, delta)-DP claim under test.
         p: significance level; the bound holds with confidence ``1 - p``.
+        eps_lo: where the search starts: the bound is ``max(eps_lo, ...)``, and ``eps_lo`` itself is returned when
+            it is not rejected (an auditor trying many guess counts passes its best bound so far).
 
     Returns:
-        The epsilon lower bound, ``>= 0``.
+        The epsilon lower bound, ``>= eps_lo``.
 
     Raises:
         PrivauditError: on counts or levels out of range.
     """
     _check_counts(m, r, v)
     _check_levels(delta, p)
-    if p_value(m=m, r=r, v=v, eps=0.0, delta=delta) >= p:
-        return 0.0
-    lo, hi = 0.0, 1.0  # invariant: p_value(lo) < p <= p_value(hi)
+    if p_value(m=m, r=r, v=v, eps=eps_lo, delta=delta) >= p:
+        return eps_lo
+    lo, hi = eps_lo, max(1.0, 2 * eps_lo)  # invariant: p_value(lo) < p <= p_value(hi)
     while p_value(m=m, r=r, v=v, eps=hi, delta=delta) < p:
         lo, hi = hi, 2 * hi
-    while hi - lo > _TOLERANCE:
-        mid = (lo + hi) / 2
-        if p_value(m=m, r=r, v=v, eps=mid, delta=delta) < p:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    # The p-value is continuous and increasing in eps: the bound is the root of p_value(eps) = p in [lo, hi].
+    root = optimize.brentq(lambda eps: p_value(m=m, r=r, v=v, eps=eps, delta=delta) - p, lo, hi, xtol=_TOLERANCE)
+    return float(root)
 
 
 def one_run_audit(

@@ -1,0 +1,255 @@
+"""``privaudit dp-audit``: one-run epsilon lower bounds from canary scores, beside the theoretical epsilon.
+
+The scores come from one of three places, and all go through the same analysis
+(:class:`privaudit.stats.auditor.CanaryScoreAuditor`: f-DP with the (eps, delta) and the Gaussian families, and
+Steinke et al.'s binomial test, on the same thresholds):
+
+- ``--scores FILE``: JSONL, one canary a line, ``{"score": float, "inserted": 0|1}``, higher meaning "more likely
+  inserted";
+- ``MODEL_DIR --canaries FILE`` with the canary file of ``privaudit train --audit-canaries M``: the input-space audit
+  canaries, each scored by the negative loss of its text under the model;
+- ``MODEL_DIR --canaries FILE`` with a gradient-canary file: scored by
+  :func:`privaudit.training.gradient_canaries.gradient_canary_scores`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from privaudit import __version__
+from privaudit.errors import PrivauditError
+from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, OneRunBounds
+
+SCHEMA = "privaudit.dp-audit/1"
+DEFAULT_DELTA = 1e-5
+SOURCES = ("scores", "audit-canaries", "gradient-canaries")
+
+
+@dataclass(frozen=True)
+class DpAuditRequest:
+    """Everything ``privaudit dp-audit`` was asked to do.
+
+    Attributes:
+        scores: the scores file (JSONL), instead of a model.
+        model_dir: the audited model directory, with ``canaries``.
+        canaries: an input-space canary file (``privaudit train --audit-canaries``) or a gradient-canary file.
+        epsilon: the theoretical epsilon (default: the model's ``privaudit.json``; none for a scores file).
+        delta: delta of the bounds (default: the model's, else 1e-5).
+        alpha: significance: every bound holds with confidence ``1 - alpha``.
+        one_sided: guess only "in" (above each threshold); else also "out" below each, as separate rules.
+        allow_pickle: load pickled weights.
+        batch_size: canary texts per forward pass.
+    """
+
+    scores: Path | None = None
+    model_dir: Path | None = None
+    canaries: Path | None = None
+    epsilon: float | None = None
+    delta: float | None = None
+    alpha: float = 0.05
+    one_sided: bool = True
+    allow_pickle: bool = False
+    batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class DpAuditResult:
+    """A finished one-run audit.
+
+    Attributes:
+        model: what was audited: ``{"scores": FILE}``, or ``{"path", "fingerprint", "canaries"}``.
+        source: ``"scores"``, ``"audit-canaries"`` or ``"gradient-canaries"``.
+        theoretical_epsilon: the claimed epsilon, ``None`` when unknown or not DP.
+        delta: delta of the bounds.
+        bounds: the three bounds and the audit's counts.
+        seed: always 0 (the analysis draws nothing), kept for baselines.
+    """
+
+    model: dict
+    source: str
+    theoretical_epsilon: float | None
+    delta: float
+    bounds: OneRunBounds
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """The JSON document (``privaudit.dp-audit/1``), without the gate."""
+        b = self.bounds
+        return {
+            "schema": SCHEMA,
+            "tool": {"name": "privaudit", "version": __version__},
+            "seed": self.seed,
+            "model": self.model,
+            "source": self.source,
+            "theoretical_epsilon": self.theoretical_epsilon,
+            "delta": self.delta,
+            "alpha": b.alpha,
+            "m": b.m,
+            "n_in": b.n_in,
+            "n_out": b.n_out,
+            "strategy": b.strategy,
+            "one_sided": b.one_sided,
+            "n_hypotheses": b.n_hypotheses,
+            "alpha_per_test": b.alpha_per_test,
+            "bounds": {
+                "eps_delta": b.eps_delta.to_dict(),
+                "gaussian": b.gaussian.to_dict(),
+                "steinke": b.steinke.to_dict(),
+            },
+        }
+
+
+def read_scores_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a JSONL scores file: one ``{"score": float, "inserted": 0|1}`` a line; blank lines are skipped.
+
+    Returns:
+        ``(scores, inserted)``, float64 and bool arrays of one length.
+
+    Raises:
+        PrivauditError: a missing file, a line that is not such an object (naming the file and line), no canary,
+            or no inserted or no left-out canary.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrivauditError(f"{path}: no such scores file")
+    scores: list[float] = []
+    inserted: list[bool] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise PrivauditError(
+                    f'{where}: not JSON ({err.msg}); each line is {{"score": S, "inserted": 0|1}}'
+                ) from None
+            if not isinstance(record, dict) or "score" not in record or "inserted" not in record:
+                raise PrivauditError(
+                    f"{where}: each line needs 'score' and 'inserted', e.g. {{\"score\": 1.5, \"inserted\": 1}}"
+                )
+            score, bit = record["score"], record["inserted"]
+            if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+                raise PrivauditError(f"{where}: 'score' must be a finite number, got {score!r}")
+            if bit not in (0, 1) or isinstance(bit, float):
+                raise PrivauditError(f"{where}: 'inserted' must be 0 or 1 (or true/false), got {bit!r}")
+            scores.append(float(score))
+            inserted.append(bool(bit))
+    bits = np.array(inserted, dtype=bool)
+    if bits.size == 0:
+        raise PrivauditError(f"{path}: the scores file has no canaries")
+    if bits.all() or not bits.any():
+        which = "left-out" if bits.all() else "inserted"
+        raise PrivauditError(
+            f"{path}: no {which} canary; a one-run audit needs both (each inserted with probability 1/2)"
+        )
+    return np.array(scores, dtype=np.float64), bits
+
+
+def is_input_space_canary_file(path: Path) -> bool:
+    """Whether ``path`` is a canary file of ``privaudit train`` (its records have a ``template``), by its first record.
+
+    Raises:
+        PrivauditError: a missing file, or a first record that is not JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PrivauditError(f"{path}: no such canary file")
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise PrivauditError(f"{path}:{number}: not JSON ({err.msg})") from None
+                return isinstance(record, dict) and "template" in record
+    raise PrivauditError(f"{path}: the canary file is empty")
+
+
+def run_dp_audit(
+    request: DpAuditRequest, *, progress: Callable[[str, int, int | None], None] | None = None
+) -> DpAuditResult:
+    """Score the canaries (or read their scores) and compute the three one-run bounds.
+
+    Raises:
+        PrivauditError: a bad scores or canary file, a model that cannot be loaded, no audit canaries, bad levels.
+    """
+    if (request.scores is None) == (request.model_dir is None):
+        raise PrivauditError("give --scores FILE, or MODEL_DIR with --canaries FILE (not both)")
+    if request.model_dir is not None and request.canaries is None:
+        raise PrivauditError("MODEL_DIR needs --canaries FILE (audit canaries of 'privaudit train --audit-canaries')")
+    if request.scores is not None and request.canaries is not None:
+        raise PrivauditError("--canaries FILE goes with MODEL_DIR, not with --scores")
+    eps, delta = _theoretical(request)
+    if request.scores is not None:
+        scores, inserted = read_scores_file(request.scores)
+        model: dict = {"scores": str(request.scores)}
+        source = "scores"
+    elif is_input_space_canary_file(request.canaries):
+        scores, inserted, fingerprint = _input_space_scores(request, progress)
+        model = {"path": str(request.model_dir), "fingerprint": fingerprint, "canaries": str(request.canaries)}
+        source = "audit-canaries"
+    else:
+        scores, inserted = _gradient_scores(request.canaries)
+        model = {"path": str(request.model_dir), "fingerprint": None, "canaries": str(request.canaries)}
+        source = "gradient-canaries"
+    if progress is not None:
+        progress("one-run analysis", 0, 1)
+    bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(
+        request.alpha, delta, Bonferroni(), one_sided=request.one_sided
+    )
+    if progress is not None:
+        progress("one-run analysis", 1, 1)
+    return DpAuditResult(model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds)
+
+
+def _input_space_scores(request: DpAuditRequest, progress) -> tuple[np.ndarray, np.ndarray, str]:
+    from privaudit.canary.canaries import read_canaries
+    from privaudit.canary.run import audit_canary_scores
+    from privaudit.target import Target
+
+    audit_set = [c for c in read_canaries(request.canaries) if c.kind == "audit"]
+    if not audit_set:
+        raise PrivauditError(f"{request.canaries}: no one-run audit canaries; train with --audit-canaries M")
+    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    if progress is not None:
+        progress("scoring audit canaries", 0, 1)
+    scores = audit_canary_scores(target, audit_set, batch_size=request.batch_size, where=request.canaries)
+    if progress is not None:
+        progress("scoring audit canaries", 1, 1)
+    return scores, np.array([c.inserted for c in audit_set], dtype=bool), target.fingerprint()
+
+
+def _gradient_scores(canaries: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from privaudit.training.gradient_canaries import gradient_canary_scores
+    except ImportError:
+        raise PrivauditError(
+            f"{canaries}: not an input-space canary file, and this privaudit cannot read gradient canaries "
+            "(privaudit.training.gradient_canaries is not installed)"
+        ) from None
+    scores, inserted = gradient_canary_scores(canaries)
+    return np.asarray(scores, dtype=np.float64), np.asarray(inserted, dtype=bool)
+
+
+def _theoretical(request: DpAuditRequest) -> tuple[float | None, float]:
+    """The claimed epsilon and the delta of the bounds: the flags, else the model's ``privaudit.json``."""
+    from privaudit.stats.accounting import epsilon_from_model
+
+    found = None
+    if request.model_dir is not None and (Path(request.model_dir) / "privaudit.json").is_file():
+        found = epsilon_from_model(request.model_dir)
+    eps = request.epsilon if request.epsilon is not None else (found[0] if found else None)
+    delta = request.delta if request.delta is not None else (found[1] if found else DEFAULT_DELTA)
+    if not 0 < delta < 1:
+        raise PrivauditError(f"--delta must be in (0, 1), got {delta}")
+    if not 0 < request.alpha < 0.5:
+        raise PrivauditError(f"--alpha must be in (0, 0.5), got {request.alpha}")
+    return eps, float(delta)

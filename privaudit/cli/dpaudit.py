@@ -1,0 +1,153 @@
+"""The ``privaudit dp-audit`` command (registered on the main app), gated like ``privaudit mia``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from privaudit.cli.app import app
+from privaudit.cli.output import (
+    Baseline,
+    ExitZero,
+    FailIfBoundExceedsEpsilon,
+    JsonOut,
+    JunitOut,
+    MarkdownOut,
+    Output,
+    OutputFormat,
+    SarifOut,
+    SaveBaseline,
+    fail_above_option,
+    max_increase_option,
+)
+from privaudit.config import config_option
+
+
+@app.command("dp-audit")
+def dp_audit(
+    ctx: typer.Context,
+    model_dir: Annotated[
+        Path | None,
+        typer.Argument(help="The audited model directory, with --canaries (or give --scores instead)."),
+    ] = None,
+    scores: Annotated[
+        Path | None,
+        typer.Option(
+            help='Canary scores (JSONL), one {"score": S, "inserted": 0|1} a line; higher means "in".',
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    canaries: Annotated[
+        Path | None,
+        typer.Option(
+            "--canaries",
+            "-c",
+            help="With MODEL_DIR: the canary file of 'privaudit train --audit-canaries M' (scored by each "
+            "canary's negative loss), or a gradient-canary file.",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).", rich_help_panel="Data")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Canary texts per forward pass.", rich_help_panel="Data")
+    ] = 512,
+    epsilon: Annotated[
+        float | None,
+        typer.Option(help="Theoretical epsilon (default: the model's privaudit.json).", rich_help_panel="Analysis"),
+    ] = None,
+    delta: Annotated[
+        float | None,
+        typer.Option(help="Delta of the bounds (default: the model's, else 1e-5).", rich_help_panel="Analysis"),
+    ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            help="Significance in (0, 0.5): the bounds hold with confidence 1 - alpha (Bonferroni over the "
+            "thresholds tested).",
+            rich_help_panel="Analysis",
+        ),
+    ] = 0.05,
+    one_sided: Annotated[
+        bool,
+        typer.Option(
+            "--one-sided/--two-sided",
+            help="Guess only 'in' above each threshold, or also 'out' below it (twice the rules, each at half the "
+            "level).",
+            rich_help_panel="Analysis",
+        ),
+    ] = True,
+    output_format: OutputFormat = "table",
+    output: Output = None,
+    fail_above: Annotated[
+        list[str] | None,
+        fail_above_option(
+            metavar="METRIC=VALUE",
+            metrics="fdp_epsilon_lb (f-DP, (eps, delta) family), gdp_epsilon_lb and gdp_mu_lb (f-DP, Gaussian "
+            "family), steinke_epsilon_lb",
+        ),
+    ] = None,
+    fail_if_bound_exceeds_epsilon: FailIfBoundExceedsEpsilon = False,
+    baseline: Baseline = None,
+    max_increase: Annotated[list[str] | None, max_increase_option(metavar="METRIC=VALUE")] = None,
+    save_baseline: SaveBaseline = None,
+    exit_zero: ExitZero = False,
+    json_out: JsonOut = None,
+    junit_out: JunitOut = None,
+    sarif_out: SarifOut = None,
+    markdown_out: MarkdownOut = None,
+    config: Annotated[Path | None, config_option("dp_audit")] = None,
+) -> None:
+    """One-run DP audit: epsilon lower bounds from canaries inserted with probability 1/2 each.
+
+    Guesses "in" for the top-scoring canaries at every threshold of the score frontier and reports, beside the
+    theoretical epsilon, three lower bounds at confidence 1 - alpha: f-DP with the (eps, delta) family (a strict
+    bound, the one --fail-if-bound-exceeds-epsilon checks), f-DP with the Gaussian family (tighter, but it assumes a
+    Gaussian trade-off curve) and Steinke et al. (2023). Example:
+
+        privaudit dp-audit --scores canary-scores.jsonl --epsilon 8
+
+    On the audit canaries of 'privaudit train --audit-canaries M', as a CI gate (exit 0 pass, 1 a threshold
+    breached, 2 the audit could not complete):
+
+        privaudit dp-audit model -c model.canaries.jsonl \\
+            --fail-if-bound-exceeds-epsilon --format github
+
+    Defaults come from \\[tool.privaudit.dp-audit] in pyproject.toml or \\[dp-audit] in privaudit.toml; flags
+    override them.
+    """
+    from privaudit.canary.dpaudit import SCHEMA, DpAuditRequest, run_dp_audit
+    from privaudit.cli.output import AuditReport, GateOptions, finish, prepare_gate, stage_progress
+    from privaudit.gate.measurements import DP_AUDIT_METRICS, ONE_RUN, dp_audit_measurements
+    from privaudit.report.dpaudit_table import dp_audit_markdown, print_dp_audit
+
+    # The gate's and the reports' flags (--format ... --save-baseline) are read by name from ctx.params.
+    plan = prepare_gate(
+        ctx, GateOptions.from_params(ctx.params), metrics=DP_AUDIT_METRICS, subjects=[ONE_RUN], noun="subject"
+    )
+    request = DpAuditRequest(
+        scores=scores,
+        model_dir=model_dir,
+        canaries=canaries,
+        epsilon=epsilon,
+        delta=delta,
+        alpha=alpha,
+        one_sided=one_sided,
+        allow_pickle=allow_pickle,
+        batch_size=batch_size,
+    )
+    with stage_progress() as on_progress:
+        result = run_dp_audit(request, progress=on_progress)
+    audit = AuditReport(
+        command="dp-audit",
+        schema=SCHEMA,
+        result=result,
+        measurements=dp_audit_measurements(result),
+        bound_metric="fdp_epsilon_lb",
+        print_result=print_dp_audit,
+        markdown=dp_audit_markdown,
+    )
+    finish(plan, audit)

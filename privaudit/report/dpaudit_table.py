@@ -1,0 +1,75 @@
+"""Terminal table and pull-request summary of ``privaudit dp-audit``, and the one-run bounds rows ``canary`` shares."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from privaudit.report.formats import GAUSSIAN_NOTE, bound_rows, bounds_markdown, markdown_gate
+
+if TYPE_CHECKING:
+    from privaudit.canary.dpaudit import DpAuditResult
+    from privaudit.gate.gate import GateResult
+    from privaudit.stats.auditor import OneRunBounds
+
+
+def bounds_table(bounds: OneRunBounds, *, title: str) -> Table:
+    """The three bounds side by side, with the settings and the Gaussian family's assumption in the caption."""
+    out = "" if bounds.one_sided else ", and 'out' below it"
+    caption = (
+        f"{bounds.m} canaries ({bounds.n_in} in, {bounds.n_out} out); confidence {1 - bounds.alpha:.0%}, "
+        f"δ = {bounds.delta:g}; guess 'in' above each threshold of the (FN, TN) Pareto frontier{out}: "
+        f"{bounds.n_hypotheses} rules, each tested at α/{bounds.n_hypotheses} (Bonferroni). * {GAUSSIAN_NOTE}"
+    )
+    table = Table(title=title, caption=caption)
+    for column in ("analysis", "ε lower bound", "μ lower bound", "guesses"):
+        table.add_column(column, justify="left" if column in ("analysis", "guesses") else "right")
+    for row in bound_rows(bounds):
+        table.add_row(*row)
+    return table
+
+
+def print_dp_audit(result: DpAuditResult, console: Console) -> None:
+    """The bounds table, then the theoretical epsilon, and a warning when the strict bound exceeds it."""
+    source = result.model.get("scores") or result.model.get("canaries")
+    console.print(bounds_table(result.bounds, title=f"one-run audit: {source} ({result.source})"))
+    eps = result.theoretical_epsilon
+    console.print(
+        f"theoretical ε: {'unknown (pass --epsilon)' if eps is None else f'{eps:.3f}'} (δ = {result.delta:g})"
+    )
+    strict = result.bounds.eps_delta.epsilon
+    if eps is not None and strict > eps:
+        console.print(
+            Panel(
+                f"The f-DP (ε, δ) bound {strict:.3f} exceeds the theoretical epsilon {eps:.3f}: the DP "
+                "implementation has a bug, or the privacy claim is wrong.",
+                title="WARNING: privacy claim violated",
+                border_style="bold red",
+            )
+        )
+    elif eps is not None and result.bounds.gaussian.epsilon > eps:
+        console.print(
+            f"note: the Gaussian-family bound {result.bounds.gaussian.epsilon:.3f} exceeds ε {eps:.3f}; it "
+            "assumes a Gaussian trade-off curve, so this is a warning sign, not a proof."
+        )
+
+
+def dp_audit_markdown(result: DpAuditResult, gate: GateResult) -> str:
+    """A pull-request summary: verdict line, the three bounds beside the theoretical epsilon, breaches."""
+    icon = "❌" if gate.verdict == "fail" else "✅"
+    b = result.bounds
+    eps = "unknown" if result.theoretical_epsilon is None else f"{result.theoretical_epsilon:.3f}"
+    source = result.model.get("scores") or result.model.get("canaries")
+    lines = [
+        f"### {icon} privaudit dp-audit: {gate.summary()}",
+        "",
+        f"Canaries `{source}` ({result.source}): {b.m} ({b.n_in} in, {b.n_out} out); theoretical ε {eps} "
+        f"(δ={result.delta:g}); {1 - b.alpha:.0%} confidence, Bonferroni over {b.n_hypotheses} thresholds.",
+        "",
+        *bounds_markdown(b),
+    ]
+    gate_part = markdown_gate(gate)
+    return "\n".join(lines) + ("\n\n" + gate_part if gate_part else "") + "\n"

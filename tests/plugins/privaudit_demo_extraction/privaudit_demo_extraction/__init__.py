@@ -1,0 +1,1 @@
+"""A third-party canary-extraction plugin for privaudit, used by its tests."""
