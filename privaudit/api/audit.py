@@ -39,6 +39,10 @@ def audit_membership(
     allow_pickle: bool = False,
     batch_size: int = 128,
     cache_dir: PathLike | None = None,
+    slices: str | Sequence[str] | None = None,
+    slice_min: int = 20,
+    top: int = 20,
+    redact_texts: bool = False,
     progress: Progress | None = None,
 ) -> MembershipAudit:
     """Membership inference: how well can an attacker tell the model's training examples from others?
@@ -66,6 +70,11 @@ def audit_membership(
         allow_pickle: load pickled weights (runs code from the file: trust it first).
         batch_size: texts per forward pass.
         cache_dir: the reference-model cache; ``None``: ``.cache/privaudit`` under the working directory.
+        slices: slice kinds, ``"class"`` and/or ``"correctness"`` (``--slice``): every attack measured per slice.
+        slice_min: members and non-members a slice needs, each, to be measured (``--slice-min``).
+        top: the most exposed members listed in ``to_dict()["most_exposed"]`` (``--top``); 0: none. Every example's
+            scores are in ``privaudit.mia.records.example_rows(result)`` (the rows of ``--per-example``).
+        redact_texts: keep no audited text in the result, only each text's SHA-256 (``--redact-texts``).
         progress: called as ``progress(stage, done, total)`` as work advances (``total`` may be ``None``); stages
             are ``"scoring"``, ``"reference models"``, ``"training reference model K"``, ``"attack NAME"`` and
             ``"attacks"``. Nothing is printed either way.
@@ -90,7 +99,9 @@ def audit_membership(
     """
     from privaudit.mia.run import MiaRequest, run_mia
 
-    check_ranges(reference_models=(reference_models, 0), batch_size=(batch_size, 1))
+    check_ranges(
+        reference_models=(reference_models, 0), batch_size=(batch_size, 1), top=(top, 0), slice_min=(slice_min, 2)
+    )
     request = MiaRequest(
         model_dir=as_path(model_dir, name="model_dir"),
         members=as_data(members, name="members"),
@@ -108,6 +119,10 @@ def audit_membership(
         batch_size=batch_size,
         train_config=as_path(train_config, name="train_config"),
         cache_dir=as_path(cache_dir, name="cache_dir"),
+        slices=(slices,) if isinstance(slices, str) else tuple(slices or ()),
+        slice_min=slice_min,
+        top=top,
+        redact_texts=redact_texts,
     )
     return adopt(MembershipAudit, run_mia(request, progress=stage_callback(progress)))
 

@@ -171,10 +171,11 @@ class ExposedMember:
     flag_fpr: float
 
     def to_dict(self, *, with_text: bool = True) -> dict:
+        # No file path: it is --members' (or --scores'), and leaving it out keeps the document the same wherever the
+        # data was read from (a file, or records in memory through privaudit.audit_membership).
         row = {
             "rank": self.rank,
             "set": self.set,
-            "file": self.file,
             "index": self.index,
             "sha256": self.sha256,
             "label": self.label,

@@ -350,8 +350,8 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
     )
     model = {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
     examples = examples_from_files(
-        member_file=str(request.members),
-        non_member_file=str(request.non_members),
+        member_file=str(members.path),
+        non_member_file=str(non_members.path),
         texts=texts,
         n_members=len(members),
         signals=signals,
