@@ -7,12 +7,15 @@ registry.
 
 from privaudit.attacks.confidence import ConfidenceAttack
 from privaudit.attacks.entropy import EntropyAttack, ModifiedEntropyAttack
+from privaudit.attacks.gap import GapAttack
+from privaudit.attacks.label_only import LabelOnlyAugment
 from privaudit.attacks.lira import LiRAOffline, LiRAOnline
 from privaudit.attacks.loss import LossAttack
 from privaudit.attacks.reference_loss import ReferenceLossAttack
 from privaudit.attacks.rmia import RMIA
 
-# How `--attack all` and `privaudit attacks` list the built-ins: from the cheapest signal to the strongest attacks.
+# How `--attack all` and `privaudit attacks` list the built-ins: from the cheapest signal to the strongest attacks,
+# then the label-only ones.
 BUILTINS = (
     LossAttack,
     ConfidenceAttack,
@@ -22,6 +25,9 @@ BUILTINS = (
     LiRAOffline,
     LiRAOnline,
     RMIA,
+    # Label-only: they read the predicted label alone, so they run on endpoints that return nothing else.
+    GapAttack,
+    LabelOnlyAugment,
 )
 ORDER = tuple(cls.name for cls in BUILTINS)
 

@@ -20,6 +20,7 @@ import numpy as np
 from privaudit import __version__
 from privaudit.canary.canaries import Canary, fill, read_canaries
 from privaudit.canary.exposure import exposure_by_extrapolation, exposures
+from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
 from privaudit.stats.accounting import epsilon_from_model
 from privaudit.stats.logits import log_softmax, losses
@@ -32,7 +33,7 @@ MAX_ENUMERATE = 1_000_000
 class CanaryRequest:
     """Everything ``privaudit canary`` was asked to do."""
 
-    model_dir: Path
+    model_dir: Path | None
     canaries: Path
     exposure: bool = True
     extract: bool = True
@@ -45,6 +46,8 @@ class CanaryRequest:
     batch_size: int = 512
     modiva_steps: int = 300
     modiva_restarts: int = 16
+    endpoint: EndpointConfig | None = None  # score through this endpoint instead of model_dir (exposure, one-run)
+    endpoint_cache: Path | None = None
 
 
 @dataclass
@@ -161,25 +164,27 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     Raises:
         PrivauditError: bad canary file, labels the model lacks, alphabets the tokenizer splits, too large spaces.
     """
-    from privaudit.target import Target
 
     def tell(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
             progress(stage, done, total)
 
-    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
     records = read_canaries(request.canaries)
-    for c in records:
-        if c.label not in target.label2id:
-            raise PrivauditError(f"{request.canaries}: canary label '{c.label}' is not a label of {request.model_dir}")
-    rng = np.random.default_rng(request.seed)
-    eps, delta = _theoretical(request)
     exposure_set = [c for c in records if c.kind == "exposure"]
     audit_set = [c for c in records if c.kind == "audit"]
     if request.one_run and not audit_set:
         raise PrivauditError(f"{request.canaries}: no one-run audit canaries; train with --audit-canaries M")
+    target = _load_target(request, exposure_set, audit_set)
     texts = [c.text for c in exposure_set]
-    own = losses(target.logits(texts), np.array([target.label2id[c.label] for c in exposure_set])) if texts else []
+    # Scored before the labels are checked: an endpoint names its classes in its first answer.
+    own_logits = target.logits(texts) if texts else None
+    for c in records:
+        if c.label not in target.label2id:
+            where = request.model_dir or request.endpoint.url
+            raise PrivauditError(f"{request.canaries}: canary label '{c.label}' is not a label of {where}")
+    rng = np.random.default_rng(request.seed)
+    eps, delta = _theoretical(request)
+    own = losses(own_logits, np.array([target.label2id[c.label] for c in exposure_set])) if texts else []
     rows = [CanaryRow(canary=c, loss=float(loss)) for c, loss in zip(exposure_set, own)]
     method = None
     candidate_losses: dict[str, np.ndarray] = {}
@@ -233,7 +238,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         one_run = one_run_audit(-audit_losses, np.array([c.inserted for c in audit_set]), delta=delta)
         tell("one-run audit", 1, 1)
     return CanaryResult(
-        model={"path": str(request.model_dir), "fingerprint": target.fingerprint(), "canaries": str(request.canaries)},
+        model={**_describe(target, request), "canaries": str(request.canaries)},
         seed=request.seed,
         theoretical_epsilon=eps,
         delta=delta,
@@ -242,6 +247,42 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         one_run=one_run,
         candidate_losses=candidate_losses,
     )
+
+
+def _load_target(request: CanaryRequest, exposure_set: list[Canary], audit_set: list[Canary]):
+    """The model directory, or the endpoint; an endpoint is refused ModIvA and checked against the query budget."""
+    if request.endpoint is None:
+        from privaudit.target import Target
+
+        if request.model_dir is None:
+            raise PrivauditError("give MODEL_DIR or --endpoint URL")
+        return Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    if request.model_dir is not None:
+        raise PrivauditError("give MODEL_DIR or --endpoint URL, not both")
+    if request.extract:
+        raise PrivauditError(
+            "ModIvA extraction is white-box (it optimises the model's input embeddings), and an endpoint gives only "
+            "outputs: pass --no-extract to audit exposure (and --one-run) through --endpoint"
+        )
+    from privaudit.endpoint.remote import RemoteTarget
+
+    target = RemoteTarget(request.endpoint, label_names=request.endpoint.label_names, cache_dir=request.endpoint_cache)
+    # Every text the audit will ask for, checked against --max-queries before the first query.
+    needed = [c.text for c in exposure_set] + ([c.text for c in audit_set] if request.one_run else [])
+    if request.exposure and exposure_set:
+        firsts = {_group_key(c): c for c in exposure_set}.values()
+        for c in firsts:
+            space = int(np.prod([len(a) for a in c.alphabets], dtype=np.float64))
+            if space <= MAX_ENUMERATE and request.sample is None:
+                needed += candidates(c)[0]
+    target.check_budget(needed)
+    return target
+
+
+def _describe(target, request: CanaryRequest) -> dict:
+    if request.endpoint is not None:
+        return {"path": None, "fingerprint": None, **request.endpoint.describe()}
+    return {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
 
 
 def _candidate_index(canary: Canary) -> int:
@@ -255,7 +296,8 @@ def _candidate_index(canary: Canary) -> int:
 def _theoretical(request: CanaryRequest) -> tuple[float | None, float]:
     if request.epsilon is not None:
         return request.epsilon, request.delta if request.delta is not None else 1e-5
-    found = epsilon_from_model(request.model_dir) if (request.model_dir / "privaudit.json").is_file() else None
+    has_recipe = request.model_dir is not None and (request.model_dir / "privaudit.json").is_file()
+    found = epsilon_from_model(request.model_dir) if has_recipe else None
     if found is None:
         return None, request.delta if request.delta is not None else 1e-5
     return found[0], request.delta if request.delta is not None else found[1]

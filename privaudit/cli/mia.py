@@ -10,6 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 from privaudit.cli.app import app
+from privaudit.cli.endpoint import (
+    Concurrency,
+    Endpoint,
+    EndpointBatch,
+    EndpointCache,
+    EndpointFormat,
+    EndpointLabels,
+    EndpointRetries,
+    EndpointTimeout,
+    Header,
+    Insecure,
+    MaxQueries,
+    endpoint_config,
+)
 from privaudit.cli.output import (
     Baseline,
     ExitZero,
@@ -134,6 +148,17 @@ def mia(
     junit_out: JunitOut = None,
     sarif_out: SarifOut = None,
     markdown_out: MarkdownOut = None,
+    endpoint: Endpoint = None,
+    endpoint_format: EndpointFormat = "v2",
+    endpoint_labels: EndpointLabels = None,
+    endpoint_batch: EndpointBatch = 32,
+    concurrency: Concurrency = 4,
+    endpoint_timeout: EndpointTimeout = 30.0,
+    endpoint_retries: EndpointRetries = 5,
+    max_queries: MaxQueries = None,
+    header: Header = None,
+    insecure: Insecure = False,
+    endpoint_cache: EndpointCache = None,
     config: Annotated[Path | None, config_option("mia")] = None,
 ) -> None:
     """Membership inference: how well can an attacker tell training examples from others?
@@ -154,6 +179,13 @@ def mia(
             --fail-if-bound-exceeds-epsilon \\
             --format github --sarif-out privaudit.sarif
 
+    A model behind an endpoint (docs/endpoints.md); label-only endpoints run gap and label-only-augment:
+
+        privaudit mia --endpoint http://localhost:8080/v2/models/intent \\
+            --members fixtures/data/members.jsonl \\
+            --non-members fixtures/data/non_members.jsonl \\
+            --header Authorization=@AUDIT_TOKEN --attack loss,gap
+
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
     from privaudit.cli.output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
@@ -163,8 +195,20 @@ def mia(
     from privaudit.report import formats
     from privaudit.report.table import print_mia
 
-    if scores is not None and model_dir is not None:
-        raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
+    if scores is not None and (model_dir is not None or endpoint is not None):
+        raise PrivauditError("give MODEL_DIR, --endpoint URL or --scores FILE, only one")
+    remote = endpoint_config(
+        endpoint=endpoint,
+        endpoint_format=endpoint_format,
+        endpoint_labels=endpoint_labels,
+        endpoint_batch=endpoint_batch,
+        concurrency=concurrency,
+        endpoint_timeout=endpoint_timeout,
+        endpoint_retries=endpoint_retries,
+        max_queries=max_queries,
+        header=header,
+        insecure=insecure,
+    )
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     plan = prepare_gate(
         ctx,
@@ -189,6 +233,8 @@ def mia(
         batch_size=batch_size,
         train_config=train_config,
         cache_dir=cache_dir,
+        endpoint=remote,
+        endpoint_cache=endpoint_cache,
     )
     with stage_progress(ignore="attack ") as on_progress:
         result = run_mia(request, progress=on_progress)

@@ -15,7 +15,7 @@ def canary_table(result: CanaryResult) -> Table:
     caption = f"seed {result.seed}. exposure in bits; rank: the true secret's rank under ModIvA's final distribution"
     if len(spaces) == 1:
         caption += f", out of {spaces.pop()} candidates"
-    table = Table(title=f"canaries: {result.model['path']}", caption=caption)
+    table = Table(title=f"canaries: {result.model.get('path') or result.model.get('endpoint')}", caption=caption)
     for column in ("secret", "label", "inserted", "exposure", "ModIvA guess", "slots", "rank"):
         table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess") else "right")
     for row in sorted(result.rows, key=lambda r: (not r.canary.inserted, -(r.exposure or 0))):
