@@ -6,7 +6,8 @@
 - ``GARBLE=1``: answer 200 with a body that is not the format's;
 - ``DELAY=SECONDS``: sleep that long in every request (so a test can kill the server mid-audit).
 
-``/stats`` answers ``{"requests": R, "texts": {text: times asked}}``, counted over the requests that were answered.
+``/stats`` answers ``{"requests": R, "texts": {text: times asked}, "injected": {"503": A, "slow": B}}``: requests and
+texts are counted over the requests inferred; ``injected`` counts the faults served.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Faults:
         self.seen = 0
         self.requests = 0
         self.texts: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
         self.lock = threading.Lock()
 
     def before(self, headers) -> int | None:
@@ -35,8 +37,11 @@ class Faults:
         with self.lock:
             self.seen += 1
             if self.seen <= self.fail_first:
+                self.injected["503"] += 1
                 return 503
             slow, self.slow_once = self.slow_once, 0.0
+            if slow:
+                self.injected["slow"] += 1
         if self.header is not None and headers.get(self.header.lower(), headers.get(self.header)) != self.value:
             return 401
         if slow or self.delay:
@@ -50,4 +55,4 @@ class Faults:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"requests": self.requests, "texts": dict(self.texts)}
+            return {"requests": self.requests, "texts": dict(self.texts), "injected": dict(self.injected)}
