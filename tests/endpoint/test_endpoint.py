@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from servers.harness import Server, serve, subset  # noqa: F401  (pytest fixtures)
-
 from conftest import FIXTURE_MODEL
+from servers import harness
+from servers.harness import Server
+
+serve = harness.serve  # pytest fixtures: start a server; the fixture's data subset
+subset = harness.subset
 
 SECRET = "Bearer s3cr3t-t0ken-4-tests-only"
 WRONG_SECRET = "Bearer wr0ng-t0ken-also-secret"
@@ -199,6 +202,7 @@ def test_hf_pipeline_full_scores_match_the_model_directory(serve, subset, tmp_pa
         "mia", FIXTURE_MODEL, "--members", subset.members, "--non-members", subset.non_members, "-a", "loss",
         "--json-out", tmp_path / "local.json",
     )  # fmt: skip
+    assert local.exit_code == 0, local.output
     # The pipeline sends float32 scores: the ranking, and so the AUC, agree to float32 precision.
     assert aucs(tmp_path / "remote.json")["loss"] == pytest.approx(aucs(tmp_path / "local.json")["loss"], abs=2e-3)
 
