@@ -46,8 +46,9 @@ def perturb(words: list[str], *, kind: str, rate: float, vocabulary: Sequence[st
 def augmentations(texts: Sequence[str], *, k: int, rate: float, seed: int) -> list[str]:
     """``k`` perturbed copies of each text, text by text (``k`` consecutive entries per text).
 
-    Copy ``j`` uses ``KINDS[j % 3]``. Each text's copies come from a generator seeded by the seed and the text's
-    hash, so a text gets the same copies whatever else is audited beside it (and an endpoint's cache answers them).
+    Copy ``j`` uses ``KINDS[j % 3]``; replacements are drawn from the words of all ``texts``. Each text's copies come
+    from a generator seeded by the seed and the text's hash, so the same audit asks for the same copies whatever the
+    order of its texts, and a rerun is answered by an endpoint's cache.
     """
     vocabulary = sorted({w for text in texts for w in text.split()})
     if not vocabulary:
