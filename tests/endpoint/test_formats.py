@@ -122,3 +122,17 @@ def test_a_budget_below_what_is_needed_asks_nothing(tmp_path):
     target.cache.add(["a"], [Prediction("x", {"x": 1.0})])
     out = RemoteTarget(config, label_names=["x"], cache_dir=tmp_path).outputs(["a"])  # cached: free
     assert out.returns == "probabilities" and np.allclose(out.log_probs, 0.0)
+
+
+def test_headers_config_key_takes_env_references_only(tmp_path):
+    from privaudit.config import load_config
+
+    good = tmp_path / "privaudit.toml"
+    good.write_text('[mia]\nendpoint = "http://h/v2/models/m"\nheaders = { Authorization = "@AUDIT_TOKEN" }\n')
+    assert load_config(good, "mia").defaults["header"] == ["Authorization=@AUDIT_TOKEN"]
+    bad = tmp_path / "bad" / "privaudit.toml"
+    bad.parent.mkdir()
+    bad.write_text('[canary]\nheaders = { Authorization = "Bearer literal-secret" }\n')
+    with pytest.raises(PrivauditError) as err:
+        load_config(bad, "canary")
+    assert "headers" in str(err.value) and "literal-secret" not in str(err.value)
