@@ -21,6 +21,7 @@ from privaudit.endpoint.formats import Prediction, check_format, infer_url, pars
 from privaudit.errors import PrivauditError
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_WARNED: set[str] = set()  # endpoints already warned about --insecure in this process
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
@@ -44,7 +45,10 @@ def parse_header(spec: str, *, environ: dict[str, str] | None = None) -> tuple[s
     variable = source[1:]
     if variable not in environ or not environ[variable]:
         raise PrivauditError(f"--header {name}=@{variable}: the environment variable {variable} is not set")
-    return name, environ[variable]
+    value = environ[variable]
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise PrivauditError(f"--header {name}=@{variable}: the value holds a control character (a newline?)")
+    return name, value
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ class EndpointClient:
         self.url = infer_url(config.url, config.fmt)
         self._sleep = sleep
         self._secrets = [v for v in config.headers.values() if v]
-        if not config.verify:
+        if not config.verify and config.url not in _WARNED:
+            _WARNED.add(config.url)
             print(
                 f"WARNING: --insecure: TLS certificates of {config.url} are NOT verified; anyone on the network path "
                 "can impersonate the endpoint, read the audited texts and any auth header sent with them",
@@ -145,6 +150,11 @@ class EndpointClient:
                 response = self._http.post(self.url, json=body)
             except httpx.TransportError as err:  # connection refused or reset, timeouts
                 problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}"
+            except Exception as err:  # httpx's other errors (a bad URL, ...): their text may carry a header
+                detail = str(err).splitlines()[0] if str(err) else "no detail"
+                raise PrivauditError(
+                    self.scrub(f"cannot send to {self.config.url}: {type(err).__name__}: {detail}")
+                ) from None
             else:
                 if response.status_code == 200:
                     return parse_response(

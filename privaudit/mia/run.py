@@ -216,6 +216,12 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
     is_member = np.r_[np.ones(len(members), dtype=bool), np.zeros(len(non_members), dtype=bool)]
     needs = set().union(*(a.requires for a in attacks))
     online = any(a.online for a in attacks)
+    if request.endpoint is not None and needs & {"reference_logits", "population_reference_logits"}:
+        if not request.reference_dirs or request.reference_models:
+            raise PrivauditError(
+                "with --endpoint, reference models are your own: train them locally ('privaudit train' on population "
+                "data) and pass them with --reference-dir DIR"
+            )
     population = None
     if request.population is not None:
         population = read_dataset(request.population)
@@ -234,12 +240,6 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
     # The population is scored only for the attacks that read it (RMIA's z-samples): LiRA needs it only as the
     # reference models' training pool.
     score_population = population is not None and "population_logits" in needs
-    if request.endpoint is not None and needs & {"reference_logits", "population_reference_logits"}:
-        if not request.reference_dirs:
-            raise PrivauditError(
-                "with --endpoint, reference models are your own: train them locally ('privaudit train' on population "
-                "data) and pass them with --reference-dir DIR"
-            )
     extra = extra_queries(attacks, texts, seed=request.seed)
     all_texts = texts + (list(population.texts) if score_population else [])
     n_scored = len(all_texts)
@@ -252,10 +252,10 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         done[0] += n
         tell("scoring", done[0], total)
 
-    scored = score_texts(target, all_texts, attacks=attacks, batch_size=request.batch_size, progress=step)
+    target_outputs = score_texts(target, all_texts, attacks=attacks, batch_size=request.batch_size, progress=step)
     extra_predicted, start = {}, n_scored
     for name, queries in extra.items():
-        extra_predicted[name] = scored.predicted[start : start + len(queries)]
+        extra_predicted[name] = target_outputs.predicted[start : start + len(queries)]
         start += len(queries)
     reference_population = "population_reference_logits" in needs
     reference = None
@@ -308,7 +308,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
         )
     n = len(texts)
-    own, pop = scored.rows(0, n), scored.rows(n, n_scored)
+    own, pop = target_outputs.rows(0, n), target_outputs.rows(n, n_scored)
     signals = Signals(
         logits=own.logits,
         labels=labels,
@@ -321,7 +321,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         top_k_log_probs=own.top_k_log_probs,
         predicted=own.predicted,
         extra_predicted=extra_predicted,
-        source=scored.source,
+        source=target_outputs.source,
     )
     model = describe_target(target, request)
     return signals, is_member, model

@@ -65,6 +65,19 @@ def test_v2_gives_the_same_auc_as_the_model_directory(serve, subset, tmp_path, r
     again = run_cli(*mia(server, subset, tmp_path, "-a", "loss"))
     assert again.exit_code == 0, again.output
     assert server.stats()["requests"] == len(subset.texts) // 32 + 1
+    # Reference models are the auditor's own, local: LiRA with a local reference model gives the same AUC too.
+    reference = ["-a", "lira-offline", "--reference-dir", FIXTURE_MODEL.parent / "intent-tiny-dp"]
+    remote = run_cli(*mia(server, subset, tmp_path, *reference, "--json-out", tmp_path / "remote-lira.json"))
+    assert remote.exit_code == 0, remote.output
+    local = run_cli(
+        "mia", FIXTURE_MODEL, "--members", subset.members, "--non-members", subset.non_members, *reference,
+        "--json-out", tmp_path / "local-lira.json",
+    )  # fmt: skip
+    assert local.exit_code == 0, local.output
+    lira = [aucs(tmp_path / f"{side}-lira.json")["lira-offline"] for side in ("remote", "local")]
+    assert lira[0] == pytest.approx(lira[1], abs=1e-6)
+    needs_training = run_cli(*mia(server, subset, tmp_path, "-a", "lira-offline", "--reference-models", 2))
+    assert needs_training.exit_code == 2 and "--reference-dir" in needs_training.stderr
 
 
 def test_503s_and_a_timeout_are_retried_and_a_secret_header_is_never_written(
