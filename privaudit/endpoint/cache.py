@@ -4,9 +4,10 @@ One JSONL file per endpoint and format (named by a hash of both), one line per t
 
     {"key": "<sha256 of endpoint, format and text>", "label": "...", "scores": {"label": p, ...}}
 
-Texts themselves are not stored, only their hashes; headers never are. Each batch is appended and flushed to disk
-(``fsync``) before the next is asked for, so a kill loses at most the batch in flight; a torn last line, or any line
-that does not parse, is skipped on reading.
+Texts themselves are not stored, only their hashes; headers never are. Each batch is appended and flushed to the
+operating system as it arrives, so a killed audit loses only the batches in flight; each is then ``fsync``ed to the
+disk by a background thread (the next requests need not wait for the disk), and :meth:`ResponseCache.close` waits for
+the last one. A torn last line, or any line that does not parse, is skipped on reading.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from privaudit.endpoint.formats import Prediction
@@ -24,7 +26,9 @@ DEFAULT_CACHE = Path(".cache") / "privaudit" / "endpoint"
 
 def text_key(endpoint: str, fmt: str, text: str) -> str:
     """SHA-256 of the endpoint, the format and the text: the cache key of one answer."""
-    return hashlib.sha256(json.dumps([endpoint, fmt, text]).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(json.dumps([endpoint, fmt]).encode("utf-8") + b"\n")
+    digest.update(text.encode("utf-8"))
+    return digest.hexdigest()
 
 
 class ResponseCache:
@@ -42,6 +46,11 @@ class ResponseCache:
         name = hashlib.sha256(f"{endpoint}\n{fmt}".encode()).hexdigest()[:16]
         self.path = None if directory is None else Path(directory) / f"{name}.jsonl"
         self._answers: dict[str, Prediction] = {}
+        self._prefix = hashlib.sha256(json.dumps([endpoint, fmt]).encode("utf-8") + b"\n")
+        self._keys: dict[str, str] = {}  # text -> key, computed once
+        self._handle = None  # the file, opened for appending on the first answer kept
+        self._syncer: ThreadPoolExecutor | None = None  # one thread that fsyncs, while the file is open
+        self._synced: Future | None = None  # the last fsync asked for
         if self.path is not None and self.path.is_file():
             self._read()
 
@@ -58,7 +67,13 @@ class ResponseCache:
                 continue  # a torn last line from a killed run, or damage: ask again
 
     def key(self, text: str) -> str:
-        return text_key(self.endpoint, self.fmt, text)
+        """The text's cache key (:func:`text_key`), memoised."""
+        key = self._keys.get(text)
+        if key is None:
+            digest = self._prefix.copy()
+            digest.update(text.encode("utf-8"))
+            key = self._keys[text] = digest.hexdigest()
+        return key
 
     def get(self, text: str) -> Prediction | None:
         return self._answers.get(self.key(text))
@@ -71,7 +86,7 @@ class ResponseCache:
         return [t for t in dict.fromkeys(texts) if self.key(t) not in self._answers]
 
     def add(self, texts: list[str], predictions: list[Prediction]) -> None:
-        """Keep a batch's answers, appending them to the file and flushing it to disk before returning."""
+        """Keep a batch's answers: appended to the file and flushed before returning, ``fsync``ed in the background."""
         lines = []
         for text, prediction in zip(texts, predictions):
             key = self.key(text)
@@ -80,18 +95,41 @@ class ResponseCache:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                # A torn line left by a killed run would swallow the next record: start on a fresh line.
-                if handle.tell() > 0 and not self._ends_with_newline():
-                    handle.write("\n")
-                handle.write("".join(lines))
-                handle.flush()
-                os.fsync(handle.fileno())
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                torn = self._torn()
+                self._handle = self.path.open("a", encoding="utf-8")
+                self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="privaudit-cache-fsync")
+                if torn:  # a torn line left by a killed run would swallow the next record: start on a fresh line
+                    self._handle.write("\n")
+            self._handle.write("".join(lines))
+            self._handle.flush()
         except OSError as err:
             raise PrivauditError(f"{self.path}: cannot write the endpoint cache ({err.strerror})") from err
 
-    def _ends_with_newline(self) -> bool:
+        self._synced = self._syncer.submit(os.fsync, self._handle.fileno())
+
+    def close(self) -> None:
+        """Wait for the last ``fsync`` and close the file: every answer added is then on disk.
+
+        Raises:
+            PrivauditError: the disk refused the file.
+        """
+        if self._handle is None:
+            return
+        try:
+            if self._synced is not None:
+                self._synced.result()
+        except OSError as err:
+            raise PrivauditError(f"{self.path}: cannot write the endpoint cache ({err.strerror})") from err
+        finally:
+            self._syncer.shutdown(wait=True)
+            self._handle.close()
+            self._handle, self._syncer, self._synced = None, None, None
+
+    def _torn(self) -> bool:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return False
         with self.path.open("rb") as handle:
             handle.seek(-1, os.SEEK_END)
-            return handle.read(1) == b"\n"
+            return handle.read(1) != b"\n"

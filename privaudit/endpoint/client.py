@@ -9,12 +9,14 @@ log, a report or the cache.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from privaudit.endpoint.formats import Prediction, check_format, infer_url, parse_response, quote, request_body
@@ -23,6 +25,15 @@ from privaudit.errors import PrivauditError
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _WARNED: set[str] = set()  # endpoints already warned about --insecure in this process
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The verifying TLS context (the system's and certifi's roots, as httpx builds it), built once a process: it takes
+    tens of milliseconds, and an audit may open several clients."""
+    import httpx
+
+    return httpx.create_ssl_context(verify=True)
 
 
 def parse_header(spec: str, *, environ: dict[str, str] | None = None) -> tuple[str, str]:
@@ -116,7 +127,7 @@ class EndpointClient:
         self._http = httpx.Client(
             headers={"Content-Type": "application/json", **config.headers},
             timeout=config.timeout,
-            verify=config.verify,
+            verify=_tls_context() if config.verify else False,
             limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
         )
 
@@ -189,14 +200,18 @@ class EndpointClient:
                 if len(pending) >= self.config.concurrency:
                     break
             while pending:
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                # Hand back every batch that did complete (so it is cached) before giving up on a failed one.
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 failed = [f for f in done if f.exception() is not None]
-                for future in sorted(set(done) - set(failed), key=pending.__getitem__):
-                    yield pending.pop(future), future.result()
-                    nxt = next(queue, None)
-                    if nxt is not None and not failed:
-                        pending[pool.submit(self.predict_batch, nxt[1])] = nxt[0]
+                finished = sorted(set(done) - set(failed), key=pending.__getitem__)
+                results = [(pending.pop(future), future.result()) for future in finished]
+                if not failed:
+                    # Refill before handing results back: the caller's cache write overlaps the next requests.
+                    for _ in finished:
+                        nxt = next(queue, None)
+                        if nxt is not None:
+                            pending[pool.submit(self.predict_batch, nxt[1])] = nxt[0]
+                # Hand back every batch that did complete (so it is cached) before giving up on a failed one.
+                yield from results
                 if failed:
                     for other in pending:
                         other.cancel()

@@ -22,8 +22,6 @@ from privaudit.endpoint.client import EndpointClient, EndpointConfig
 from privaudit.endpoint.formats import LABELS, PROBABILITIES, TOP_K, Prediction
 from privaudit.errors import PrivauditError
 
-_RICHNESS = {LABELS: 0, TOP_K: 1, PROBABILITIES: 2}
-
 
 @dataclass(frozen=True)
 class Outputs:
@@ -45,13 +43,6 @@ class Outputs:
         if self.returns == TOP_K:
             return f"top-{self.k} scores"
         return "full probabilities" if self.returns == PROBABILITIES else "labels only"
-
-
-def kind_of(prediction: Prediction, n_labels: int) -> str:
-    """Whether one answer holds every class's probability, some of them, or only a label."""
-    if not prediction.scores:
-        return LABELS
-    return PROBABILITIES if len(prediction.scores) >= n_labels else TOP_K
 
 
 class RemoteTarget:
@@ -115,15 +106,18 @@ class RemoteTarget:
         size = self.config.batch_size
         batches = [missing[i : i + size] for i in range(0, len(missing), size)]
         with EndpointClient(self.config) as client:
-            if batches and on_returns is not None and not any(self.cache.get(t) for t in texts):
-                self._keep(batches[0], client.predict_batch(batches[0]), progress)
-                batches = batches[1:]
-            if on_returns is not None:
-                first = next(t for t in texts if self.cache.get(t) is not None) if texts else None
-                if first is not None:
-                    on_returns(self._arrays([first]))
-            for i, predictions in client.predict(batches):
-                self._keep(batches[i], predictions, progress)
+            try:
+                if batches and on_returns is not None and len(missing) == len(set(texts)):
+                    self._keep(batches[0], client.predict_batch(batches[0]), progress)
+                    batches = batches[1:]
+                if on_returns is not None:
+                    first = next((t for t in texts if self.cache.get(t) is not None), None)
+                    if first is not None:
+                        on_returns(self._arrays([first]))
+                for i, predictions in client.predict(batches):
+                    self._keep(batches[i], predictions, progress)
+            finally:
+                self.cache.close()
         return self._arrays(texts)
 
     def check_budget(self, texts: Sequence[str]) -> list[str]:
@@ -159,26 +153,25 @@ class RemoteTarget:
                 )
             self.label2id = {name: i for i, name in enumerate(sorted(named.scores))}
         n, c = len(texts), self.n_labels
-        log_probs = np.full((n, c), np.nan)
-        predicted = np.empty(n, dtype=np.int64)
-        returns, k = PROBABILITIES, c
-        tiny = np.finfo(np.float64).tiny
-        for i, text in enumerate(texts):
-            answer = self.cache.get(text)
-            for name in (answer.label, *answer.scores):
-                if name not in self.label2id:
-                    known = ", ".join(self.label2id)
-                    raise PrivauditError(
-                        f"the endpoint answered label '{name[:60]}', which is not among the audit's labels ({known}); "
-                        "give the endpoint's labels with --endpoint-labels"
-                    )
-            predicted[i] = self.label2id[answer.label]
-            for name, p in answer.scores.items():
-                log_probs[i, self.label2id[name]] = np.log(max(p, tiny))
-            kind = kind_of(answer, c)
-            if _RICHNESS[kind] < _RICHNESS[returns]:
-                returns = kind
-            k = min(k, len(answer.scores))
+        answers = [self.cache.get(text) for text in texts]
+        names = {a.label for a in answers}.union(*(a.scores for a in answers))
+        unknown = sorted(names - set(self.label2id))
+        if unknown:
+            raise PrivauditError(
+                f"the endpoint answered label '{unknown[0][:60]}', which is not among the audit's labels "
+                f"({', '.join(self.label2id)}); give the endpoint's labels with --endpoint-labels"
+            )
+        ids = self.label2id
+        predicted = np.fromiter((ids[a.label] for a in answers), dtype=np.int64, count=n)
+        probs = np.full((n, c), np.nan)
+        for i, answer in enumerate(answers):
+            if answer.scores:
+                probs[i, [ids[name] for name in answer.scores]] = list(answer.scores.values())
+        returned = [len(a.scores) for a in answers]
+        k = min(returned, default=c)
+        returns = LABELS if k == 0 else (TOP_K if k < c else PROBABILITIES)
+        with np.errstate(invalid="ignore"):
+            log_probs = np.log(np.maximum(probs, np.finfo(np.float64).tiny))  # NaN stays NaN
         return Outputs(returns=returns, log_probs=log_probs, predicted=predicted, k=k)
 
     def logits(self, texts: Sequence[str], *, batch_size: int | None = None, progress=None) -> np.ndarray:
