@@ -1,4 +1,4 @@
-"""Wire formats, the response cache and header parsing, without a server."""
+"""Wire formats, the response cache, header parsing and the remote target, without a server."""
 
 from __future__ import annotations
 
