@@ -9,6 +9,8 @@ that tuple, so attack modules never import a registry.
 from privaudit.attacks.confidence import ConfidenceAttack
 from privaudit.attacks.entropy import EntropyAttack, ModifiedEntropyAttack
 from privaudit.attacks.exposure import ExposureAttack
+from privaudit.attacks.gap import GapAttack
+from privaudit.attacks.label_only import LabelOnlyAugment
 from privaudit.attacks.lira import LiRAOffline, LiRAOnline
 from privaudit.attacks.loss import LossAttack
 from privaudit.attacks.modiva import ModivaAttack
@@ -16,7 +18,7 @@ from privaudit.attacks.reference_loss import ReferenceLossAttack
 from privaudit.attacks.rmia import RMIA
 
 # How `--attack all` and `privaudit attacks` list the built-ins of each kind: membership attacks from the cheapest
-# signal to the strongest attacks, then the extraction attacks, black-box before white-box.
+# signal to the strongest attacks, then the label-only ones; then the extraction attacks, black-box before white-box.
 BUILTINS = (
     LossAttack,
     ConfidenceAttack,
@@ -26,6 +28,10 @@ BUILTINS = (
     LiRAOffline,
     LiRAOnline,
     RMIA,
+    # Label-only: they read the predicted label alone, so they run on endpoints that return nothing else.
+    GapAttack,
+    LabelOnlyAugment,
+    # Canary extraction.
     ExposureAttack,
     ModivaAttack,
 )

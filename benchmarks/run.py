@@ -10,7 +10,8 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - lira:     ``mia --attack lira-offline`` with 4 cached reference models over bare forward passes of the 5 models;
 - power:    attack power per reference model, and the time of each reference-model attack (benchmarks/power.py);
 - peers:    IBM ART's membership attacks on the same target outputs (benchmarks/peers.py);
-- minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py).
+- minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py);
+- endpoint: ``mia --endpoint`` throughput (texts/s) against a bare httpx client's, same KServe server (tests/servers).
 
 Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
 """
@@ -241,6 +242,98 @@ def bench_memory(repeats: int) -> dict:
     }
 
 
+ENDPOINT_BATCH, ENDPOINT_CONCURRENCY = 32, 4
+BARE = "bare httpx client (same batches and concurrency, JSON decoded)"
+SCORING = "privaudit's endpoint scoring (RemoteTarget.outputs: cache, fsync per batch, arrays)"
+AUDIT = "whole privaudit mia --attack loss --endpoint (read, score, attack, bootstrap metrics)"
+
+
+def _kserve(port: int):
+    """The test suite's KServe v2 server on loopback, serving the fixture model; returns the process once ready."""
+    import subprocess
+    import urllib.request
+
+    script = ROOT / "tests" / "servers" / "kserve_server.py"
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(MODELS / "intent-tiny"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/intent/ready", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("the KServe server did not start")
+
+
+def bench_endpoint(repeats: int) -> dict:
+    """Texts per second: in-process ``mia --attack loss --endpoint`` (fresh cache each run: every text asked) against a
+    bare client (a thread pool sharing one httpx.Client, the same batches and concurrency, JSON decoded, nothing else)."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from benchmarks.power import fixture_request
+    from privaudit.endpoint.client import EndpointConfig
+    from privaudit.endpoint.remote import RemoteTarget
+    from privaudit.mia.run import run_mia
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v2/models/intent"
+    texts = _texts(DATA / "members.jsonl")[0] + _texts(DATA / "non_members.jsonl")[0]
+    batches = [texts[i : i + ENDPOINT_BATCH] for i in range(0, len(texts), ENDPOINT_BATCH)]
+    config = EndpointConfig(url=url, batch_size=ENDPOINT_BATCH, concurrency=ENDPOINT_CONCURRENCY)
+    server = _kserve(port)
+    try:
+        with httpx.Client(limits=httpx.Limits(max_connections=ENDPOINT_CONCURRENCY)) as client:
+
+            def ask(batch: list[str]) -> dict:
+                body = {"inputs": [{"name": "text", "shape": [len(batch)], "datatype": "BYTES", "data": batch}]}
+                response = client.post(f"{url}/infer", json=body)
+                response.raise_for_status()
+                return response.json()
+
+            def bare() -> None:
+                with ThreadPoolExecutor(ENDPOINT_CONCURRENCY) as pool:
+                    list(pool.map(ask, batches))
+
+            def scoring() -> None:
+                with tempfile.TemporaryDirectory() as cache:
+                    RemoteTarget(config, label_names=None, cache_dir=Path(cache)).outputs(texts)
+
+            def audit() -> None:
+                with tempfile.TemporaryDirectory() as cache:
+                    run_mia(fixture_request(None, attacks="loss", endpoint=config, endpoint_cache=Path(cache)))
+
+            bare()  # warm the server and the connections
+            # Interleaved rounds, best of each: load from elsewhere falls on every side alike.
+            runs = {BARE: bare, SCORING: scoring, AUDIT: audit}
+            seconds = dict.fromkeys(runs, float("inf"))
+            for _ in range(repeats):
+                for name, run in runs.items():
+                    seconds[name] = min(seconds[name], best_of(run, 1))
+    finally:
+        server.kill()
+        server.wait()
+    per_second = {name: len(texts) / value for name, value in seconds.items()}
+    return {
+        "seconds": seconds,
+        "texts_per_second": per_second,
+        "ratio_scoring": per_second[SCORING] / per_second[BARE],
+        "ratio_audit": per_second[AUDIT] / per_second[BARE],
+        "n_texts": len(texts),
+        "batch": ENDPOINT_BATCH,
+        "concurrency": ENDPOINT_CONCURRENCY,
+        "server": "kserve 0.21.0 ModelServer, one worker (tests/servers/kserve_server.py)",
+    }
+
+
 SECTIONS = {
     "dp": bench_dp,
     "mia": bench_mia,
@@ -252,6 +345,7 @@ SECTIONS = {
     "lira": bench_lira,
     "peers": lambda repeats: __import__("benchmarks.peers", fromlist=["run"]).run(repeats),
     "minilm": lambda repeats: __import__("benchmarks.minilm", fromlist=["run"]).run(repeats),
+    "endpoint": bench_endpoint,
 }
 
 

@@ -146,6 +146,30 @@ class Key:
 
 REPORT_FORMATS = ("table", "json", "junit", "sarif", "github", "markdown")
 
+
+def _headers(value: Any, base: Path) -> list[str]:
+    """Endpoint headers: ``{ Authorization = "@ENVVAR" }``, handed to click as repeated ``--header NAME=@ENVVAR``."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v.startswith("@") for v in value.values()):
+        # Never quote the value: a literal here may be the secret itself.
+        raise ValueError('expected a table of header names to "@ENVVAR" (values are read from the environment)')
+    return [f"{name}={source}" for name, source in value.items()]
+
+
+# Keys of the endpoint flags (mia, canary). --insecure is deliberately not a key: it must be asked for on the command
+# line, as --allow-pickle.
+ENDPOINT_KEYS: dict[str, Key] = {
+    "endpoint": Key("endpoint", _string),
+    "endpoint_format": Key("endpoint_format", _choice("v2", "hf")),
+    "endpoint_labels": Key("endpoint_labels", _names),
+    "endpoint_batch": Key("endpoint_batch", _int(minimum=1)),
+    "concurrency": Key("concurrency", _int(minimum=1)),
+    "endpoint_timeout": Key("endpoint_timeout", _float),
+    "endpoint_retries": Key("endpoint_retries", _int(minimum=0)),
+    "max_queries": Key("max_queries", _int(minimum=0)),
+    "headers": Key("header", _headers),
+    "endpoint_cache": Key("endpoint_cache", _path),
+}
+
 # Keys every gated command shares (mia, canary).
 GATE_KEYS: dict[str, Key] = {
     "fail_above": Key(None, _thresholds),
@@ -165,6 +189,7 @@ GATE_KEYS: dict[str, Key] = {
 COMMAND_KEYS: dict[str, dict[str, Key]] = {
     "mia": {
         **GATE_KEYS,
+        **ENDPOINT_KEYS,
         "model": Key("model_dir", _path),
         "members": Key("members", _path),
         "non_members": Key("non_members", _path),
@@ -187,6 +212,7 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
     },
     "canary": {
         **GATE_KEYS,
+        **ENDPOINT_KEYS,
         "model": Key("model_dir", _path),
         "canaries": Key("canaries", _path),
         "attack": Key("attack", _names),

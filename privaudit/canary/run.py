@@ -30,6 +30,7 @@ from privaudit.canary.attack import ExtractionAttack, ExtractionContext
 from privaudit.canary.canaries import Canary, read_canaries
 from privaudit.canary.exposure import MAX_ENUMERATE, candidates
 from privaudit.canary.registry import EXTRACTION
+from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
 from privaudit.plugins import parse_attack_options
 from privaudit.stats.accounting import epsilon_from_model
@@ -50,7 +51,7 @@ class CanaryRequest:
     built-ins' parameters; ``attack_options`` (``ATTACK:PARAM=VALUE``) set any attack's, and win over them.
     """
 
-    model_dir: Path
+    model_dir: Path | None
     canaries: Path
     exposure: bool = True
     extract: bool = True
@@ -65,6 +66,8 @@ class CanaryRequest:
     modiva_restarts: int = 16
     attacks: str | None = None
     attack_options: tuple[str, ...] = ()
+    endpoint: EndpointConfig | None = None  # score through this endpoint instead of model_dir (exposure, one-run)
+    endpoint_cache: Path | None = None
 
 
 @dataclass
@@ -165,27 +168,29 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
             unknown or broken extraction attack, a bad parameter, or an attack the target cannot serve (before any
             work).
     """
-    from privaudit.target import Target
 
     def tell(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
             progress(stage, done, total)
 
     attacks = build_attacks(request)
-    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
-    for attack in attacks:
-        attack.check(target)
     records = read_canaries(request.canaries)
-    for c in records:
-        if c.label not in target.label2id:
-            raise PrivauditError(f"{request.canaries}: canary label '{c.label}' is not a label of {request.model_dir}")
-    eps, delta = _theoretical(request)
     exposure_set = [c for c in records if c.kind == "exposure"]
     audit_set = [c for c in records if c.kind == "audit"]
     if request.one_run and not audit_set:
         raise PrivauditError(f"{request.canaries}: no one-run audit canaries; train with --audit-canaries M")
+    target = _load_target(request, attacks, exposure_set, audit_set)
+    for attack in attacks:
+        attack.check(target)
     texts = [c.text for c in exposure_set]
-    own = losses(target.logits(texts), np.array([target.label2id[c.label] for c in exposure_set])) if texts else []
+    # Scored before the labels are checked: an endpoint names its classes in its first answer.
+    own_logits = target.logits(texts) if texts else None
+    for c in records:
+        if c.label not in target.label2id:
+            where = request.model_dir or request.endpoint.url
+            raise PrivauditError(f"{request.canaries}: canary label '{c.label}' is not a label of {where}")
+    eps, delta = _theoretical(request)
+    own = losses(own_logits, np.array([target.label2id[c.label] for c in exposure_set])) if texts else []
     rows = [CanaryRow(canary=c, loss=float(loss)) for c, loss in zip(exposure_set, own)]
     context = ExtractionContext(seed=request.seed, batch_size=request.batch_size, progress=progress)
     method, candidate_losses = _extract(attacks, target, rows, context) if rows else (None, {})
@@ -204,7 +209,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
             one_run_bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(one_run.p, delta)
         tell("one-run audit", 1, 1)
     return CanaryResult(
-        model={"path": str(request.model_dir), "fingerprint": target.fingerprint(), "canaries": str(request.canaries)},
+        model={**_describe(target, request), "canaries": str(request.canaries)},
         seed=request.seed,
         theoretical_epsilon=eps,
         delta=delta,
@@ -324,10 +329,51 @@ def audit_canary_scores(target, canaries: Sequence[Canary], *, batch_size: int, 
     return -losses(logits, np.array([target.label2id[c.label] for c in canaries]))
 
 
+def _load_target(
+    request: CanaryRequest, attacks: list[ExtractionAttack], exposure_set: list[Canary], audit_set: list[Canary]
+):
+    """The model directory, or the endpoint; an endpoint is refused ModIvA and checked against the query budget."""
+    if request.endpoint is None:
+        from privaudit.target import Target
+
+        if request.model_dir is None:
+            raise PrivauditError("give MODEL_DIR or --endpoint URL")
+        return Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    if request.model_dir is not None:
+        raise PrivauditError("give MODEL_DIR or --endpoint URL, not both")
+    white_box = [a.name for a in attacks if "inputs_embeds" in a.requires]
+    if white_box:
+        raise PrivauditError(
+            f"extraction attack '{white_box[0]}' is white-box (it optimises the model's input embeddings), and an "
+            "endpoint gives only outputs: pass --no-extract (or --attack exposure) to audit exposure (and --one-run) "
+            "through --endpoint"
+        )
+    from privaudit.endpoint.remote import RemoteTarget
+
+    target = RemoteTarget(request.endpoint, label_names=request.endpoint.label_names, cache_dir=request.endpoint_cache)
+    # Every text the audit will ask for, checked against --max-queries before the first query.
+    needed = [c.text for c in exposure_set] + ([c.text for c in audit_set] if request.one_run else [])
+    if exposure_set and any(a.name == "exposure" for a in attacks):
+        firsts = {(c.template, c.alphabets): c for c in exposure_set}.values()
+        for c in firsts:
+            space = int(np.prod([len(a) for a in c.alphabets], dtype=np.float64))
+            if space <= MAX_ENUMERATE and request.sample is None:
+                needed += candidates(c)[0]
+    target.check_budget(needed)
+    return target
+
+
+def _describe(target, request: CanaryRequest) -> dict:
+    if request.endpoint is not None:
+        return {"path": None, "fingerprint": None, **request.endpoint.describe()}
+    return {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
+
+
 def _theoretical(request: CanaryRequest) -> tuple[float | None, float]:
     if request.epsilon is not None:
         return request.epsilon, request.delta if request.delta is not None else 1e-5
-    found = epsilon_from_model(request.model_dir) if (request.model_dir / "privaudit.json").is_file() else None
+    has_recipe = request.model_dir is not None and (request.model_dir / "privaudit.json").is_file()
+    found = epsilon_from_model(request.model_dir) if has_recipe else None
     if found is None:
         return None, request.delta if request.delta is not None else 1e-5
     return found[0], request.delta if request.delta is not None else found[1]

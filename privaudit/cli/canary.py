@@ -8,6 +8,20 @@ from typing import Annotated
 import typer
 
 from privaudit.cli.app import app
+from privaudit.cli.endpoint import (
+    Concurrency,
+    Endpoint,
+    EndpointBatch,
+    EndpointCache,
+    EndpointFormat,
+    EndpointLabels,
+    EndpointRetries,
+    EndpointTimeout,
+    Header,
+    Insecure,
+    MaxQueries,
+    endpoint_config,
+)
 from privaudit.cli.output import (
     Baseline,
     ExitZero,
@@ -23,21 +37,22 @@ from privaudit.cli.output import (
     max_increase_option,
 )
 from privaudit.config import config_option
+from privaudit.errors import PrivauditError
 
 
 @app.command()
 def canary(
     ctx: typer.Context,
-    model_dir: Annotated[Path, typer.Argument(help="The audited model directory.")],
+    model_dir: Annotated[Path | None, typer.Argument(help="The audited model directory (or --endpoint URL).")] = None,
     canaries: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--canaries",
             "-c",
             help="Canary file (JSONL) from 'privaudit train --canaries-out'.",
             rich_help_panel="Data",
         ),
-    ],
+    ] = None,
     attack: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +138,17 @@ def canary(
     junit_out: JunitOut = None,
     sarif_out: SarifOut = None,
     markdown_out: MarkdownOut = None,
+    endpoint: Endpoint = None,
+    endpoint_format: EndpointFormat = "v2",
+    endpoint_labels: EndpointLabels = None,
+    endpoint_batch: EndpointBatch = 256,
+    concurrency: Concurrency = 4,
+    endpoint_timeout: EndpointTimeout = 30.0,
+    endpoint_retries: EndpointRetries = 5,
+    max_queries: MaxQueries = None,
+    header: Header = None,
+    insecure: Insecure = False,
+    endpoint_cache: EndpointCache = None,
     config: Annotated[Path | None, config_option("canary")] = None,
 ) -> None:
     """Canary extraction: can an attacker read planted secrets back?
@@ -142,6 +168,11 @@ def canary(
             --fail-if-bound-exceeds-epsilon \\
             --format github --sarif-out privaudit.sarif
 
+    Through an endpoint (exposure and one-run only: ModIvA is white-box):
+
+        privaudit canary --endpoint http://localhost:8080/v2/models/intent \\
+            -c fixtures/models/intent-tiny.canaries.jsonl --no-extract
+
     Defaults come from \\[tool.privaudit.canary] in pyproject.toml or \\[canary] in privaudit.toml; flags override them.
     """
     from privaudit.canary.canaries import read_canaries
@@ -153,6 +184,20 @@ def canary(
 
     # The subjects come from the canary file: reading it first also finds a missing or broken file in milliseconds.
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
+    if canaries is None:
+        raise PrivauditError("give the canary file with --canaries FILE (-c)")
+    remote = endpoint_config(
+        endpoint=endpoint,
+        endpoint_format=endpoint_format,
+        endpoint_labels=endpoint_labels,
+        endpoint_batch=endpoint_batch,
+        concurrency=concurrency,
+        endpoint_timeout=endpoint_timeout,
+        endpoint_retries=endpoint_retries,
+        max_queries=max_queries,
+        header=header,
+        insecure=insecure,
+    )
     plan = prepare_gate(
         ctx,
         GateOptions.from_params(ctx.params),
@@ -176,6 +221,8 @@ def canary(
         modiva_restarts=restarts,
         attacks=attack,
         attack_options=tuple(attack_option or ()),
+        endpoint=remote,
+        endpoint_cache=endpoint_cache,
     )
     with stage_progress() as on_progress:
         result = run_canary(request, progress=on_progress)

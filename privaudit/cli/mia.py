@@ -11,6 +11,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from privaudit.cli.app import app
+from privaudit.cli.endpoint import (
+    Concurrency,
+    Endpoint,
+    EndpointBatch,
+    EndpointCache,
+    EndpointFormat,
+    EndpointLabels,
+    EndpointRetries,
+    EndpointTimeout,
+    Header,
+    Insecure,
+    MaxQueries,
+    endpoint_config,
+)
 from privaudit.cli.output import (
     Baseline,
     ExitZero,
@@ -178,6 +192,17 @@ def mia(
     junit_out: JunitOut = None,
     sarif_out: SarifOut = None,
     markdown_out: MarkdownOut = None,
+    endpoint: Endpoint = None,
+    endpoint_format: EndpointFormat = "v2",
+    endpoint_labels: EndpointLabels = None,
+    endpoint_batch: EndpointBatch = 32,
+    concurrency: Concurrency = 4,
+    endpoint_timeout: EndpointTimeout = 30.0,
+    endpoint_retries: EndpointRetries = 5,
+    max_queries: MaxQueries = None,
+    header: Header = None,
+    insecure: Insecure = False,
+    endpoint_cache: EndpointCache = None,
     config: Annotated[Path | None, config_option("mia")] = None,
 ) -> None:
     """Membership inference: how well can an attacker tell training examples from others?
@@ -198,6 +223,13 @@ def mia(
             --fail-if-bound-exceeds-epsilon \\
             --format github --sarif-out privaudit.sarif
 
+    A model behind an endpoint (docs/endpoints.md); label-only endpoints run gap and label-only-augment:
+
+        privaudit mia --endpoint http://localhost:8080/v2/models/intent \\
+            --members fixtures/data/members.jsonl \\
+            --non-members fixtures/data/non_members.jsonl \\
+            --header Authorization=@AUDIT_TOKEN --attack loss,gap
+
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
     from privaudit.cli.output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
@@ -210,6 +242,18 @@ def mia(
     from privaudit.report.records import write_per_example
     from privaudit.report.table import print_mia
 
+    remote = endpoint_config(
+        endpoint=endpoint,
+        endpoint_format=endpoint_format,
+        endpoint_labels=endpoint_labels,
+        endpoint_batch=endpoint_batch,
+        concurrency=concurrency,
+        endpoint_timeout=endpoint_timeout,
+        endpoint_retries=endpoint_retries,
+        max_queries=max_queries,
+        header=header,
+        insecure=insecure,
+    )
     kinds = check_slice_kinds(slice_kind or ())
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     plan = prepare_gate(
@@ -239,6 +283,8 @@ def mia(
         slice_min=slice_min,
         top=top,
         redact_texts=redact_texts,
+        endpoint=remote,
+        endpoint_cache=endpoint_cache,
     )
     with stage_progress(ignore="attack ") as on_progress:
         result = run_mia(request, progress=on_progress)

@@ -8,6 +8,7 @@ scikit-learn, ``__init__`` only stores parameters; checks happen in :meth:`Attac
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -17,8 +18,15 @@ from privaudit.mia.signals import Signals
 from privaudit.plugins import Parameterised
 
 SIGNAL_NAMES: frozenset[str] = frozenset(
-    {"logits", "reference_logits", "population_logits", "population_reference_logits"}
+    {"logits", "top_k", "labels", "reference_logits", "population_logits", "population_reference_logits"}
 )
+
+# What each signal of the target's own outputs means, for a message about an endpoint that does not return it.
+_OUTPUT_MEANING: dict[str, str] = {
+    "logits": "full probabilities (logits)",
+    "top_k": "class scores (at least the top class's)",
+    "labels": "predicted labels",
+}
 
 # What the user must pass to supply each signal; the CLI owns the flags, so keep these in step with it.
 _HOW_TO_SUPPLY: dict[str, str] = {
@@ -50,6 +58,19 @@ class Attack(Parameterised, abc.ABC):
     requires: ClassVar[frozenset[str]]
     online: ClassVar[bool] = False
 
+    def queries(self, texts: Sequence[str], *, seed: int) -> list[str]:
+        """Extra texts whose predicted labels the attack needs, e.g. perturbed copies of the audited texts.
+
+        The audit scores them in the same single pass as the audited texts, through the same target (local or
+        remote, cached alike), and hands the predicted label ids back in ``signals.extra_predicted[self.name]``, in
+        this order. The default asks for nothing.
+
+        Args:
+            texts: the audited texts, in the order of the signals.
+            seed: the audit's seed; the same seed must give the same texts.
+        """
+        return []
+
     @abc.abstractmethod
     def score(self, signals: Signals) -> np.ndarray:
         """Membership scores of the audited examples.
@@ -75,9 +96,14 @@ class Attack(Parameterised, abc.ABC):
                 model trained with the audited examples, or when an offline attack has no reference model
                 trained without them.
         """
+        check_outputs([self], signals.available(), source=signals.source)
         missing = sorted(self.requires - signals.available())
         if missing:
             raise PrivauditError(f"attack '{self.name}' {_HOW_TO_SUPPLY.get(missing[0], 'needs ' + missing[0])}")
+        if self.queries.__func__ is not Attack.queries and self.name not in (signals.extra_predicted or {}):
+            raise PrivauditError(
+                f"attack '{self.name}' needs the target's predictions on its extra queries, which were not scored"
+            )
         if "population_logits" in self.requires and signals.population_labels is None:
             raise PrivauditError(f"attack '{self.name}' needs the population labels: pass --population FILE")
         if "reference_logits" not in self.requires:
@@ -88,10 +114,11 @@ class Attack(Parameterised, abc.ABC):
                 " (reference_in); retrain them with --reference-models K"
             )
         ref_shape = signals.reference_logits.shape
-        if ref_shape[1:] != signals.logits.shape:
+        own_shape = signals.class_log_probs().shape if "top_k" in signals.available() else None
+        if own_shape is not None and ref_shape[1:] != own_shape:
             raise PrivauditError(
                 f"attack '{self.name}': reference logits have shape {ref_shape}, expected "
-                f"(K, {', '.join(map(str, signals.logits.shape))}) to match the target logits"
+                f"(K, {', '.join(map(str, own_shape))}) to match the target logits"
             )
         ref_in = np.asarray(signals.reference_in, dtype=bool)
         if ref_in.shape != signals.reference_logits.shape[:2]:
@@ -108,4 +135,23 @@ class Attack(Parameterised, abc.ABC):
             raise PrivauditError(
                 f"attack '{self.name}' needs reference models trained without the audited examples: "
                 "pass --reference-models K (K >= 1)"
+            )
+
+
+def check_outputs(attacks: Sequence[Attack], available: frozenset[str], *, source: str | None) -> None:
+    """Refuse an attack that needs more of the target's outputs than the target gives (an endpoint's top-k, labels).
+
+    Called once the first answer of an endpoint shows what it returns, before the rest is asked for, and again by
+    :meth:`Attack.check`.
+
+    Raises:
+        PrivauditError: naming the attack, what it needs, and what the target returns.
+    """
+    for attack in attacks:
+        missing = [name for name in ("logits", "top_k", "labels") if name in attack.requires and name not in available]
+        if missing:
+            gives = source or "the target gives " + (", ".join(sorted(available & set(_OUTPUT_MEANING))) or "nothing")
+            raise PrivauditError(
+                f"attack '{attack.name}' needs {_OUTPUT_MEANING[missing[0]]}, but {gives}; "
+                "choose attacks the target's outputs support (label-only: gap, label-only-augment)"
             )

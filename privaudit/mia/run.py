@@ -15,9 +15,11 @@ import numpy as np
 
 from privaudit import __version__
 from privaudit.data import TextDataset, encode_labels, read_dataset
+from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
 from privaudit.mia.records import Examples, MostExposed, examples_from_files, examples_from_scores, most_exposed
 from privaudit.mia.registry import get_attack, get_attack_class, parse_attack_options, resolve
+from privaudit.mia.scoring import describe_target, extra_queries, load_target, score_texts
 from privaudit.mia.signals import Signals
 from privaudit.mia.slices import DEFAULT_MIN_PER_SIDE, Slices, check_slice_kinds, compute_slices
 from privaudit.stats.accounting import epsilon_from_model
@@ -55,6 +57,9 @@ class MiaRequest:
     slice_min: int = DEFAULT_MIN_PER_SIDE
     top: int = 20  # most exposed members listed in the report; 0: none
     redact_texts: bool = False  # keep only each text's hash
+
+    endpoint: EndpointConfig | None = None  # audit a classifier behind this endpoint instead of model_dir
+    endpoint_cache: Path | None = None  # its response cache (default .cache/privaudit/endpoint)
 
 
 @dataclass
@@ -142,7 +147,7 @@ def _check_sides(members: TextDataset, non_members: TextDataset) -> None:
 def _theoretical(request: MiaRequest) -> tuple[float | None, float]:
     if request.epsilon is not None:
         return request.epsilon, request.delta if request.delta is not None else 1e-5
-    if request.model_dir is not None and (request.model_dir / "privaudit.json").is_file():
+    if request.endpoint is None and request.model_dir is not None and (request.model_dir / "privaudit.json").is_file():
         found = epsilon_from_model(request.model_dir)
         if found is not None:
             eps, delta = found
@@ -161,8 +166,8 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         if progress is not None:
             progress(stage, done, total)
 
-    if request.scores is not None and request.model_dir is not None:
-        raise PrivauditError("give MODEL_DIR or --scores FILE, not both")
+    if request.scores is not None and (request.model_dir is not None or request.endpoint is not None):
+        raise PrivauditError("give MODEL_DIR, --endpoint URL or --scores FILE, only one")
     kinds = check_slice_kinds(request.slices)
     if kinds and request.slice_min < 2:
         raise PrivauditError(
@@ -247,19 +252,23 @@ def _build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
 
 
 def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict, Examples]:
-    from privaudit.target import Target
-
-    if request.model_dir is None or request.members is None or request.non_members is None:
-        raise PrivauditError("give MODEL_DIR with --members and --non-members, or --scores FILE")
-    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    if request.members is None or request.non_members is None:
+        raise PrivauditError("give MODEL_DIR (or --endpoint URL) with --members and --non-members, or --scores FILE")
     members = read_dataset(request.members)
     non_members = read_dataset(request.non_members)
     _check_sides(members, non_members)
+    target = load_target(request, members, non_members)
     texts = list(members.texts) + list(non_members.texts)
     labels = np.concatenate([encode_labels(members, target.label2id), encode_labels(non_members, target.label2id)])
     is_member = np.r_[np.ones(len(members), dtype=bool), np.zeros(len(non_members), dtype=bool)]
     needs = set().union(*(a.requires for a in attacks))
     online = any(a.online for a in attacks)
+    if request.endpoint is not None and needs & {"reference_logits", "population_reference_logits"}:
+        if not request.reference_dirs or request.reference_models:
+            raise PrivauditError(
+                "with --endpoint, reference models are your own: train them locally ('privaudit train' on population "
+                "data) and pass them with --reference-dir DIR"
+            )
     population = None
     if request.population is not None:
         population = read_dataset(request.population)
@@ -278,7 +287,11 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
     # The population is scored only for the attacks that read it (RMIA's z-samples): LiRA needs it only as the
     # reference models' training pool.
     score_population = population is not None and "population_logits" in needs
+    extra = extra_queries(attacks, texts, seed=request.seed)
     all_texts = texts + (list(population.texts) if score_population else [])
+    n_scored = len(all_texts)
+    for queries in extra.values():
+        all_texts += queries
     total = len(all_texts)
     done = [0]
 
@@ -286,7 +299,11 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         done[0] += n
         tell("scoring", done[0], total)
 
-    logits = target.logits(all_texts, batch_size=request.batch_size, progress=step)
+    target_outputs = score_texts(target, all_texts, attacks=attacks, batch_size=request.batch_size, progress=step)
+    extra_predicted, start = {}, n_scored
+    for name, queries in extra.items():
+        extra_predicted[name] = target_outputs.predicted[start : start + len(queries)]
+        start += len(queries)
     reference_population = "population_reference_logits" in needs
     reference = None
     if request.reference_dirs:
@@ -338,17 +355,22 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
         )
     n = len(texts)
+    own, pop = target_outputs.rows(0, n), target_outputs.rows(n, n_scored)
     signals = Signals(
-        logits=logits[:n],
+        logits=own.logits,
         labels=labels,
         reference_logits=None if reference is None else reference.logits,
         reference_in=None if reference is None else reference.is_in,
-        population_logits=logits[n:] if score_population else None,
+        population_logits=pop.logits if score_population else None,
         population_labels=pop_labels if score_population else None,
         population_reference_logits=None if reference is None else reference.population_logits,
         population_reference_in=None if reference is None else reference.population_is_in,
+        top_k_log_probs=own.top_k_log_probs,
+        predicted=own.predicted,
+        extra_predicted=extra_predicted,
+        source=target_outputs.source,
     )
-    model = {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
+    model = describe_target(target, request)
     examples = examples_from_files(
         member_file=str(members.path),
         non_member_file=str(non_members.path),

@@ -17,7 +17,7 @@ def render_canary_html(result: CanaryResult) -> str:
     summary = result.to_dict()["summary"]
     body = [
         "<table>",
-        f"<tr><th>model</th><td><code>{_e(result.model['path'])}</code></td></tr>",
+        f"<tr><th>model</th><td><code>{_e(result.model.get('path') or result.model.get('endpoint'))}</code></td></tr>",
         f"<tr><th>canary file</th><td><code>{_e(result.model['canaries'])}</code></td></tr>",
         f"<tr><th>theoretical ε</th><td>{'none (trained without DP)' if eps is None else f'{eps:.3f}'}"
         f" (δ = {result.delta:g})</td></tr>",
@@ -82,7 +82,7 @@ def render_canary_html(result: CanaryResult) -> str:
         for row in inserted:
             figure = candidate_loss_figure(losses, row.loss, f"secret {' '.join(row.canary.secret)}")
             body.append(_img(figure, f"loss of every candidate, and of secret {' '.join(row.canary.secret)}"))
-    return page(f"privaudit canary audit: {result.model['path']}", body)
+    return page(f"privaudit canary audit: {result.model.get('path') or result.model.get('endpoint')}", body)
 
 
 def write_canary_html(result: CanaryResult, path: Path) -> None:

@@ -40,7 +40,7 @@ def canary_table(result: CanaryResult) -> Table:
     )
     if len(spaces) == 1:
         caption += f", out of {spaces.pop()} candidates"
-    table = Table(title=f"canaries: {result.model['path']}", caption=caption)
+    table = Table(title=f"canaries: {result.model.get('path') or result.model.get('endpoint')}", caption=caption)
     for column in ("secret", "label", "inserted", "exposure", "loss rank", "ModIvA guess", "slots", "ModIvA rank"):
         table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess") else "right")
     plugins = plugin_attacks(result)

@@ -252,7 +252,7 @@ def markdown_gate(gate: GateResult) -> str:
 def to_markdown(result: MiaResult, gate: GateResult) -> str:
     """A summary fit for a pull-request comment: verdict line, per-attack metrics, breaches."""
     icon = "❌" if gate.verdict == "fail" else "✅"
-    source = result.model.get("path") or result.model.get("scores")
+    source = result.model.get("path") or result.model.get("endpoint") or result.model.get("scores")
     eps = "∞ (no DP)" if result.theoretical_epsilon is None else f"{result.theoretical_epsilon:.3f}"
     lines = [
         f"### {icon} privaudit mia: {_cell(gate.summary())}",

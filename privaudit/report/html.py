@@ -125,6 +125,8 @@ def _header(result: MiaResult) -> str:
     rows = []
     if model.get("path") is not None:
         rows.append(("model", f"<code>{_e(model['path'])}</code>"))
+    if model.get("endpoint") is not None:
+        rows.append(("endpoint", f"<code>{_e(model['endpoint'])}</code> ({_e(model.get('endpoint_format', ''))})"))
     fingerprint = model.get("fingerprint")
     if fingerprint:
         short = str(fingerprint)[:_FINGERPRINT_CHARS]
@@ -239,7 +241,7 @@ def _level(metrics: AttackMetrics) -> str:
 
 def _source(result: MiaResult) -> str:
     model = result.model or {}
-    return str(model.get("path") or model.get("scores") or "precomputed scores")
+    return str(model.get("path") or model.get("endpoint") or model.get("scores") or "precomputed scores")
 
 
 def _e(value: object) -> str:

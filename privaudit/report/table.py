@@ -18,7 +18,7 @@ def _interval(value: float, low: float, high: float) -> str:
 def mia_table(result: MiaResult) -> Table:
     """One row per attack: AUC, TPR at low FPR, advantage, empirical epsilon beside the theoretical one."""
     eps = result.theoretical_epsilon
-    source = result.model.get("path") or result.model.get("scores")
+    source = result.model.get("path") or result.model.get("endpoint") or result.model.get("scores")
     unsupported = any(not t.supported for a in result.attacks for t in a.metrics.tpr_at_fpr)
     caption = (
         f"{result.n_members} members, {result.n_non_members} non-members, "

@@ -28,6 +28,7 @@ BUILTINS = {
     "lira-offline",
     "lira-online",
     "rmia",
+    "gap",
 }
 
 
@@ -510,7 +511,8 @@ def test_check_rejects_bad_parameters(online_world):
 def test_every_attack_declares_itself_and_scores_quietly(name, capsys):
     cls = registry.get_attack_class(name)
     assert cls.name == name and cls.description and "\n" not in cls.description
-    assert "logits" in cls.requires and cls.requires <= SIGNAL_NAMES
+    # Each reads some of the target's own outputs: full logits, the returned classes' scores, or the label alone.
+    assert cls.requires & {"logits", "top_k", "labels"} and cls.requires <= SIGNAL_NAMES
     signals, member = make_world(seed=6, n=200, m=50, k=4)
     scores = get_attack(name).score(signals)
     assert scores.shape == member.shape and scores.dtype == np.float64 and np.isfinite(scores).all()
