@@ -43,6 +43,17 @@ def audit_membership(
     slice_min: int = 20,
     top: int = 20,
     redact_texts: bool = False,
+    endpoint: str | None = None,
+    endpoint_format: str = "v2",
+    endpoint_labels: str | None = None,
+    endpoint_batch: int = 32,
+    concurrency: int = 4,
+    endpoint_timeout: float = 30.0,
+    endpoint_retries: int = 5,
+    max_queries: int | None = None,
+    header: Sequence[str] | None = None,
+    insecure: bool = False,
+    endpoint_cache: PathLike | None = None,
     progress: Progress | None = None,
 ) -> MembershipAudit:
     """Membership inference: how well can an attacker tell the model's training examples from others?
@@ -75,6 +86,9 @@ def audit_membership(
         top: the most exposed members listed in ``to_dict()["most_exposed"]`` (``--top``); 0: none. Every example's
             scores are in ``privaudit.mia.records.example_rows(result)`` (the rows of ``--per-example``).
         redact_texts: keep no audited text in the result, only each text's SHA-256 (``--redact-texts``).
+        endpoint: audit the classifier behind this URL instead of ``model_dir`` (docs/endpoints.md); the other
+            ``endpoint_*`` keywords, ``concurrency``, ``max_queries``, ``header`` (``["NAME=@ENVVAR"]``: values
+            come from the environment, never stored) and ``insecure`` are the command's ``--endpoint-*`` flags.
         progress: called as ``progress(stage, done, total)`` as work advances (``total`` may be ``None``); stages
             are ``"scoring"``, ``"reference models"``, ``"training reference model K"``, ``"attack NAME"`` and
             ``"attacks"``. Nothing is printed either way.
@@ -97,10 +111,23 @@ def audit_membership(
         >>> round(result.to_dict()["attacks"][0]["auc"]["value"], 2)  # doctest: +SKIP
         0.71
     """
+    from privaudit.endpoint.client import endpoint_config
     from privaudit.mia.run import MiaRequest, run_mia
 
     check_ranges(
         reference_models=(reference_models, 0), batch_size=(batch_size, 1), top=(top, 0), slice_min=(slice_min, 2)
+    )
+    remote = endpoint_config(
+        endpoint=endpoint,
+        endpoint_format=endpoint_format,
+        endpoint_labels=endpoint_labels,
+        endpoint_batch=endpoint_batch,
+        concurrency=concurrency,
+        endpoint_timeout=endpoint_timeout,
+        endpoint_retries=endpoint_retries,
+        max_queries=max_queries,
+        header=list(header or ()),
+        insecure=insecure,
     )
     request = MiaRequest(
         model_dir=as_path(model_dir, name="model_dir"),
@@ -123,12 +150,14 @@ def audit_membership(
         slice_min=slice_min,
         top=top,
         redact_texts=redact_texts,
+        endpoint=remote,
+        endpoint_cache=as_path(endpoint_cache, name="endpoint_cache"),
     )
     return adopt(MembershipAudit, run_mia(request, progress=stage_callback(progress)))
 
 
 def audit_canaries(
-    model_dir: PathLike,
+    model_dir: PathLike | None = None,
     *,
     canaries: PathLike,
     attacks: str | Sequence[str] | None = None,
@@ -144,6 +173,17 @@ def audit_canaries(
     restarts: int = 16,
     allow_pickle: bool = False,
     batch_size: int = 512,
+    endpoint: str | None = None,
+    endpoint_format: str = "v2",
+    endpoint_labels: str | None = None,
+    endpoint_batch: int = 256,
+    concurrency: int = 4,
+    endpoint_timeout: float = 30.0,
+    endpoint_retries: int = 5,
+    max_queries: int | None = None,
+    header: Sequence[str] | None = None,
+    insecure: bool = False,
+    endpoint_cache: PathLike | None = None,
     progress: Progress | None = None,
 ) -> CanaryAudit:
     """Canary extraction: can an attacker read the secrets planted in training back out of the model?
@@ -170,6 +210,9 @@ def audit_canaries(
         restarts: ModIvA random restarts (run as one batch).
         allow_pickle: load pickled weights (trust them first).
         batch_size: candidates per forward pass.
+        endpoint: audit the classifier behind this URL instead of ``model_dir`` (docs/endpoints.md); the other
+            ``endpoint_*`` keywords, ``concurrency``, ``max_queries``, ``header`` (``["NAME=@ENVVAR"]``: values
+            come from the environment, never stored) and ``insecure`` are the command's ``--endpoint-*`` flags.
         progress: called as ``progress(stage, done, total)``; stages are ``"exposure"``, ``"ModIvA extraction"``
             and ``"one-run audit"``. Nothing is printed either way.
 
@@ -192,12 +235,25 @@ def audit_canaries(
     """
     from privaudit.canary.canaries import read_canaries
     from privaudit.canary.run import CanaryRequest, run_canary
+    from privaudit.endpoint.client import endpoint_config
 
     check_ranges(sample=(sample, 100), steps=(steps, 1), restarts=(restarts, 1), batch_size=(batch_size, 1))
     canaries_file = as_path(canaries, name="canaries", required=True)
     read_canaries(canaries_file)  # as the command does first: a missing or broken file fails in milliseconds
+    remote = endpoint_config(
+        endpoint=endpoint,
+        endpoint_format=endpoint_format,
+        endpoint_labels=endpoint_labels,
+        endpoint_batch=endpoint_batch,
+        concurrency=concurrency,
+        endpoint_timeout=endpoint_timeout,
+        endpoint_retries=endpoint_retries,
+        max_queries=max_queries,
+        header=list(header or ()),
+        insecure=insecure,
+    )
     request = CanaryRequest(
-        model_dir=as_path(model_dir, name="model_dir", required=True),
+        model_dir=as_path(model_dir, name="model_dir"),
         canaries=canaries_file,
         exposure=exposure,
         extract=extract,
@@ -212,5 +268,7 @@ def audit_canaries(
         modiva_restarts=restarts,
         attacks=attack_spec(attacks),
         attack_options=attack_option_specs(attack_options),
+        endpoint=remote,
+        endpoint_cache=as_path(endpoint_cache, name="endpoint_cache"),
     )
     return adopt(CanaryAudit, run_canary(request, progress=stage_callback(progress)))

@@ -20,7 +20,6 @@ from privaudit.cli.endpoint import (
     Header,
     Insecure,
     MaxQueries,
-    endpoint_config,
 )
 from privaudit.cli.output import (
     Baseline,
@@ -186,6 +185,8 @@ def canary(
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     if canaries is None:
         raise PrivauditError("give the canary file with --canaries FILE (-c)")
+    from privaudit.endpoint.client import endpoint_config
+
     remote = endpoint_config(
         endpoint=endpoint,
         endpoint_format=endpoint_format,

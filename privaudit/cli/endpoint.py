@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from privaudit.errors import PrivauditError
-
 PANEL = "Endpoint"
 
 Endpoint = Annotated[
@@ -69,45 +67,3 @@ EndpointCache = Annotated[
     Path | None,
     typer.Option(help="Response cache folder (default .cache/privaudit/endpoint).", rich_help_panel=PANEL),
 ]
-
-
-def endpoint_config(
-    *,
-    endpoint: str | None,
-    endpoint_format: str,
-    endpoint_labels: str | None,
-    endpoint_batch: int,
-    concurrency: int,
-    endpoint_timeout: float,
-    endpoint_retries: int,
-    max_queries: int | None,
-    header: list[str] | None,
-    insecure: bool,
-):
-    """The :class:`~privaudit.endpoint.client.EndpointConfig` the flags describe, or ``None`` without ``--endpoint``.
-
-    Raises:
-        PrivauditError: an endpoint flag without ``--endpoint``, or a bad header or URL.
-    """
-    from privaudit.endpoint.client import EndpointConfig, parse_header
-
-    if endpoint is None:
-        if header or insecure or max_queries is not None or endpoint_labels:
-            raise PrivauditError("--header, --insecure, --max-queries and --endpoint-labels need --endpoint URL")
-        return None
-    headers = dict(parse_header(spec) for spec in header or ())
-    labels = None
-    if endpoint_labels:
-        labels = tuple(name.strip() for name in endpoint_labels.split(",") if name.strip())
-    return EndpointConfig(
-        url=endpoint,
-        fmt=endpoint_format,
-        headers=headers,
-        batch_size=endpoint_batch,
-        concurrency=concurrency,
-        timeout=endpoint_timeout,
-        retries=endpoint_retries,
-        verify=not insecure,
-        max_queries=max_queries,
-        label_names=labels,
-    )

@@ -23,7 +23,6 @@ from privaudit.cli.endpoint import (
     Header,
     Insecure,
     MaxQueries,
-    endpoint_config,
 )
 from privaudit.cli.output import (
     Baseline,
@@ -233,6 +232,7 @@ def mia(
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
     from privaudit.cli.output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
+    from privaudit.endpoint.client import endpoint_config
     from privaudit.gate.measurements import mia_measurements, mia_metrics
     from privaudit.gate.slices import MiaSubjects, check_slice_subjects
     from privaudit.mia.registry import available_attacks

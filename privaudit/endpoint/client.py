@@ -216,3 +216,43 @@ class EndpointClient:
                     for other in pending:
                         other.cancel()
                     raise failed[0].exception()
+
+
+def endpoint_config(
+    *,
+    endpoint: str | None,
+    endpoint_format: str,
+    endpoint_labels: str | None,
+    endpoint_batch: int,
+    concurrency: int,
+    endpoint_timeout: float,
+    endpoint_retries: int,
+    max_queries: int | None,
+    header: list[str] | None,
+    insecure: bool,
+):
+    """The :class:`~privaudit.endpoint.client.EndpointConfig` the flags describe, or ``None`` without ``--endpoint``.
+
+    Raises:
+        PrivauditError: an endpoint flag without ``--endpoint``, or a bad header or URL.
+    """
+    if endpoint is None:
+        if header or insecure or max_queries is not None or endpoint_labels:
+            raise PrivauditError("--header, --insecure, --max-queries and --endpoint-labels need --endpoint URL")
+        return None
+    headers = dict(parse_header(spec) for spec in header or ())
+    labels = None
+    if endpoint_labels:
+        labels = tuple(name.strip() for name in endpoint_labels.split(",") if name.strip())
+    return EndpointConfig(
+        url=endpoint,
+        fmt=endpoint_format,
+        headers=headers,
+        batch_size=endpoint_batch,
+        concurrency=concurrency,
+        timeout=endpoint_timeout,
+        retries=endpoint_retries,
+        verify=not insecure,
+        max_queries=max_queries,
+        label_names=labels,
+    )

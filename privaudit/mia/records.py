@@ -98,7 +98,7 @@ def examples_from_files(
         sha256=tuple(text_sha256(t) for t in texts),
         texts=None if redact_texts else tuple(texts),
         labels=tuple(id2label[int(i)] for i in signals.labels),
-        correct=np.argmax(signals.logits, axis=1) == signals.labels,
+        correct=signals.predicted_labels() == signals.labels,
     )
 
 
@@ -110,7 +110,7 @@ def examples_from_scores(path: str, is_member: np.ndarray, signals: Signals | No
         files=(path,) * n,
         index=np.arange(n),
         labels=None if signals is None else tuple(str(int(i)) for i in signals.labels),
-        correct=None if signals is None else np.argmax(signals.logits, axis=1) == signals.labels,
+        correct=None if signals is None else signals.predicted_labels() == signals.labels,
     )
 
 

@@ -45,6 +45,8 @@ def test_attacks_lists_both_kinds_and_cuts_nothing(columns):
             [
                 "confidence",
                 "entropy",
+                "gap",
+                "label-only-augment",
                 "lira-offline",
                 "lira-online",
                 "loss",

@@ -227,7 +227,7 @@ def test_canary_exposure_through_an_endpoint_and_modiva_refused(serve, tmp_path,
     refused = run_cli(*base)
     assert (
         refused.exit_code == 2
-        and "ModIvA extraction is white-box" in refused.stderr
+        and "extraction attack 'modiva' is white-box" in refused.stderr
         and "--no-extract" in refused.stderr
     )
     assert server.stats()["requests"] == 0
