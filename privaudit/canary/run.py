@@ -45,6 +45,8 @@ class CanaryRequest:
     batch_size: int = 512
     modiva_steps: int = 300
     modiva_restarts: int = 16
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N, mps (privaudit.device)
+    precision: str = "fp32"  # of scoring (exposure, one-run); ModIvA optimises in fp32
 
 
 @dataclass
@@ -85,6 +87,7 @@ class CanaryResult:
     exposure_method: str | None
     one_run: object | None = None  # a privaudit.canary.onerun.OneRunResult
     candidate_losses: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    compute: dict | None = None  # device, precision, torch
 
     def group(self, inserted: bool) -> list[CanaryRow]:
         return [r for r in self.rows if r.canary.inserted == inserted]
@@ -119,6 +122,7 @@ class CanaryResult:
             "summary": summary,
             "canaries": [r.to_dict() for r in self.rows],
             "one_run": None if self.one_run is None else self.one_run.to_dict(),
+            "compute": self.compute,
         }
 
 
@@ -161,13 +165,15 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     Raises:
         PrivauditError: bad canary file, labels the model lacks, alphabets the tokenizer splits, too large spaces.
     """
+    from privaudit.device import Compute
     from privaudit.target import Target
 
     def tell(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
             progress(stage, done, total)
 
-    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    compute = Compute.from_flags(request.device, request.precision)
+    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle, compute=compute)
     records = read_canaries(request.canaries)
     for c in records:
         if c.label not in target.label2id:
@@ -241,6 +247,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         exposure_method=method,
         one_run=one_run,
         candidate_losses=candidate_losses,
+        compute=compute.to_dict(),
     )
 
 

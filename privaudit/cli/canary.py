@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from privaudit.cli.app import app
+from privaudit.cli.options import Device, Precision
 from privaudit.cli.output import (
     Baseline,
     ExitZero,
@@ -80,6 +81,8 @@ def canary(
         bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).", rich_help_panel="Data")
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Candidates per forward pass.", rich_help_panel="Data")] = 512,
+    device: Device = "auto",
+    precision: Precision = "fp32",
     fail_above: Annotated[
         list[str] | None,
         fail_above_option(
@@ -146,6 +149,8 @@ def canary(
         batch_size=batch_size,
         modiva_steps=steps,
         modiva_restarts=restarts,
+        device=device,
+        precision=precision,
     )
     with stage_progress() as on_progress:
         result = run_canary(request, progress=on_progress)

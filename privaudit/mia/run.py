@@ -46,6 +46,14 @@ class MiaRequest:
     train_config: Path | None = None
     cache_dir: Path | None = None
     attack_options: tuple[str, ...] = ()  # ATTACK:PARAM=VALUE, e.g. "rmia:a=0.5"
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N, mps (privaudit.device)
+    precision: str = "fp32"
+    executor: str = "local"  # reference models: local or ray (privaudit.training.executor)
+    ray_address: str | None = None
+    workers: int | None = None
+    cpus_per_job: int = 1
+    gpus_per_job: float = 0.0
+    max_retries: int = 3
 
 
 @dataclass
@@ -75,6 +83,7 @@ class MiaResult:
     n_reference_models: int
     attacks: list[AttackResult]
     is_member: np.ndarray = field(repr=False)
+    compute: dict | None = None  # device, precision, torch and executor; None for --scores
 
     def to_dict(self) -> dict:
         """The JSON document of ``--format json``; its layout is ``docs/schema-mia.json``, versioned by ``schema``."""
@@ -89,6 +98,7 @@ class MiaResult:
             "n_non_members": self.n_non_members,
             "n_reference_models": self.n_reference_models,
             "attacks": [a.to_dict() for a in self.attacks],
+            "compute": self.compute,
         }
 
     def exceeded(self) -> list[AttackResult]:
@@ -148,9 +158,10 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
             raise PrivauditError(f"{request.scores}: --attack needs 'logits' and 'label' columns; it has only 'score'")
         names = resolve(request.attacks or "loss") if signals is not None else []
         attacks = _build_attacks(names, request.attack_options)
+        compute = None
     else:
         attacks = _build_attacks(resolve(request.attacks or "loss"), request.attack_options)
-        signals, is_member, model = _signals_from_model(request, attacks, tell)
+        signals, is_member, model, compute = _signals_from_model(request, attacks, tell)
         precomputed = None
     results = []
     for attack in attacks:
@@ -182,6 +193,7 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         n_reference_models=0 if signals is None else signals.n_reference_models,
         attacks=results,
         is_member=is_member,
+        compute=compute,
     )
 
 
@@ -200,12 +212,24 @@ def _build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
     return [get_attack(name, **options.get(name, {})) for name in names]
 
 
-def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict]:
+def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict, dict]:
+    from privaudit.device import Compute
     from privaudit.target import Target
+    from privaudit.training.executor import EXECUTORS, RayOptions
 
     if request.model_dir is None or request.members is None or request.non_members is None:
         raise PrivauditError("give MODEL_DIR with --members and --non-members, or --scores FILE")
-    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    compute = Compute.from_flags(request.device, request.precision)
+    if request.executor not in EXECUTORS:
+        raise PrivauditError(f"--executor '{request.executor}' is unknown; use one of {', '.join(EXECUTORS)}")
+    ray = RayOptions(
+        address=request.ray_address,
+        workers=request.workers,
+        cpus_per_job=request.cpus_per_job,
+        gpus_per_job=request.gpus_per_job,
+        max_retries=request.max_retries,
+    )
+    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle, compute=compute)
     members = read_dataset(request.members)
     non_members = read_dataset(request.non_members)
     _check_sides(members, non_members)
@@ -253,7 +277,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         tell("reference models", 0, len(request.reference_dirs))
         scored_texts = texts + (list(population.texts) if reference_population else [])
         scored = load_reference_dirs(
-            target, request.reference_dirs, texts=scored_texts, allow_pickle=request.allow_pickle
+            target, request.reference_dirs, texts=scored_texts, allow_pickle=request.allow_pickle, compute=compute
         )
         reference = ReferenceSignals(
             logits=scored[:, : len(texts)],
@@ -290,6 +314,9 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             score_population=reference_population,
             on_model=lambda i, k, _status: tell("reference models", i, k),
             on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
+            compute=compute,
+            executor=request.executor,
+            ray=ray,
         )
     n = len(texts)
     signals = Signals(
@@ -303,7 +330,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         population_reference_in=None if reference is None else reference.population_is_in,
     )
     model = {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
-    return signals, is_member, model
+    return signals, is_member, model, {**compute.to_dict(), "executor": request.executor}
 
 
 __all__ = ["MiaRequest", "MiaResult", "AttackResult", "run_mia", "get_attack_class"]

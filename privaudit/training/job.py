@@ -10,6 +10,7 @@ import numpy as np
 
 from privaudit.canary import canaries as canary_lib
 from privaudit.data import encode_labels, fingerprint, read_dataset
+from privaudit.device import Compute, describe
 from privaudit.errors import PrivauditError
 from privaudit.training.train import DPConfig, StepCallback, TrainConfig, recipe_dict, save_model, train_classifier
 
@@ -42,6 +43,8 @@ class TrainJob:
     audit_template: str = "my secret number is {d} {d} {d} {d} {d} {d}"
     canaries_out: Path | None = None
     overwrite: bool = False
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N, mps (privaudit.device); the command line's default is auto
+    precision: str = "fp32"
 
 
 def _check_flags(job: TrainJob) -> None:
@@ -81,6 +84,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         PrivauditError: bad flags or data; nothing is written then.
     """
     _check_flags(job)
+    compute = Compute.from_flags(job.device, job.precision, dp=job.dp)
     dataset = read_dataset(job.data, min_examples=2)
     # Any id at all is refused: encode_labels would read it as an index into the sorted names, not as a name.
     if any(isinstance(x, int) for x in dataset.labels):
@@ -139,7 +143,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         **({"architecture": None} if job.base is not None else {}),
     )
     trained = train_classifier(
-        texts=texts, labels=all_labels, label_names=label_names, config=config, dp=dp, on_step=on_step
+        texts=texts, labels=all_labels, label_names=label_names, config=config, dp=dp, on_step=on_step, compute=compute
     )
     canary_summary = None
     if planted:
@@ -173,6 +177,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         "labels": len(label_names),
         "train accuracy": f"{trained.train_accuracy:.3f}",
         "seconds": f"{trained.seconds:.1f}",
+        "device": f"{describe(compute.device)}, {compute.precision}",
     }
     if trained.dp:
         summary["noise multiplier"] = f"{trained.dp['noise_multiplier']:.4f}"
