@@ -131,10 +131,27 @@ def _minilm(data: dict) -> list[str]:
     return lines + _table({k: v for k, v in data["seconds"].items() if k not in epoch}, None)
 
 
+def _executor(data: dict) -> list[str]:
+    seconds = data["seconds"]
+    lines = [
+        f"{data['models']} offline reference models of `intent-tiny` (its recipe), each side into a fresh cache: "
+        "`--executor local` with 2 torch threads, one model after another, against `--executor ray` (Ray "
+        f"{data['ray_version']}) on a local cluster of 2 workers with 1 thread each (`--cpus-per-job 1`).\n",
+        *_table(seconds, list(seconds)[0]),
+    ]
+    speedup, with_start = data["speedup"], data["speedup_with_start"]
+    lines.append(
+        f"\nThroughput of `--executor ray` over `local`: **{speedup:.2f}x** for the jobs ({with_start:.2f}x with the "
+        f"cluster's start); target at least 1.5x: {'meets' if speedup >= 1.5 else 'misses'} it. Largest difference "
+        f"between the two sides' reference logits: {data['max_abs_logit_difference']:.2g}."
+    )
+    return lines
+
+
 def write_markdown(results: Path, out: Path) -> None:
     parts = [INTRO]
     machine_written = False
-    for name in ("dp", "mia", "lira", "memory", "canary", "modiva", "power", "peers", "minilm"):
+    for name in ("dp", "mia", "lira", "memory", "canary", "modiva", "power", "peers", "minilm", "executor"):
         file = results / f"{name}.json"
         if not file.is_file():
             continue
@@ -197,6 +214,8 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _peers(data)
         elif name == "minilm":
             parts += _minilm(data)
+        elif name == "executor":
+            parts += _executor(data)
         else:
             parts += _table(seconds, None)
         if name in TARGETS:

@@ -10,7 +10,8 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - lira:     ``mia --attack lira-offline`` with 4 cached reference models over bare forward passes of the 5 models;
 - power:    attack power per reference model, and the time of each reference-model attack (benchmarks/power.py);
 - peers:    IBM ART's membership attacks on the same target outputs (benchmarks/peers.py);
-- minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py).
+- minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py);
+- executor: four reference models, ``--executor local`` against ``--executor ray`` (benchmarks/executor.py).
 
 Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
 """
@@ -252,6 +253,7 @@ SECTIONS = {
     "lira": bench_lira,
     "peers": lambda repeats: __import__("benchmarks.peers", fromlist=["run"]).run(repeats),
     "minilm": lambda repeats: __import__("benchmarks.minilm", fromlist=["run"]).run(repeats),
+    "executor": lambda repeats: __import__("benchmarks.executor", fromlist=["run"]).run(repeats),
 }
 
 
