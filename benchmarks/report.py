@@ -148,6 +148,45 @@ def _executor(data: dict) -> list[str]:
     return lines
 
 
+def _gpu(file: Path) -> list[str]:
+    """The GPU check (``benchmarks/gpu_check.sh``), or a note that it has not run."""
+    lines = ["## gpu\n"]
+    if not file.is_file():
+        return lines + [
+            "Not run: no GPU was lent to this work. `benchmarks/gpu_check.sh` trains and scores the fixture recipe "
+            "and MiniLM on CUDA against the CPU, compares the AUCs (inside the CPU run's interval) and times DP-SGD "
+            "against non-DP on the GPU; its CPU dry run (`--device cpu --quick`) is in the test suite. The device "
+            "code paths run on the CPU through the same code (`--device cpu`, and bf16 autocast on the CPU).\n"
+        ]
+    data = json.loads(file.read_text())
+    lines.append(f"{data['device']}, torch {data['torch']} (CUDA {data.get('cuda')}), measured {data['measured']}.\n")
+    lines += ["| check | CPU | device | AUC inside the CPU's interval |", "| --- | ---: | ---: | --- |"]
+    scoring, training = data["scoring"], data["training"]
+    lines.append(
+        f"| scoring {scoring['n_texts']} texts, fp32 (s) | {scoring['cpu fp32']['seconds']:.3f} "
+        f"| {scoring['device fp32']['seconds']:.3f} | {scoring['auc_inside_cpu_interval']} |"
+    )
+    lines.append(
+        f"| training the fixture recipe (s) | {training['cpu']['train_seconds']:.2f} "
+        f"| {training['device']['train_seconds']:.2f} | {training['auc_inside_cpu_interval']} |"
+    )
+    minilm = data.get("minilm")
+    if minilm:
+        lines.append(
+            f"| MiniLM, one epoch (s) | {minilm['one epoch, cpu']:.2f} | {minilm['one epoch, device']:.2f} "
+            f"| {minilm.get('auc_inside_cpu_interval', 'n/a')} |"
+        )
+    ratios = [("tiny BERT", training["dp_over_non_dp_on_device"])]
+    if minilm:
+        ratios.append(("MiniLM", minilm["dp_over_non_dp_on_device"]))
+    lines.append(
+        "\nDP-SGD (book-keeping) over non-DP on the device: "
+        + ", ".join(f"{name} {r['ratio']:.2f}x" for name, r in ratios)
+        + ".\n"
+    )
+    return lines
+
+
 def write_markdown(results: Path, out: Path) -> None:
     parts = [INTRO]
     machine_written = False
@@ -231,6 +270,7 @@ def write_markdown(results: Path, out: Path) -> None:
         if notes:
             parts.append("\n" + notes)
         parts.append("")
+    parts += _gpu(results / "gpu.json")
     run_file = results / "run.json"
     if run_file.is_file():
         run = json.loads(run_file.read_text())

@@ -23,6 +23,7 @@ Precision = Annotated[
     typer.Option(
         help="fp32, bf16 or fp16 (autocast) for scoring and non-DP training; fp16 needs a GPU, DP-SGD fp32.",
         rich_help_panel=PANEL,
+        metavar="PRECISION",
     ),
 ]
 Executor = Annotated[
@@ -30,6 +31,7 @@ Executor = Annotated[
     typer.Option(
         help="Where reference models train: local (one after another, here) or ray (one Ray task each).",
         rich_help_panel=PANEL,
+        metavar="EXECUTOR",
     ),
 ]
 RayAddress = Annotated[
@@ -37,6 +39,7 @@ RayAddress = Annotated[
     typer.Option(
         help="A running Ray cluster (HOST:PORT or auto; default RAY_ADDRESS, else a local cluster for the run).",
         rich_help_panel=PANEL,
+        metavar="ADDRESS",
     ),
 ]
 Workers = Annotated[

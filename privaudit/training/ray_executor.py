@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -203,9 +204,12 @@ def run_ray(jobs: Sequence[ReferenceJob], data: JobData, *, options: RayOptions,
     device = "cuda" if options.gpus_per_job > 0 else "cpu"
     check_precision(precision, device)
     ray = _import_ray()
+    # Absolute paths: a worker elsewhere does not run in the driver's directory.
+    jobs = [replace(job, model_dir=Path(job.model_dir).resolve()) for job in jobs]
     _cluster_errors_to_stderr(ray)
     started = connect(options)
     cache_dirs = {Path(job.model_dir).parent for job in jobs}
+    pending: list = []
     try:
         check_cluster(options, Path(jobs[0].model_dir).parent)
         task = ray.remote(_job)
@@ -233,7 +237,7 @@ def run_ray(jobs: Sequence[ReferenceJob], data: JobData, *, options: RayOptions,
         if failure is not None:
             raise failure
     except KeyboardInterrupt:
-        for ref in locals().get("pending", []):
+        for ref in pending:
             ray.cancel(ref, force=True)
         raise
     finally:

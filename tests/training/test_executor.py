@@ -228,3 +228,35 @@ def test_bad_executor_options_are_refused(run_cli, tiny_model, audit):
     assert result.exit_code == 2 and "--executor 'dask' is unknown; use one of local, ray" in result.stderr
     with pytest.raises(PrivauditError, match="--gpus-per-job must be 0 or more"):
         RayOptions(gpus_per_job=-1)
+
+
+def test_the_local_executor_never_imports_ray(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from privaudit.training.reference import run_jobs\n"
+        "import privaudit.cli, privaudit.mia.run\n"
+        "run_jobs([], None, executor='local', on_done=print)\n"
+        "assert 'ray' not in sys.modules, 'ray imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_command_line_refuses_an_unreachable_cluster_in_one_line(tiny_model, audit):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "privaudit", "mia", tiny_model.path, "--members", tiny_model.members]
+    args += ["--non-members", audit["non_members"], "--population", audit["population"], "--attack", "lira-offline"]
+    args += ["--reference-models", "1", "--cache-dir", audit["root"] / "unreachable", "--device", "cpu"]
+    args += ["--executor", "ray", "--ray-address", "127.0.0.1:1"]
+    start = time.monotonic()
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --ray-address 127.0.0.1:1: no Ray cluster answers there (")
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - start < 90
