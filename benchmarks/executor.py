@@ -23,9 +23,12 @@ from privaudit.training.reference import reference_signals
 
 MODELS = 4
 SEED = 0
+# The fixture's recipe trains 30 epochs (about 26 s a model on an idle 2-core machine); --epochs N shortens it for a
+# loaded machine, where one model of the full recipe took 877 s with two spinning threads.
+EPOCHS: int | None = None
 
 
-def _signals(target: Target, cache: Path, *, executor: str, ray: RayOptions | None = None):
+def _signals(target: Target, cache: Path, *, executor: str, ray: RayOptions | None = None, recipe: dict | None = None):
     members, non_members = read_dataset(DATA / "members.jsonl"), read_dataset(DATA / "non_members.jsonl")
     population = read_dataset(DATA / "population.jsonl")
     texts = list(members.texts) + list(non_members.texts)
@@ -41,30 +44,36 @@ def _signals(target: Target, cache: Path, *, executor: str, ray: RayOptions | No
         seed=SEED,
         cache_dir=cache,
         score_population=False,
+        recipe=recipe,
         executor=executor,
         ray=ray,
     )
 
 
-def run(repeats: int) -> dict:
+def run(repeats: int, epochs: int | None = EPOCHS) -> dict:
     """One round (each side trains four models: minutes); ``repeats`` is not used."""
+    import copy
+
     import ray
 
     from privaudit.training.ray_executor import connect
 
     target = Target.load(TARGET)
+    recipe = copy.deepcopy(target.recipe)
+    if epochs is not None:
+        recipe["recipe"]["epochs"] = epochs
     options = RayOptions(workers=2, cpus_per_job=1)
     with tempfile.TemporaryDirectory() as tmp:
         with torch_threads(2):
             start = time.perf_counter()
-            local = _signals(target, Path(tmp) / "local", executor="local")
+            local = _signals(target, Path(tmp) / "local", executor="local", recipe=recipe)
             local_seconds = time.perf_counter() - start
         start = time.perf_counter()
         connect(options)
         cluster_seconds = time.perf_counter() - start
         try:
             start = time.perf_counter()
-            remote = _signals(target, Path(tmp) / "ray", executor="ray", ray=options)
+            remote = _signals(target, Path(tmp) / "ray", executor="ray", ray=options, recipe=recipe)
             ray_seconds = time.perf_counter() - start
         finally:
             ray.shutdown()
@@ -77,6 +86,7 @@ def run(repeats: int) -> dict:
             f"ray: {MODELS} models, including the cluster's start": with_start,
         },
         "models": MODELS,
+        "epochs": recipe["recipe"]["epochs"],
         "speedup": local_seconds / ray_seconds,
         "speedup_with_start": local_seconds / with_start,
         "max_abs_logit_difference": float(np.abs(local.logits - remote.logits).max()),
@@ -86,3 +96,21 @@ def run(repeats: int) -> dict:
             "necessarily alike."
         ),
     }
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.run import RESULTS, machine
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=None, help="shorten the fixture recipe (default: its 30)")
+    args = parser.parse_args()
+    result = run(1, epochs=args.epochs)
+    result["machine"] = machine()
+    result["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (RESULTS / "executor.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result["seconds"], indent=2))

@@ -134,7 +134,8 @@ def _minilm(data: dict) -> list[str]:
 def _executor(data: dict) -> list[str]:
     seconds = data["seconds"]
     lines = [
-        f"{data['models']} offline reference models of `intent-tiny` (its recipe), each side into a fresh cache: "
+        f"{data['models']} offline reference models of `intent-tiny` (its recipe, {data.get('epochs', 30)} epochs), "
+        "each side into a fresh cache: "
         "`--executor local` with 2 torch threads, one model after another, against `--executor ray` (Ray "
         f"{data['ray_version']}) on a local cluster of 2 workers with 1 thread each (`--cpus-per-job 1`).\n",
         *_table(seconds, list(seconds)[0]),
