@@ -36,7 +36,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def audit(tiny_model, tmp_path_factory):
-    """The tiny model's data, a population, and a slower recipe (20 epochs) that a test can kill a job of."""
+    """The tiny model's data, a population, and a slower recipe (150 epochs, seconds) that a test can kill a job of."""
     root = tmp_path_factory.mktemp("executor")
     seen = {json.loads(line)["text"] for line in tiny_model.members.read_text().splitlines()}
 
@@ -51,7 +51,7 @@ def audit(tiny_model, tmp_path_factory):
     non_members = write_jsonl(root / "non_members.jsonl", unseen(300, seed=2))
     population = write_jsonl(root / "population.jsonl", unseen(600, seed=3))
     recipe = json.loads((tiny_model.path / "privaudit.json").read_text())
-    recipe["recipe"]["epochs"] = 20
+    recipe["recipe"]["epochs"] = 150
     slow = root / "slow.json"
     slow.write_text(json.dumps(recipe))
     return {"root": root, "population": population, "non_members": non_members, "slow": slow}
@@ -93,7 +93,11 @@ def test_ray_gives_the_local_models_and_numbers(ray_cluster, run_cli, tiny_model
 
 
 def _run_and_kill(run_cli, tiny_model, audit, cache: Path, *extra: object):
-    """Run mia with --executor ray in a thread, SIGKILL the first job that reports its pid, return (result, pid)."""
+    """Run mia with --executor ray in a thread and SIGKILL the first job that reports its pid, as it starts training.
+
+    Returns the result, the killed job's (model, pid), and every (model, pid) that reported while the run lasted: a
+    retry reports again, under a new pid.
+    """
     out: dict = {}
     thread = threading.Thread(
         target=lambda: out.setdefault(
@@ -102,31 +106,33 @@ def _run_and_kill(run_cli, tiny_model, audit, cache: Path, *extra: object):
         )
     )
     thread.start()
-    killed = None
-    deadline = time.monotonic() + 60
-    while killed is None and time.monotonic() < deadline and thread.is_alive():
+    killed, seen = None, set()
+    deadline = time.monotonic() + 120
+    while thread.is_alive() and time.monotonic() < deadline:
         for owner in cache.glob("*/*/.model-*/.owner"):
             try:
                 pid = json.loads(owner.read_text())["pid"]
             except (OSError, ValueError):
                 continue
-            time.sleep(0.3)  # into its training
-            os.kill(pid, signal.SIGKILL)
-            killed = pid
-            break
-        time.sleep(0.02)
+            model = owner.parent.name.split(".")[1]  # .model-1.XXXX -> model-1
+            seen.add((model, pid))
+            if killed is None:
+                os.kill(pid, signal.SIGKILL)
+                killed = (model, pid)
+        time.sleep(0.01)
     thread.join(timeout=120)
     assert killed is not None, "no job reported its pid"
-    return out["result"], killed
+    return out["result"], killed, seen
 
 
 def test_a_killed_worker_reruns_and_the_numbers_stay(ray_cluster, run_cli, tiny_model, audit):
     expected = _numbers(_mia(run_cli, tiny_model, audit, audit["root"] / "slow-local", "--train-config", audit["slow"]))
     cache = audit["root"] / "killed"
-    result, pid = _run_and_kill(run_cli, tiny_model, audit, cache)
+    result, (model, pid), seen = _run_and_kill(run_cli, tiny_model, audit, cache)
     assert _numbers(result) == expected
+    assert {p for m, p in seen if m == model} - {pid}, "the killed job was not retried"  # a retry, in a new worker
     assert _models(cache) == _models(audit["root"] / "slow-local")
-    assert _temporaries(cache) == []  # the rerun removed the directory of the job it replaced
+    assert _temporaries(cache) == []  # the retry removed the directory of the job it replaced
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _running(pid):
         time.sleep(0.1)
@@ -143,7 +149,8 @@ def _running(pid: int) -> bool:
 
 def test_no_retries_fails_with_one_line_and_a_rerun_trains_only_the_missing(ray_cluster, run_cli, tiny_model, audit):
     cache = audit["root"] / "no-retries"
-    result, _ = _run_and_kill(run_cli, tiny_model, audit, cache, "--max-retries", 0)
+    result, (model, pid), seen = _run_and_kill(run_cli, tiny_model, audit, cache, "--max-retries", 0)
+    assert {p for m, p in seen if m == model} == {pid}  # no retry
     assert result.exit_code == 2
     line = result.stderr.strip().splitlines()[-1]  # after the progress bars
     assert line.startswith("error: reference model ") and "Traceback" not in result.output
