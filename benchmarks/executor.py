@@ -2,7 +2,9 @@
 
 Four offline reference models of the fixture ``intent-tiny``, trained with its recipe into a fresh cache on each
 side, side by side in one run: the local loop with two torch threads, one model after another, against a local Ray
-cluster of two workers with one thread each (``--cpus-per-job 1``), two models at a time. The Ray side is timed
+cluster of two workers with one thread each (``--cpus-per-job 1``), two models at a time. The local loop with one
+thread is timed too, for reference: it tells the gain of running two models at once from the cost of two threads
+competing for the cores. The Ray side is timed
 without the cluster's start (the jobs alone) and with it; the target is at least 1.5x the local throughput. Both
 sides' logits are compared: one thread against two may move the last bits of a sum, nothing more.
 """
@@ -68,6 +70,10 @@ def run(repeats: int, epochs: int | None = EPOCHS) -> dict:
             start = time.perf_counter()
             local = _signals(target, Path(tmp) / "local", executor="local", recipe=recipe)
             local_seconds = time.perf_counter() - start
+        with torch_threads(1):  # a reference row: the local loop without two threads competing for the cores
+            start = time.perf_counter()
+            _signals(target, Path(tmp) / "local-1", executor="local", recipe=recipe)
+            one_thread_seconds = time.perf_counter() - start
         start = time.perf_counter()
         connect(options)
         cluster_seconds = time.perf_counter() - start
@@ -83,12 +89,14 @@ def run(repeats: int, epochs: int | None = EPOCHS) -> dict:
             f"local: {MODELS} models, one after another, 2 torch threads": local_seconds,
             f"ray: {MODELS} models, 2 workers of 1 thread (jobs only)": ray_seconds,
             "ray: starting the local cluster": cluster_seconds,
+            f"local: {MODELS} models, 1 torch thread (for reference)": one_thread_seconds,
             f"ray: {MODELS} models, including the cluster's start": with_start,
         },
         "models": MODELS,
         "epochs": recipe["recipe"]["epochs"],
         "speedup": local_seconds / ray_seconds,
         "speedup_with_start": local_seconds / with_start,
+        "speedup_over_one_thread": one_thread_seconds / ray_seconds,
         "max_abs_logit_difference": float(np.abs(local.logits - remote.logits).max()),
         "ray_version": ray.__version__,
         "notes": (

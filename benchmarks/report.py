@@ -146,6 +146,8 @@ def _executor(data: dict) -> list[str]:
         f"cluster's start); target at least 1.5x: {'meets' if speedup >= 1.5 else 'misses'} it. Largest difference "
         f"between the two sides' reference logits: {data['max_abs_logit_difference']:.2g}."
     )
+    if "speedup_over_one_thread" in data:
+        lines.append(f"Over the local loop with one thread: {data['speedup_over_one_thread']:.2f}x.")
     return lines
 
 
