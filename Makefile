@@ -11,12 +11,13 @@ DATA := fixtures/data
 
 install: $(STAMP)
 
-# torch first, pinned: the CPU wheel on this machine's disk; a looser pin pulls a multi-GB CUDA build.
+# torch first, pinned: the CPU wheel on this machine's disk; a looser pin pulls a multi-GB CUDA build. The ray extra
+# comes with it, so that make test runs the --executor ray tests (Ray needs no torch of its own).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,7 +42,7 @@ fixtures: $(STAMP)
 	$(PY) fixtures/make_models.py
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,bench]'
 	$(PY) benchmarks/run.py
 
 clean:

@@ -150,10 +150,69 @@ def _endpoint(data: dict) -> list[str]:
     return lines
 
 
+def _executor(data: dict) -> list[str]:
+    seconds = data["seconds"]
+    lines = [
+        f"{data['models']} offline reference models of `intent-tiny` (its recipe, {data.get('epochs', 30)} epochs), "
+        "each side into a fresh cache: "
+        "`--executor local` with 2 torch threads, one model after another, against `--executor ray` (Ray "
+        f"{data['ray_version']}) on a local cluster of 2 workers with 1 thread each (`--cpus-per-job 1`).\n",
+        *_table(seconds, list(seconds)[0]),
+    ]
+    speedup, with_start = data["speedup"], data["speedup_with_start"]
+    lines.append(
+        f"\nThroughput of `--executor ray` over `local`: **{speedup:.2f}x** for the jobs ({with_start:.2f}x with the "
+        f"cluster's start); target at least 1.5x: {'meets' if speedup >= 1.5 else 'misses'} it. Largest difference "
+        f"between the two sides' reference logits: {data['max_abs_logit_difference']:.2g}."
+    )
+    if "speedup_over_one_thread" in data:
+        lines.append(f"Over the local loop with one thread: {data['speedup_over_one_thread']:.2f}x.")
+    return lines
+
+
+def _gpu(file: Path) -> list[str]:
+    """The GPU check (``benchmarks/gpu_check.sh``), or a note that it has not run."""
+    lines = ["## gpu\n"]
+    if not file.is_file():
+        return lines + [
+            "Not run: no GPU was lent to this work. `benchmarks/gpu_check.sh` trains and scores the fixture recipe "
+            "and MiniLM on CUDA against the CPU, compares the AUCs (inside the CPU run's interval) and times DP-SGD "
+            "against non-DP on the GPU; its CPU dry run (`--device cpu --quick`) is in the test suite. The device "
+            "code paths run on the CPU through the same code (`--device cpu`, and bf16 autocast on the CPU).\n"
+        ]
+    data = json.loads(file.read_text())
+    lines.append(f"{data['device']}, torch {data['torch']} (CUDA {data.get('cuda')}), measured {data['measured']}.\n")
+    lines += ["| check | CPU | device | AUC inside the CPU's interval |", "| --- | ---: | ---: | --- |"]
+    scoring, training = data["scoring"], data["training"]
+    lines.append(
+        f"| scoring {scoring['n_texts']} texts, fp32 (s) | {scoring['cpu fp32']['seconds']:.3f} "
+        f"| {scoring['device fp32']['seconds']:.3f} | {scoring['auc_inside_cpu_interval']} |"
+    )
+    lines.append(
+        f"| training the fixture recipe (s) | {training['cpu']['train_seconds']:.2f} "
+        f"| {training['device']['train_seconds']:.2f} | {training['auc_inside_cpu_interval']} |"
+    )
+    minilm = data.get("minilm")
+    if minilm:
+        lines.append(
+            f"| MiniLM, one epoch (s) | {minilm['one epoch, cpu']:.2f} | {minilm['one epoch, device']:.2f} "
+            f"| {minilm.get('auc_inside_cpu_interval', 'n/a')} |"
+        )
+    ratios = [("tiny BERT", training["dp_over_non_dp_on_device"])]
+    if minilm:
+        ratios.append(("MiniLM", minilm["dp_over_non_dp_on_device"]))
+    lines.append(
+        "\nDP-SGD (book-keeping) over non-DP on the device: "
+        + ", ".join(f"{name} {r['ratio']:.2f}x" for name, r in ratios)
+        + ".\n"
+    )
+    return lines
+
+
 def write_markdown(results: Path, out: Path) -> None:
     parts = [INTRO]
     machine_written = False
-    for name in ("dp", "mia", "lira", "memory", "canary", "modiva", "power", "peers", "minilm", "endpoint"):
+    for name in ("dp", "mia", "lira", "memory", "canary", "modiva", "power", "peers", "minilm", "endpoint", "executor"):
         file = results / f"{name}.json"
         if not file.is_file():
             continue
@@ -218,6 +277,9 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _minilm(data)
         elif name == "endpoint":
             parts += _endpoint(data)
+
+        elif name == "executor":
+            parts += _executor(data)
         else:
             parts += _table(seconds, None)
         if name in TARGETS:
@@ -233,6 +295,7 @@ def write_markdown(results: Path, out: Path) -> None:
         if notes:
             parts.append("\n" + notes)
         parts.append("")
+    parts += _gpu(results / "gpu.json")
     run_file = results / "run.json"
     if run_file.is_file():
         run = json.loads(run_file.read_text())

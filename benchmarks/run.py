@@ -13,6 +13,8 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py);
 - endpoint: ``mia --endpoint`` throughput (texts/s) against a bare httpx client's, same KServe server (tests/servers).
 
+- executor: four reference models, ``--executor local`` against ``--executor ray`` (benchmarks/executor.py).
+
 Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
 """
 
@@ -346,6 +348,7 @@ SECTIONS = {
     "peers": lambda repeats: __import__("benchmarks.peers", fromlist=["run"]).run(repeats),
     "minilm": lambda repeats: __import__("benchmarks.minilm", fromlist=["run"]).run(repeats),
     "endpoint": bench_endpoint,
+    "executor": lambda repeats: __import__("benchmarks.executor", fromlist=["run"]).run(repeats),
 }
 
 

@@ -186,6 +186,21 @@ GATE_KEYS: dict[str, Key] = {
     "seed": Key("seed", _int()),
 }
 
+# Where models run: every command that loads one (mia, canary, and dp-audit when it registers).
+COMPUTE_KEYS: dict[str, Key] = {
+    "device": Key("device", _string),
+    "precision": Key("precision", _choice("fp32", "bf16", "fp16")),
+}
+# How mia trains its reference models.
+EXECUTOR_KEYS: dict[str, Key] = {
+    "executor": Key("executor", _choice("local", "ray")),
+    "ray_address": Key("ray_address", _string),
+    "workers": Key("workers", _int(minimum=1)),
+    "cpus_per_job": Key("cpus_per_job", _int(minimum=1)),
+    "gpus_per_job": Key("gpus_per_job", _float),
+    "max_retries": Key("max_retries", _int(minimum=0)),
+}
+
 COMMAND_KEYS: dict[str, dict[str, Key]] = {
     "mia": {
         **GATE_KEYS,
@@ -209,6 +224,8 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "per_example": Key("per_example", _path),
         "top": Key("top", _int(minimum=0)),
         "redact_texts": Key("redact_texts", _bool),
+        **COMPUTE_KEYS,
+        **EXECUTOR_KEYS,
     },
     "canary": {
         **GATE_KEYS,
@@ -227,6 +244,7 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "restarts": Key("restarts", _int(minimum=1)),
         "report": Key("report", _path),
         "batch_size": Key("batch_size", _int(minimum=1)),
+        **COMPUTE_KEYS,
     },
     "dp_audit": {  # [tool.privaudit.dp-audit] (or dp_audit); the analysis draws nothing, so no seed
         **{name: key for name, key in GATE_KEYS.items() if name != "seed"},

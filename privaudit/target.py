@@ -23,6 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from privaudit.device import CPU, Compute  # noqa: E402
 from privaudit.errors import PrivauditError  # noqa: E402
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -112,6 +113,8 @@ class Target:
         recipe: the training recipe from ``privaudit.json`` when present, else ``None``.
         provides: what extraction attacks may use (see :mod:`privaudit.canary.attack`): black-box ``scores``
             (:meth:`logits`) and white-box ``inputs_embeds`` (:meth:`logits_from_embeddings`).
+
+        compute: the device the model is on, and the autocast precision of scoring.
     """
 
     provides: ClassVar[frozenset[str]] = frozenset({"scores", "inputs_embeds"})
@@ -122,10 +125,13 @@ class Target:
     label2id: dict[str, int]
     recipe: dict | None
     max_length: int = 64
+    compute: Compute = CPU
 
     @classmethod
-    def load(cls, path: str | Path, *, allow_pickle: bool = False) -> Target:
+    def load(cls, path: str | Path, *, allow_pickle: bool = False, compute: Compute = CPU) -> Target:
         """Load a model directory: safetensors only unless ``allow_pickle``; local files only; no remote code.
+
+        The weights load on the CPU and move to ``compute.device``.
 
         Raises:
             PrivauditError: the directory is missing, not a classifier, pickled, or has no tokenizer.
@@ -144,6 +150,7 @@ class Target:
         except (OSError, ValueError, KeyError) as err:
             raise PrivauditError(f"{path}: cannot load the model ({str(err).splitlines()[0]})") from err
         model.eval()
+        model.to(compute.device)
         id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
         recipe = _read_recipe(path / RECIPE_FILE)
         max_length = int((recipe or {}).get("max_length", 64))
@@ -154,6 +161,7 @@ class Target:
             label2id={name: i for i, name in sorted(id2label.items())},
             recipe=recipe,
             max_length=max_length,
+            compute=compute,
         )
 
     @property
@@ -182,7 +190,8 @@ class Target:
     ) -> np.ndarray:
         """Logits for every text, shape ``(n, n_labels)``, float64, in input order.
 
-        Texts are sorted by length so each batch pads little, and scored under ``torch.inference_mode``.
+        Texts are sorted by length so each batch pads little, and scored under ``torch.inference_mode`` on the
+        target's device, in its precision (autocast); the logits come back to the CPU as float64.
         ``progress`` is called with the number of texts done after each batch.
         """
         n = len(texts)
@@ -208,16 +217,18 @@ class Target:
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         order = np.argsort(lengths, kind="stable")
         pad = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode():
+        device = self.compute.device
+        with torch.inference_mode(), self.compute.autocast():
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
                 # Row r holds text index[r]'s ids in its first lengths[index[r]] columns, then padding.
                 columns = np.arange(lengths[index[-1]])
                 valid = columns < lengths[index][:, None]
                 positions = np.where(valid, offsets[index][:, None] + columns, 0)
-                input_ids = torch.from_numpy(np.where(valid, flat[positions], pad))
-                attention_mask = torch.from_numpy(valid.astype(np.int64))
-                out[index] = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.double().numpy()
+                input_ids = torch.from_numpy(np.where(valid, flat[positions], pad)).to(device)
+                attention_mask = torch.from_numpy(valid.astype(np.int64)).to(device)
+                logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+                out[index] = logits.double().cpu().numpy()
                 if progress is not None:
                     progress(len(index))
         return out

@@ -140,29 +140,33 @@ def _invert(target: Target, layout: SlotLayout, label_ids: Sequence[int], config
 
     Every label starts from the same ``restarts`` points and gets the same Gumbel noise, drawn from ``config.seed``,
     so a canary's run does not depend on which others share its batch. Returns each slot's final logits divided by
-    ``temperature_end``, shape ``(labels, restarts, |alphabet|)``.
+    ``temperature_end``, shape ``(labels, restarts, |alphabet|)``, on the CPU.
+
+    The random numbers are drawn on the CPU and moved to the model's device, so every device starts from the same
+    points and sees the same noise; the optimisation runs in fp32 there.
     """
+    device = target.compute.device
     generator = torch.Generator().manual_seed(config.seed)
     n_labels, restarts = len(label_ids), config.restarts
     rows = n_labels * restarts
     table = target.input_embeddings().weight.detach()
-    base = table[layout.input_ids[0]].expand(rows, -1, -1)
-    alphabets = [table[torch.tensor(ids)] for ids in layout.token_ids]
+    base = table[layout.input_ids[0].to(device)].expand(rows, -1, -1)
+    alphabets = [table[torch.tensor(ids, device=device)] for ids in layout.token_ids]
     starts = [torch.randn(restarts, len(ids), generator=generator) for ids in layout.token_ids]
-    thetas = [start.repeat(n_labels, 1).requires_grad_() for start in starts]
-    mask = layout.attention_mask.expand(rows, -1)
-    labels = torch.tensor(label_ids, dtype=torch.long).repeat_interleave(restarts)
+    thetas = [start.repeat(n_labels, 1).to(device).requires_grad_() for start in starts]
+    mask = layout.attention_mask.to(device).expand(rows, -1)
+    labels = torch.tensor(label_ids, dtype=torch.long, device=device).repeat_interleave(restarts)
     optimizer = torch.optim.Adam(thetas, lr=config.lr)
     ratio = config.temperature_end / config.temperature_start
     for step in range(config.steps):
         temperature = config.temperature_start * ratio ** (step / max(config.steps - 1, 1))
         embeds = base.clone()
-        entropy = torch.zeros(rows)
+        entropy = torch.zeros(rows, device=device)
         for theta, alphabet, position in zip(thetas, alphabets, layout.positions):
             # Gumbel-softmax (Jang et al. 2017), as the paper relaxes its one-hot tokens; every label gets the same
             # noise, so a canary's run does not depend on its batch.
             uniform = torch.rand(restarts, theta.shape[-1], generator=generator).clamp_(1e-10, 1 - 1e-10)
-            gumbel = -torch.log(-torch.log(uniform)).repeat(n_labels, 1)
+            gumbel = -torch.log(-torch.log(uniform)).repeat(n_labels, 1).to(device)
             relaxed = torch.softmax((theta + gumbel) / temperature, dim=-1)
             embeds[:, position] = relaxed @ alphabet
             log_p = torch.log_softmax(theta / temperature, dim=-1)
@@ -174,7 +178,7 @@ def _invert(target: Target, layout: SlotLayout, label_ids: Sequence[int], config
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return [(theta.detach() / config.temperature_end).double().view(n_labels, restarts, -1) for theta in thetas]
+    return [(theta.detach() / config.temperature_end).double().cpu().view(n_labels, restarts, -1) for theta in thetas]
 
 
 def _losses(target: Target, layout: SlotLayout, label_id: int, candidates: np.ndarray) -> np.ndarray:
@@ -182,9 +186,12 @@ def _losses(target: Target, layout: SlotLayout, label_id: int, candidates: np.nd
     ids = layout.input_ids.repeat(len(candidates), 1)
     for slot, position in enumerate(layout.positions):
         ids[:, position] = torch.tensor(layout.token_ids[slot])[torch.from_numpy(candidates[:, slot])]
+    device = target.compute.device
+    ids = ids.to(device)
     with torch.inference_mode():
-        logits = target.model(input_ids=ids, attention_mask=layout.attention_mask.expand_as(ids)).logits
-        return torch.nn.functional.cross_entropy(logits, torch.full((len(ids),), label_id), reduction="none").numpy()
+        logits = target.model(input_ids=ids, attention_mask=layout.attention_mask.to(device).expand_as(ids)).logits
+        truth = torch.full((len(ids),), label_id, device=device)
+        return torch.nn.functional.cross_entropy(logits.float(), truth, reduction="none").cpu().numpy()
 
 
 def _mixture_log_prob(log_ps: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:

@@ -69,6 +69,9 @@ class CanaryRequest:
     endpoint: EndpointConfig | None = None  # score through this endpoint instead of model_dir (exposure, one-run)
     endpoint_cache: Path | None = None
 
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N, mps (privaudit.device)
+    precision: str = "fp32"  # of scoring (exposure, one-run); ModIvA optimises in fp32
+
 
 @dataclass
 class CanaryRow:
@@ -118,6 +121,7 @@ class CanaryResult:
     one_run: object | None = None  # a privaudit.stats.onerun.OneRunResult
     one_run_bounds: object | None = None  # a privaudit.stats.auditor.OneRunBounds (f-DP and Steinke, frontier)
     candidate_losses: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    compute: dict | None = None  # device, precision, torch
 
     def group(self, inserted: bool) -> list[CanaryRow]:
         return [r for r in self.rows if r.canary.inserted == inserted]
@@ -157,6 +161,7 @@ class CanaryResult:
             "canaries": [r.to_dict() for r in self.rows],
             "one_run": None if self.one_run is None else self.one_run.to_dict(),
             "one_run_bounds": None if self.one_run_bounds is None else self.one_run_bounds.to_dict(),
+            "compute": self.compute,
         }
 
 
@@ -168,18 +173,20 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
             unknown or broken extraction attack, a bad parameter, or an attack the target cannot serve (before any
             work).
     """
+    from privaudit.device import Compute
 
     def tell(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
             progress(stage, done, total)
 
     attacks = build_attacks(request)
+    compute = Compute.from_flags(request.device, request.precision)
     records = read_canaries(request.canaries)
     exposure_set = [c for c in records if c.kind == "exposure"]
     audit_set = [c for c in records if c.kind == "audit"]
     if request.one_run and not audit_set:
         raise PrivauditError(f"{request.canaries}: no one-run audit canaries; train with --audit-canaries M")
-    target = _load_target(request, attacks, exposure_set, audit_set)
+    target = _load_target(request, attacks, exposure_set, audit_set, compute=compute)
     for attack in attacks:
         attack.check(target)
     texts = [c.text for c in exposure_set]
@@ -218,6 +225,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
         one_run=one_run,
         one_run_bounds=one_run_bounds,
         candidate_losses=candidate_losses,
+        compute=compute.to_dict(),
     )
 
 
@@ -330,7 +338,12 @@ def audit_canary_scores(target, canaries: Sequence[Canary], *, batch_size: int, 
 
 
 def _load_target(
-    request: CanaryRequest, attacks: list[ExtractionAttack], exposure_set: list[Canary], audit_set: list[Canary]
+    request: CanaryRequest,
+    attacks: list[ExtractionAttack],
+    exposure_set: list[Canary],
+    audit_set: list[Canary],
+    *,
+    compute=None,
 ):
     """The model directory, or the endpoint; an endpoint is refused ModIvA and checked against the query budget."""
     if request.endpoint is None:
@@ -338,7 +351,7 @@ def _load_target(
 
         if request.model_dir is None:
             raise PrivauditError("give MODEL_DIR or --endpoint URL")
-        return Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+        return Target.load(request.model_dir, allow_pickle=request.allow_pickle, compute=compute)
     if request.model_dir is not None:
         raise PrivauditError("give MODEL_DIR or --endpoint URL, not both")
     white_box = [a.name for a in attacks if "inputs_embeds" in a.requires]

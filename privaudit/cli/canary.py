@@ -21,6 +21,7 @@ from privaudit.cli.endpoint import (
     Insecure,
     MaxQueries,
 )
+from privaudit.cli.options import Device, Precision
 from privaudit.cli.output import (
     Baseline,
     ExitZero,
@@ -120,6 +121,8 @@ def canary(
         bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).", rich_help_panel="Data")
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Candidates per forward pass.", rich_help_panel="Data")] = 512,
+    device: Device = "auto",
+    precision: Precision = "fp32",
     fail_above: Annotated[
         list[str] | None,
         fail_above_option(
@@ -224,6 +227,8 @@ def canary(
         attack_options=tuple(attack_option or ()),
         endpoint=remote,
         endpoint_cache=endpoint_cache,
+        device=device,
+        precision=precision,
     )
     with stage_progress() as on_progress:
         result = run_canary(request, progress=on_progress)

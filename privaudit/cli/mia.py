@@ -24,6 +24,7 @@ from privaudit.cli.endpoint import (
     Insecure,
     MaxQueries,
 )
+from privaudit.cli.options import CpusPerJob, Device, Executor, GpusPerJob, MaxRetries, Precision, RayAddress, Workers
 from privaudit.cli.output import (
     Baseline,
     ExitZero,
@@ -178,6 +179,14 @@ def mia(
         Path | None,
         typer.Option(help="Reference-model cache (default .cache/privaudit).", rich_help_panel="Reference models"),
     ] = None,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    cpus_per_job: CpusPerJob = 1,
+    gpus_per_job: GpusPerJob = 0.0,
+    max_retries: MaxRetries = 3,
     fail_above: Annotated[
         list[str] | None,
         fail_above_option(metavar="[ATTACK:]METRIC=VALUE", metrics="auc, advantage, epsilon_lb, tpr@1%fpr, ..."),
@@ -228,6 +237,11 @@ def mia(
             --members fixtures/data/members.jsonl \\
             --non-members fixtures/data/non_members.jsonl \\
             --header Authorization=@AUDIT_TOKEN --attack loss,gap
+
+    Reference models on a GPU, or on a Ray cluster (one Ray task per model, cached on shared storage):
+
+        privaudit mia MODEL ... --reference-models 64 \\
+            --executor ray --ray-address auto --gpus-per-job 1
 
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
@@ -285,6 +299,14 @@ def mia(
         redact_texts=redact_texts,
         endpoint=remote,
         endpoint_cache=endpoint_cache,
+        device=device,
+        precision=precision,
+        executor=executor,
+        ray_address=ray_address,
+        workers=workers,
+        cpus_per_job=cpus_per_job,
+        gpus_per_job=gpus_per_job,
+        max_retries=max_retries,
     )
     with stage_progress(ignore="attack ") as on_progress:
         result = run_mia(request, progress=on_progress)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from privaudit.cli.app import app
 from privaudit.cli.console import progress_bar
+from privaudit.cli.options import Device, Precision
 
 
 @app.command()
@@ -98,6 +99,8 @@ def train(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.", rich_help_panel="Model")] = False,
+    device: Device = "auto",
+    precision: Precision = "fp32",
 ) -> None:
     """Train a text classifier, optionally with DP-SGD and planted canaries.
 
@@ -105,6 +108,10 @@ def train(
     --out. Example:
 
         privaudit train fixtures/data/members.jsonl --out model --dp --target-epsilon 8
+
+    On a GPU, in bf16 (non-DP training only; DP-SGD trains in fp32):
+
+        privaudit train DATA --out model --base BASE --device cuda --precision bf16
     """
     from privaudit.training.job import TrainJob, run_train
 
@@ -133,6 +140,8 @@ def train(
         audit_template=audit_template,
         canaries_out=canaries_out,
         overwrite=overwrite,
+        device=device,
+        precision=precision,
     )
     with progress_bar() as bar:
         tasks: list = []

@@ -61,6 +61,15 @@ class MiaRequest:
     endpoint: EndpointConfig | None = None  # audit a classifier behind this endpoint instead of model_dir
     endpoint_cache: Path | None = None  # its response cache (default .cache/privaudit/endpoint)
 
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N, mps (privaudit.device)
+    precision: str = "fp32"
+    executor: str = "local"  # reference models: local or ray (privaudit.training.executor)
+    ray_address: str | None = None
+    workers: int | None = None
+    cpus_per_job: int = 1
+    gpus_per_job: float = 0.0
+    max_retries: int = 3
+
 
 @dataclass
 class AttackResult:
@@ -93,6 +102,8 @@ class MiaResult:
     most_exposed: MostExposed | None = None
     slices: Slices | None = None
 
+    compute: dict | None = None  # device, precision, torch and executor; None for --scores
+
     def to_dict(self) -> dict:
         """The JSON document of ``--format json``, less the ``gate`` section that the gate's run adds.
 
@@ -112,6 +123,7 @@ class MiaResult:
             "n_non_members": self.n_non_members,
             "n_reference_models": self.n_reference_models,
             "attacks": [a.to_dict() for a in self.attacks],
+            "compute": self.compute,
         }
         if self.most_exposed is not None:
             document["most_exposed"] = self.most_exposed.to_dict()
@@ -184,9 +196,10 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         names = resolve(request.attacks or "loss") if signals is not None else []
         attacks = _build_attacks(names, request.attack_options)
         examples = examples_from_scores(str(request.scores), is_member, signals)
+        compute = None
     else:
         attacks = _build_attacks(resolve(request.attacks or "loss"), request.attack_options)
-        signals, is_member, model, examples = _signals_from_model(request, attacks, tell)
+        signals, is_member, model, examples, compute = _signals_from_model(request, attacks, tell)
         precomputed = None
     results = []
     for attack in attacks:
@@ -233,6 +246,7 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         examples=examples,
         most_exposed=most_exposed(results, is_member, examples, request.top),
         slices=slices,
+        compute=compute,
     )
 
 
@@ -251,13 +265,26 @@ def _build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
     return [get_attack(name, **options.get(name, {})) for name in names]
 
 
-def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict, Examples]:
+def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict, Examples, dict]:
+    from privaudit.device import Compute
+    from privaudit.training.executor import EXECUTORS, RayOptions
+
     if request.members is None or request.non_members is None:
         raise PrivauditError("give MODEL_DIR (or --endpoint URL) with --members and --non-members, or --scores FILE")
+    compute = Compute.from_flags(request.device, request.precision)
+    if request.executor not in EXECUTORS:
+        raise PrivauditError(f"--executor '{request.executor}' is unknown; use one of {', '.join(EXECUTORS)}")
+    ray = RayOptions(
+        address=request.ray_address,
+        workers=request.workers,
+        cpus_per_job=request.cpus_per_job,
+        gpus_per_job=request.gpus_per_job,
+        max_retries=request.max_retries,
+    )
     members = read_dataset(request.members)
     non_members = read_dataset(request.non_members)
     _check_sides(members, non_members)
-    target = load_target(request, members, non_members)
+    target = load_target(request, members, non_members, compute=compute)
     texts = list(members.texts) + list(non_members.texts)
     labels = np.concatenate([encode_labels(members, target.label2id), encode_labels(non_members, target.label2id)])
     is_member = np.r_[np.ones(len(members), dtype=bool), np.zeros(len(non_members), dtype=bool)]
@@ -316,7 +343,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         tell("reference models", 0, len(request.reference_dirs))
         scored_texts = texts + (list(population.texts) if reference_population else [])
         scored = load_reference_dirs(
-            target, request.reference_dirs, texts=scored_texts, allow_pickle=request.allow_pickle
+            target, request.reference_dirs, texts=scored_texts, allow_pickle=request.allow_pickle, compute=compute
         )
         reference = ReferenceSignals(
             logits=scored[:, : len(texts)],
@@ -353,6 +380,9 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             score_population=reference_population,
             on_model=lambda i, k, _status: tell("reference models", i, k),
             on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
+            compute=compute,
+            executor=request.executor,
+            ray=ray,
         )
     n = len(texts)
     own, pop = target_outputs.rows(0, n), target_outputs.rows(n, n_scored)
@@ -380,7 +410,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         id2label=target.id2label,
         redact_texts=request.redact_texts,
     )
-    return signals, is_member, model, examples
+    return signals, is_member, model, examples, {**compute.to_dict(), "executor": request.executor}
 
 
 __all__ = ["MiaRequest", "MiaResult", "AttackResult", "run_mia", "get_attack_class"]

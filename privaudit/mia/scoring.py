@@ -48,7 +48,7 @@ class Scored:
         return Scored(cut(self.logits), cut(self.top_k_log_probs), self.predicted[start:stop], self.source)
 
 
-def load_target(request, members: TextDataset, non_members: TextDataset):
+def load_target(request, members: TextDataset, non_members: TextDataset, *, compute=None):
     """The audited target: the model directory, or the endpoint with the audit's label names.
 
     With an endpoint, class ids follow ``--endpoint-labels`` when given, else the audited data's labels sorted (as
@@ -59,7 +59,7 @@ def load_target(request, members: TextDataset, non_members: TextDataset):
 
         if request.model_dir is None:
             raise PrivauditError("give MODEL_DIR with --members and --non-members, --endpoint URL, or --scores FILE")
-        return Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+        return Target.load(request.model_dir, allow_pickle=request.allow_pickle, compute=compute)
     if request.model_dir is not None:
         raise PrivauditError("give MODEL_DIR or --endpoint URL, not both")
     from privaudit.endpoint.remote import RemoteTarget

@@ -10,6 +10,7 @@ import numpy as np
 
 from privaudit.canary import canaries as canary_lib
 from privaudit.data import TextDataset, encode_labels, fingerprint, read_dataset
+from privaudit.device import Compute, describe
 from privaudit.errors import PrivauditError
 from privaudit.training.model import Architecture
 from privaudit.training.train import DPConfig, StepCallback, TrainConfig, recipe_dict, save_model, train_classifier
@@ -49,6 +50,9 @@ class TrainJob:
     canaries_out: Path | None = None
     overwrite: bool = False
     architecture: Architecture | None = None
+
+    device: str = "cpu"  # auto, cpu, cuda, cuda:N, mps (privaudit.device); the command line's default is auto
+    precision: str = "fp32"
 
 
 def _check_flags(job: TrainJob) -> None:
@@ -95,6 +99,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         PrivauditError: bad flags or data; nothing is written then.
     """
     _check_flags(job)
+    compute = Compute.from_flags(job.device, job.precision, dp=job.dp)
     dataset = read_dataset(job.data, min_examples=2)
     # Any id at all is refused: encode_labels would read it as an index into the sorted names, not as a name.
     if any(isinstance(x, int) for x in dataset.labels):
@@ -155,7 +160,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         **_architecture(job),
     )
     trained = train_classifier(
-        texts=texts, labels=all_labels, label_names=label_names, config=config, dp=dp, on_step=on_step
+        texts=texts, labels=all_labels, label_names=label_names, config=config, dp=dp, on_step=on_step, compute=compute
     )
     canary_summary = None
     if planted:
@@ -189,6 +194,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         "labels": len(label_names),
         "train accuracy": f"{trained.train_accuracy:.3f}",
         "seconds": f"{trained.seconds:.1f}",
+        "device": f"{describe(compute.device)}, {compute.precision}",
     }
     if trained.dp:
         summary["noise multiplier"] = f"{trained.dp['noise_multiplier']:.4f}"

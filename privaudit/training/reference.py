@@ -4,7 +4,8 @@ Each reference model trains on as many examples as the target did, drawn at rand
 (offline: every audited example is OUT of every reference model), or the population together with the audited examples
 (online: each audited example is IN some models and OUT of the others, as LiRA needs; Carlini et al. 2022, sec. IV).
 The models are cached on disk under a key of the recipe, the data and the seed, each written atomically, so an
-interrupted run resumes with the models it already has.
+interrupted run resumes with the models it already has. Each model is one job (``privaudit.training.executor``), run
+here one after another or as Ray tasks across a cluster.
 """
 
 from __future__ import annotations
@@ -12,16 +13,28 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from privaudit.data import fingerprint
+from privaudit.device import CPU, Compute
 from privaudit.errors import PrivauditError
 from privaudit.target import Target
+from privaudit.training.executor import (
+    EXECUTORS,
+    Done,
+    JobData,
+    JobResult,
+    RayOptions,
+    ReferenceJob,
+    Step,
+    run_local,
+    subset,
+)
 from privaudit.training.model import Architecture
-from privaudit.training.train import DPConfig, TrainConfig, recipe_dict, save_model, train_classifier
+from privaudit.training.train import DPConfig, TrainConfig
 
 DEFAULT_CACHE = Path(".cache") / "privaudit" / "reference"
 
@@ -34,6 +47,33 @@ class ReferenceSignals:
     is_in: np.ndarray  # (K, n) bool
     population_logits: np.ndarray | None  # (K, m, C)
     population_is_in: np.ndarray | None = None  # (K, m) bool: the population examples each model trained on
+
+
+def run_jobs(
+    jobs: Sequence[ReferenceJob],
+    data: JobData,
+    *,
+    executor: str = "local",
+    compute: Compute = CPU,
+    ray: RayOptions | None = None,
+    on_done: Done,
+    on_step: Step | None = None,
+) -> None:
+    """Run every job on ``executor``, calling ``on_done`` as each finishes (in any order with Ray).
+
+    Raises:
+        PrivauditError: an unknown executor, a job that failed, or (Ray) a cluster that cannot run the jobs.
+    """
+    if executor not in EXECUTORS:
+        raise PrivauditError(f"--executor '{executor}' is unknown; use one of {', '.join(EXECUTORS)}")
+    if not jobs:
+        return
+    if executor == "local":  # today's loop; Ray is never imported
+        run_local(jobs, data, compute=compute, on_done=on_done, on_step=on_step)
+        return
+    from privaudit.training.ray_executor import run_ray
+
+    run_ray(jobs, data, options=ray or RayOptions(), precision=compute.precision, on_done=on_done)
 
 
 def train_config_from_recipe(recipe: dict | None, source: str) -> tuple[TrainConfig, DPConfig | None, int]:
@@ -86,6 +126,9 @@ def reference_signals(
     score_population: bool = True,
     on_model: Callable[[int, int, str], None] | None = None,
     on_step: Callable[[int, int, int], None] | None = None,
+    compute: Compute = CPU,
+    executor: str = "local",
+    ray: RayOptions | None = None,
 ) -> ReferenceSignals:
     """Train (or load from cache) ``n_models`` reference models and score the audited and population examples.
 
@@ -101,8 +144,11 @@ def reference_signals(
         recipe: a training recipe overriding the target's (``--train-config``).
         cache_dir: where trained models are kept between runs.
         score_population: also score the population with each model (RMIA's z-samples need it; LiRA does not).
-        on_model: called with (model index, total, "trained" | "cached") as each model becomes available.
-        on_step: training progress, (model index, steps done, total steps).
+        on_model: called with (models done, total, "trained" | "cached") as each model becomes available.
+        on_step: training progress, (model index, steps done, total steps); the local executor only.
+        compute: the device, and the precision of scoring and of non-DP training.
+        executor: ``"local"`` (one model after another, here) or ``"ray"`` (each model a Ray task).
+        ray: the Ray executor's options.
     """
     if n_models < 1:
         raise PrivauditError("--reference-models must be at least 1")
@@ -117,46 +163,41 @@ def reference_signals(
     data_key = _key(
         fingerprint(pool_texts, pool_labels.tolist()), len(population_texts), online, seed, size, target.fingerprint()
     )
-    recipe_key = _key(config, dp)
+    # The key of today's fp32 models is unchanged; a model trained in reduced precision is another model.
+    train_precision = "fp32" if dp is not None else compute.precision
+    recipe_key = _key(config, dp) if train_precision == "fp32" else _key(config, dp, train_precision)
     logits = np.empty((n_models, n_audited, target.n_labels))
     is_in = np.zeros((n_models, n_audited), dtype=bool)
     pop_logits = np.empty((n_models, n_pop, target.n_labels)) if score_population else None
     pop_in = np.zeros((n_models, n_pop), dtype=bool)
+    jobs = []
     for i in range(n_models):
-        rng = np.random.default_rng([seed, i, 7])
-        chosen = np.sort(rng.choice(len(pool_texts), size=size, replace=False))
+        chosen, _ = subset(seed, i, len(pool_texts), size)
         in_pool = np.zeros(len(pool_texts), dtype=bool)
         in_pool[chosen] = True
         pop_in[i] = in_pool[:n_pop]
         if online:
             is_in[i] = in_pool[n_pop:]
         model_dir = Path(cache_dir) / recipe_key / data_key / f"model-{i}"
-        if (model_dir / "privaudit.json").is_file():
-            status = "cached"
-        else:
-            trained = train_classifier(
-                texts=[pool_texts[j] for j in chosen],
-                labels=pool_labels[chosen],
-                label_names=label_names,
-                config=replace(config, seed=int(rng.integers(2**31))),
-                dp=dp,
-                tokenizer=target.tokenizer,
-                on_step=None if on_step is None else (lambda done, total, i=i: on_step(i, done, total)),
-            )
-            save_model(
-                trained,
-                model_dir,
-                recipe_dict(trained, data={"n_examples": size, "reference_index": i}, canaries=None),
-                overwrite=True,
-            )
-            status = "trained"
-        reference = Target.load(model_dir)
-        scored = reference.logits(list(audited_texts) + (list(population_texts) if score_population else []))
-        logits[i] = scored[:n_audited]
+        jobs.append(ReferenceJob(index=i, seed=seed, size=size, config=config, dp=dp, model_dir=model_dir))
+    data = JobData(
+        pool_texts=tuple(pool_texts),
+        pool_labels=pool_labels,
+        label_names=tuple(label_names),
+        tokenizer=target.tokenizer,
+        scored_texts=tuple(audited_texts) + (tuple(population_texts) if score_population else ()),
+    )
+    done = [0]
+
+    def finished(result: JobResult) -> None:
+        logits[result.index] = result.logits[:n_audited]
         if pop_logits is not None:
-            pop_logits[i] = scored[n_audited:]
+            pop_logits[result.index] = result.logits[n_audited:]
+        done[0] += 1
         if on_model is not None:
-            on_model(i + 1, n_models, status)
+            on_model(done[0], n_models, result.status)
+
+    run_jobs(jobs, data, executor=executor, compute=compute, ray=ray, on_done=finished, on_step=on_step)
     return ReferenceSignals(
         logits=logits,
         is_in=is_in,
@@ -166,7 +207,12 @@ def reference_signals(
 
 
 def load_reference_dirs(
-    target: Target, directories: Sequence[Path], *, texts: Sequence[str], allow_pickle: bool = False
+    target: Target,
+    directories: Sequence[Path],
+    *,
+    texts: Sequence[str],
+    allow_pickle: bool = False,
+    compute: Compute = CPU,
 ) -> np.ndarray:
     """Logits of user-supplied reference models (``--reference-dir``) on ``texts``, shape ``(K, len(texts), C)``.
 
@@ -177,7 +223,7 @@ def load_reference_dirs(
     """
     logits = []
     for directory in directories:
-        reference = Target.load(directory, allow_pickle=allow_pickle)
+        reference = Target.load(directory, allow_pickle=allow_pickle, compute=compute)
         if reference.label2id != target.label2id:
             raise PrivauditError(
                 f"{directory}: its labels differ from the audited model's; reference models must share the label set"

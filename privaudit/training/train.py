@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from privaudit import __version__
+from privaudit.device import CPU, Compute, check_precision
 from privaudit.errors import PrivauditError
 from privaudit.stats.accounting import ACCOUNTANTS, epsilon, noise_multiplier_for_epsilon
 from privaudit.target import RECIPE_FILE, check_model_dir
@@ -80,6 +81,7 @@ class TrainedModel:
     dp: dict | None
     seconds: float
     train_accuracy: float
+    compute: Compute = CPU
 
 
 StepCallback = Callable[[int, int], None]
@@ -98,7 +100,7 @@ def _forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> to
     width = max(int(attention_mask.sum(dim=1).max()), 1)
     input_ids = input_ids[:, :width].contiguous()
     attention_mask = attention_mask[:, :width].contiguous()
-    positions = torch.arange(width).unsqueeze(0).repeat(input_ids.shape[0], 1)
+    positions = torch.arange(width, device=input_ids.device).unsqueeze(0).repeat(input_ids.shape[0], 1)
     return model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -131,6 +133,7 @@ def train_classifier(
     dp: DPConfig | None = None,
     tokenizer=None,
     on_step: StepCallback | None = None,
+    compute: Compute = CPU,
 ) -> TrainedModel:
     """Train a sequence classifier.
 
@@ -143,13 +146,22 @@ def train_classifier(
         tokenizer: reuse this tokenizer (reference models reuse the target's); by default it comes from ``--base``
             or is trained on ``texts``.
         on_step: called with (steps done, total steps) after every optimiser step.
+        compute: the device, and the autocast precision of non-DP training (DP-SGD refuses all but fp32).
 
     Returns:
-        The trained model (unwrapped from Opacus), its tokenizer and, with DP, the accounting summary.
+        The trained model (unwrapped from Opacus, on ``compute.device``), its tokenizer and, with DP, the accounting
+        summary.
+
+    Raises:
+        PrivauditError: reduced precision with DP-SGD, or a layer book-keeping cannot clip (``grad_sample_mode="bk"``).
     """
+    check_precision(compute.precision, compute.device.type, dp=dp is not None)
+    device = compute.device
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = build_model(config, label_names, texts, tokenizer)
+    # Initialised on the CPU from the seed, then moved: the same initial weights on every device.
+    model.to(device)
     model.train()  # from_pretrained returns eval mode; Opacus (and dropout) need training mode
     data = _tensors(tokenizer, texts, labels, config.max_length)
     generator = torch.Generator().manual_seed(config.seed)
@@ -190,7 +202,7 @@ def train_classifier(
                     noise_multiplier=noise,
                     max_grad_norm=dp.max_grad_norm,
                     expected_batch_size=int(len(data) * sample_rate),  # as make_private computes it
-                    generator=torch.Generator().manual_seed(config.seed + 1),
+                    generator=compute.generator(config.seed + 1),
                 )
             except PrivauditError:
                 if mode == "bk":
@@ -214,7 +226,7 @@ def train_classifier(
                     max_grad_norm=dp.max_grad_norm,
                     poisson_sampling=True,
                     grad_sample_mode=mode,
-                    noise_generator=torch.Generator().manual_seed(config.seed + 1),
+                    noise_generator=compute.generator(config.seed + 1),
                 )
             if mode == "ghost":
                 train_model, optimizer, criterion, loader = prepared
@@ -230,13 +242,16 @@ def train_classifier(
             "grad_sample_mode": mode,  # the one that ran
             "poisson_sampling": True,
         }
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+    scaler = torch.amp.GradScaler(device.type) if compute.precision == "fp16" else None
     start = time.perf_counter()
     train_model.train()
     done = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _epoch in range(config.epochs):
-            for input_ids, attention_mask, batch_labels in loader:
+            for batch in loader:
+                input_ids, attention_mask, batch_labels = (t.to(device) for t in batch)
                 if book_keeping is not None:
                     optimizer.zero_grad(set_to_none=True)
                     if len(batch_labels) == 0:  # Poisson sampling can draw an empty batch: noise only
@@ -246,9 +261,17 @@ def train_classifier(
                     optimizer.step()
                 elif len(batch_labels) == 0:  # Poisson sampling can draw an empty batch
                     _empty_batch_step(optimizer, ghost=mode == "ghost")
+                elif scaler is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                    with compute.autocast():
+                        loss = criterion(_forward(train_model, input_ids, attention_mask), batch_labels)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 else:
                     optimizer.zero_grad(set_to_none=True)
-                    loss = criterion(_forward(train_model, input_ids, attention_mask), batch_labels)
+                    with compute.autocast():  # nothing at fp32, and always with DP (checked above)
+                        loss = criterion(_forward(train_model, input_ids, attention_mask), batch_labels)
                     loss.backward()
                     optimizer.step()
                 done += 1
@@ -272,11 +295,11 @@ def train_classifier(
             model = train_model._module  # the plain module, without Opacus hooks
         engine = None
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), compute.autocast():
         full = _tensors(tokenizer, texts, labels, config.max_length)
         correct = 0
         for start_index in range(0, len(full), 256):
-            ids, mask, y = full[start_index : start_index + 256]
+            ids, mask, y = (t.to(device) for t in full[start_index : start_index + 256])
             correct += int((_forward(model, ids, mask).argmax(-1) == y).sum())
     return TrainedModel(
         model=model,
@@ -286,6 +309,7 @@ def train_classifier(
         dp=dp_summary,
         seconds=seconds,
         train_accuracy=correct / max(len(full), 1),
+        compute=compute,
     )
 
 
@@ -302,7 +326,20 @@ def recipe_dict(trained: TrainedModel, *, data: dict, canaries: dict | None) -> 
         "canaries": canaries,
         "train_accuracy": round(trained.train_accuracy, 6),
         "train_seconds": round(trained.seconds, 3),
+        "compute": trained.compute.to_dict(),
     }
+
+
+def write_model(trained: TrainedModel, directory: Path, recipe: dict) -> None:
+    """Write model, tokenizer and ``privaudit.json`` into an existing (temporary) ``directory``, and check them."""
+    trained.model.save_pretrained(directory, safe_serialization=True)
+    trained.tokenizer.save_pretrained(directory)
+    (directory / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    check_model_dir(directory)
+    directory.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
+    for file in directory.iterdir():
+        if file.is_file():
+            file.chmod(0o644)
 
 
 def save_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite: bool = False) -> None:
@@ -313,13 +350,7 @@ def save_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        trained.model.save_pretrained(tmp, safe_serialization=True)
-        trained.tokenizer.save_pretrained(tmp)
-        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        check_model_dir(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
-        for file in tmp.iterdir():
-            file.chmod(0o644)
+        write_model(trained, tmp, recipe)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
