@@ -212,7 +212,7 @@ def run_dp_audit(
 
 def _input_space_scores(request: DpAuditRequest, progress) -> tuple[np.ndarray, np.ndarray, str]:
     from privaudit.canary.canaries import read_canaries
-    from privaudit.canary.run import audit_canary_scores
+    from privaudit.canary.targets import audit_canary_scores
     from privaudit.target import Target
 
     audit_set = [c for c in read_canaries(request.canaries) if c.kind == "audit"]

@@ -30,6 +30,7 @@ from privaudit.canary.attack import ExtractionAttack, ExtractionContext
 from privaudit.canary.canaries import Canary, read_canaries
 from privaudit.canary.exposure import MAX_ENUMERATE, candidates
 from privaudit.canary.registry import EXTRACTION
+from privaudit.canary.targets import audit_canary_scores, describe_target, load_target
 from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
 from privaudit.plugins import parse_attack_options
@@ -186,7 +187,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
     audit_set = [c for c in records if c.kind == "audit"]
     if request.one_run and not audit_set:
         raise PrivauditError(f"{request.canaries}: no one-run audit canaries; train with --audit-canaries M")
-    target = _load_target(request, attacks, exposure_set, audit_set, compute=compute)
+    target = load_target(request, attacks, exposure_set, audit_set, compute=compute)
     for attack in attacks:
         attack.check(target)
     texts = [c.text for c in exposure_set]
@@ -216,7 +217,7 @@ def run_canary(request: CanaryRequest, *, progress: Callable[[str, int, int | No
             one_run_bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(one_run.p, delta)
         tell("one-run audit", 1, 1)
     return CanaryResult(
-        model={**_describe(target, request), "canaries": str(request.canaries)},
+        model={**describe_target(target, request), "canaries": str(request.canaries)},
         seed=request.seed,
         theoretical_epsilon=eps,
         delta=delta,
@@ -322,64 +323,6 @@ def _as_json(name: str, found: Any) -> dict:
 
 def _loss_key(c: Canary) -> str:
     return f"{c.template} -> {c.label}"
-
-
-def audit_canary_scores(target, canaries: Sequence[Canary], *, batch_size: int, where: Path | str) -> np.ndarray:
-    """One-run scores of input-space audit canaries: the negative loss of each text under its label, higher "in".
-
-    Raises:
-        PrivauditError: a canary label the model does not have.
-    """
-    missing = sorted({c.label for c in canaries} - set(target.label2id))
-    if missing:
-        raise PrivauditError(f"{where}: canary label '{missing[0]}' is not a label of the model")
-    logits = target.logits([c.text for c in canaries], batch_size=batch_size)
-    return -losses(logits, np.array([target.label2id[c.label] for c in canaries]))
-
-
-def _load_target(
-    request: CanaryRequest,
-    attacks: list[ExtractionAttack],
-    exposure_set: list[Canary],
-    audit_set: list[Canary],
-    *,
-    compute=None,
-):
-    """The model directory, or the endpoint; an endpoint is refused ModIvA and checked against the query budget."""
-    if request.endpoint is None:
-        from privaudit.target import Target
-
-        if request.model_dir is None:
-            raise PrivauditError("give MODEL_DIR or --endpoint URL")
-        return Target.load(request.model_dir, allow_pickle=request.allow_pickle, compute=compute)
-    if request.model_dir is not None:
-        raise PrivauditError("give MODEL_DIR or --endpoint URL, not both")
-    white_box = [a.name for a in attacks if "inputs_embeds" in a.requires]
-    if white_box:
-        raise PrivauditError(
-            f"extraction attack '{white_box[0]}' is white-box (it optimises the model's input embeddings), and an "
-            "endpoint gives only outputs: pass --no-extract (or --attack exposure) to audit exposure (and --one-run) "
-            "through --endpoint"
-        )
-    from privaudit.endpoint.remote import RemoteTarget
-
-    target = RemoteTarget(request.endpoint, label_names=request.endpoint.label_names, cache_dir=request.endpoint_cache)
-    # Every text the audit will ask for, checked against --max-queries before the first query.
-    needed = [c.text for c in exposure_set] + ([c.text for c in audit_set] if request.one_run else [])
-    if exposure_set and any(a.name == "exposure" for a in attacks):
-        firsts = {(c.template, c.alphabets): c for c in exposure_set}.values()
-        for c in firsts:
-            space = int(np.prod([len(a) for a in c.alphabets], dtype=np.float64))
-            if space <= MAX_ENUMERATE and request.sample is None:
-                needed += candidates(c)[0]
-    target.check_budget(needed)
-    return target
-
-
-def _describe(target, request: CanaryRequest) -> dict:
-    if request.endpoint is not None:
-        return {"path": None, "fingerprint": None, **request.endpoint.describe()}
-    return {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
 
 
 def _theoretical(request: CanaryRequest) -> tuple[float | None, float]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from importlib import metadata  # noqa: F401  (tests patch registry.metadata.entry_points; the registry reads it)
 from typing import Any
 
+from privaudit.errors import PrivauditError
 from privaudit.mia.attack import SIGNAL_NAMES, Attack
 from privaudit.plugins import AttackInfo, Registry, parse_attack_options
 
@@ -125,3 +126,14 @@ __all__ = [
     "register_attack",
     "resolve",
 ]
+
+
+def build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
+    """The selected attacks, each with its ``--attack-option`` parameters (checked before anything is scored)."""
+    options = parse_attack_options(option_specs)
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise PrivauditError(
+            f"--attack-option for {', '.join(map(repr, stray))}, which is not selected; selected: {', '.join(names)}"
+        )
+    return [get_attack(name, **options.get(name, {})) for name in names]

@@ -18,15 +18,14 @@ from privaudit.data import TextDataset, encode_labels, read_dataset
 from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
 from privaudit.mia.records import Examples, MostExposed, examples_from_files, examples_from_scores, most_exposed
-from privaudit.mia.registry import get_attack, get_attack_class, parse_attack_options, resolve
-from privaudit.mia.scoring import describe_target, extra_queries, load_target, score_texts
+from privaudit.mia.registry import build_attacks, get_attack_class, resolve
+from privaudit.mia.scoring import check_sides, describe_target, extra_queries, load_target, score_texts
 from privaudit.mia.signals import Signals
 from privaudit.mia.slices import DEFAULT_MIN_PER_SIDE, Slices, check_slice_kinds, compute_slices
 from privaudit.stats.accounting import epsilon_from_model
 from privaudit.stats.metrics import AttackMetrics, evaluate
 
 SCHEMA = "privaudit.mia/1"
-MIN_PER_SIDE = 10
 
 
 @dataclass(frozen=True)
@@ -141,21 +140,6 @@ class MiaResult:
 Progress = Callable[[str, int, int | None], None]
 
 
-def _check_sides(members: TextDataset, non_members: TextDataset) -> None:
-    for side in (members, non_members):
-        if len(side) < MIN_PER_SIDE:
-            raise PrivauditError(
-                f"{side.path}: only {len(side)} examples; an audit needs at least {MIN_PER_SIDE} a side"
-            )
-    overlap = set(members.texts) & set(non_members.texts)
-    if overlap:
-        example = next(iter(sorted(overlap)))
-        raise PrivauditError(
-            f"{members.path} and {non_members.path} share {len(overlap)} texts (e.g. '{example}'); "
-            "members and non-members must be disjoint"
-        )
-
-
 def _theoretical(request: MiaRequest) -> tuple[float | None, float]:
     if request.epsilon is not None:
         return request.epsilon, request.delta if request.delta is not None else 1e-5
@@ -194,11 +178,11 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         if signals is None and request.attacks is not None:
             raise PrivauditError(f"{request.scores}: --attack needs 'logits' and 'label' columns; it has only 'score'")
         names = resolve(request.attacks or "loss") if signals is not None else []
-        attacks = _build_attacks(names, request.attack_options)
+        attacks = build_attacks(names, request.attack_options)
         examples = examples_from_scores(str(request.scores), is_member, signals)
         compute = None
     else:
-        attacks = _build_attacks(resolve(request.attacks or "loss"), request.attack_options)
+        attacks = build_attacks(resolve(request.attacks or "loss"), request.attack_options)
         signals, is_member, model, examples, compute = _signals_from_model(request, attacks, tell)
         precomputed = None
     results = []
@@ -254,17 +238,6 @@ def _jsonable(params: dict) -> dict:
     return json.loads(json.dumps(params, default=str))
 
 
-def _build_attacks(names: list[str], option_specs: tuple[str, ...]) -> list:
-    """The selected attacks, each with its ``--attack-option`` parameters (checked before anything is scored)."""
-    options = parse_attack_options(option_specs)
-    stray = sorted(set(options) - set(names))
-    if stray:
-        raise PrivauditError(
-            f"--attack-option for {', '.join(map(repr, stray))}, which is not selected; selected: {', '.join(names)}"
-        )
-    return [get_attack(name, **options.get(name, {})) for name in names]
-
-
 def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict, Examples, dict]:
     from privaudit.device import Compute
     from privaudit.training.executor import EXECUTORS, RayOptions
@@ -283,7 +256,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
     )
     members = read_dataset(request.members)
     non_members = read_dataset(request.non_members)
-    _check_sides(members, non_members)
+    check_sides(members, non_members)
     target = load_target(request, members, non_members, compute=compute)
     texts = list(members.texts) + list(non_members.texts)
     labels = np.concatenate([encode_labels(members, target.label2id), encode_labels(non_members, target.label2id)])

@@ -24,6 +24,8 @@ _AVAILABLE = {
     "labels": frozenset({"labels"}),
 }
 
+MIN_PER_SIDE = 10  # examples each side of an audit needs at least
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -113,3 +115,23 @@ def describe_target(target, request) -> dict:
     if request.endpoint is not None:
         return {"path": None, "fingerprint": None, **request.endpoint.describe()}
     return {"path": str(request.model_dir), "fingerprint": target.fingerprint()}
+
+
+def check_sides(members: TextDataset, non_members: TextDataset) -> None:
+    """Enough examples a side, and no text on both.
+
+    Raises:
+        PrivauditError: naming the file and the fix.
+    """
+    for side in (members, non_members):
+        if len(side) < MIN_PER_SIDE:
+            raise PrivauditError(
+                f"{side.path}: only {len(side)} examples; an audit needs at least {MIN_PER_SIDE} a side"
+            )
+    overlap = set(members.texts) & set(non_members.texts)
+    if overlap:
+        example = next(iter(sorted(overlap)))
+        raise PrivauditError(
+            f"{members.path} and {non_members.path} share {len(overlap)} texts (e.g. '{example}'); "
+            "members and non-members must be disjoint"
+        )
