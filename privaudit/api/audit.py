@@ -54,6 +54,14 @@ def audit_membership(
     header: Sequence[str] | None = None,
     insecure: bool = False,
     endpoint_cache: PathLike | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    executor: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    cpus_per_job: int = 1,
+    gpus_per_job: float = 0.0,
+    max_retries: int = 3,
     progress: Progress | None = None,
 ) -> MembershipAudit:
     """Membership inference: how well can an attacker tell the model's training examples from others?
@@ -89,6 +97,10 @@ def audit_membership(
         endpoint: audit the classifier behind this URL instead of ``model_dir`` (docs/endpoints.md); the other
             ``endpoint_*`` keywords, ``concurrency``, ``max_queries``, ``header`` (``["NAME=@ENVVAR"]``: values
             come from the environment, never stored) and ``insecure`` are the command's ``--endpoint-*`` flags.
+        device: ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``--device``).
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast for scoring (``--precision``).
+        executor: where reference models train, ``local`` or ``ray``; ``ray_address``, ``workers``, ``cpus_per_job``,
+            ``gpus_per_job`` and ``max_retries`` are the command's Ray flags (README, "Running on a GPU or a cluster").
         progress: called as ``progress(stage, done, total)`` as work advances (``total`` may be ``None``); stages
             are ``"scoring"``, ``"reference models"``, ``"training reference model K"``, ``"attack NAME"`` and
             ``"attacks"``. Nothing is printed either way.
@@ -152,6 +164,14 @@ def audit_membership(
         redact_texts=redact_texts,
         endpoint=remote,
         endpoint_cache=as_path(endpoint_cache, name="endpoint_cache"),
+        device=device,
+        precision=precision,
+        executor=executor,
+        ray_address=ray_address,
+        workers=workers,
+        cpus_per_job=cpus_per_job,
+        gpus_per_job=gpus_per_job,
+        max_retries=max_retries,
     )
     return adopt(MembershipAudit, run_mia(request, progress=stage_callback(progress)))
 
@@ -184,6 +204,8 @@ def audit_canaries(
     header: Sequence[str] | None = None,
     insecure: bool = False,
     endpoint_cache: PathLike | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
     progress: Progress | None = None,
 ) -> CanaryAudit:
     """Canary extraction: can an attacker read the secrets planted in training back out of the model?
@@ -213,6 +235,8 @@ def audit_canaries(
         endpoint: audit the classifier behind this URL instead of ``model_dir`` (docs/endpoints.md); the other
             ``endpoint_*`` keywords, ``concurrency``, ``max_queries``, ``header`` (``["NAME=@ENVVAR"]``: values
             come from the environment, never stored) and ``insecure`` are the command's ``--endpoint-*`` flags.
+        device: ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``--device``).
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast for scoring (``--precision``).
         progress: called as ``progress(stage, done, total)``; stages are ``"exposure"``, ``"ModIvA extraction"``
             and ``"one-run audit"``. Nothing is printed either way.
 
@@ -270,5 +294,7 @@ def audit_canaries(
         attack_options=attack_option_specs(attack_options),
         endpoint=remote,
         endpoint_cache=as_path(endpoint_cache, name="endpoint_cache"),
+        device=device,
+        precision=precision,
     )
     return adopt(CanaryAudit, run_canary(request, progress=stage_callback(progress)))

@@ -39,6 +39,8 @@ def train(
     audit_template: str = "my secret number is {d} {d} {d} {d} {d} {d}",
     canaries_out: PathLike | None = None,
     overwrite: bool = False,
+    device: str = "auto",
+    precision: str = "fp32",
     architecture: Architecture | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, str | int]:
@@ -77,6 +79,8 @@ def train(
             :class:`~privaudit.training.model.Architecture` or a dict of its fields (``hidden_size``,
             ``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``, ``vocab_size``, ``dropout``);
             ``None``: ``Architecture()``, the command's (2 layers of width 128, a 4000-token vocabulary).
+        device: ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``--device``).
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast for non-DP training (``--precision``); DP-SGD keeps fp32.
         progress: called as ``progress("training", step, total_steps)`` after each optimiser step.
 
     Returns:
@@ -130,6 +134,8 @@ def train(
         audit_template=audit_template,
         canaries_out=as_path(canaries_out, name="canaries_out"),
         overwrite=overwrite,
+        device=device,
+        precision=precision,
         architecture=_architecture(architecture),
     )
 

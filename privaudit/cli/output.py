@@ -211,7 +211,8 @@ def prepare_gate(
         PrivauditError: an unknown format, a malformed or unknown threshold, ``--baseline`` without
             ``--max-increase`` or the reverse, an unreadable baseline.
     """
-    from privaudit.config import META_KEY, REPORT_FORMATS, CommandConfig, value_source
+    from privaudit.config import META_KEY, CommandConfig, value_source
+    from privaudit.config_keys import REPORT_FORMATS
     from privaudit.gate.baseline import load_baseline
     from privaudit.gate.gate import merge_thresholds, parse_threshold, threshold_from_key
 
