@@ -10,7 +10,11 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - lira:     ``mia --attack lira-offline`` with 4 cached reference models over bare forward passes of the 5 models;
 - power:    attack power per reference model, and the time of each reference-model attack (benchmarks/power.py);
 - peers:    IBM ART's membership attacks on the same target outputs (benchmarks/peers.py);
-- minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py).
+- minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py);
+- utility:  MiniLM at epsilon 8 training all parameters, the head, the last 2 layers or LoRA (benchmarks/utility.py);
+- sweep:    ``privaudit sweep`` of the fixture recipe over inf,16,8,4,2,1 (benchmarks/sweep.py);
+- modiva-study: ModIvA's exact recovery against repeats, dropout and DP, beside the exhaustive rank
+  (benchmarks/modiva_study.py; ``make bench-modiva``, not part of the default run).
 
 Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
 """
@@ -252,6 +256,12 @@ SECTIONS = {
     "lira": bench_lira,
     "peers": lambda repeats: __import__("benchmarks.peers", fromlist=["run"]).run(repeats),
     "minilm": lambda repeats: __import__("benchmarks.minilm", fromlist=["run"]).run(repeats),
+    "utility": lambda repeats: __import__("benchmarks.utility", fromlist=["run"]).run(repeats),
+    "sweep": lambda repeats: __import__("benchmarks.sweep", fromlist=["run"]).run(repeats),
+}
+# Run on request only (``--only modiva-study``, ``make bench-modiva``): it trains a model per configuration.
+EXTRA_SECTIONS = {
+    "modiva-study": lambda repeats: __import__("benchmarks.modiva_study", fromlist=["run"]).run(repeats),
 }
 
 
@@ -284,7 +294,7 @@ def main() -> None:
     for name in names:
         print(f"benchmark {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        result = SECTIONS[name](args.repeats)
+        result = {**SECTIONS, **EXTRA_SECTIONS}[name](args.repeats)
         wall[name] = time.perf_counter() - start
         result["machine"] = machine()
         result["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
