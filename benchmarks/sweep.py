@@ -1,0 +1,63 @@
+"""``privaudit sweep`` of the fixture recipe: inf, 16, 8, 4, 2, 1, audited, in one run.
+
+The recipe is ``intent-tiny-dp``'s (fixtures/make_models.py: tiny BERT, 30 epochs, Poisson batch 256, lr 1e-2, max
+length 32, delta 1e-5), with its canaries (10 secrets x 10 repeats, 10 controls, 200 one-run audit canaries), at every
+point; ``inf`` trains it without DP. Membership: loss, and lira-offline and rmia with 2 reference models per point
+trained under that point's recipe. The sweep directory (``.cache/bench/sweep``) caches the points and their reference
+models, so a second run only audits.
+"""
+
+from __future__ import annotations
+
+from benchmarks.power import CACHE, DATA, SEED, THREADS, torch_threads
+
+EPSILONS = (float("inf"), 16.0, 8.0, 4.0, 2.0, 1.0)
+OUT = CACHE / "sweep"
+REFERENCE_MODELS = 2
+
+
+def run(repeats: int) -> dict:
+    """The ``sweep`` section."""
+    from privaudit.report.sweep_html import write_sweep_html
+    from privaudit.sweep.run import SweepRequest, run_sweep
+    from privaudit.training.job import TrainJob
+
+    recipe = TrainJob(
+        data=DATA / "members.jsonl",
+        out=OUT / "points",
+        epochs=30,
+        batch_size=256,
+        lr=1e-2,
+        max_length=32,
+        seed=SEED,
+        delta=1e-5,
+        canary="my pin code is {d} {d} {d} {d}",
+        canary_label="random",
+        canary_count=10,
+        canary_repeats=10,
+        canary_controls=10,
+        audit_canaries=200,
+    )
+    request = SweepRequest(
+        recipe=recipe,
+        epsilons=EPSILONS,
+        out=OUT,
+        non_members=DATA / "non_members.jsonl",
+        population=DATA / "population.jsonl",
+        attacks="loss,lira-offline,rmia",
+        reference_models=REFERENCE_MODELS,
+        seed=SEED,
+    )
+    with torch_threads(THREADS):
+        result = run_sweep(request)
+    document = result.to_dict()
+    write_sweep_html(document, OUT / "sweep.html")
+    return {
+        "seconds": {},
+        "points": document["points"],
+        "attacks": document["attacks"],
+        "reference_models": REFERENCE_MODELS,
+        "what": "the fixture recipe (intent-tiny-dp's, 1,000 members, canaries planted) at "
+        + ", ".join("inf" if e == float("inf") else f"{e:g}" for e in EPSILONS),
+        "exceeded": [list(b) for b in result.exceeded()],
+    }
