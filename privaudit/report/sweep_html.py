@@ -49,8 +49,11 @@ def epsilon_figure(points: list[dict]) -> bytes:
     """Empirical epsilon against theoretical epsilon, the diagonal drawn."""
     points = _order(points)
     fig, ax = _axes(points, "empirical against theoretical ε", "empirical ε")
-    xs, ticks, _ = _x(points)
-    ax.plot([ticks[0], ticks[-1]], [ticks[0], ticks[-1]], "--", color="0.5", label="empirical = theoretical")
+    xs, _, _ = _x(points)
+    finite = [p["epsilon"] for p in points if p["epsilon"] is not None]
+    if finite:  # the diagonal over the DP points only: the no-DP point claims nothing
+        lo, hi = min(finite) / 1.2, max(finite) * 1.2
+        ax.plot([lo, hi], [lo, hi], "--", color="0.5", label="empirical = theoretical")
     for x, p in zip(xs, points):
         emp = p.get("empirical_epsilon")
         if not emp:
