@@ -144,7 +144,8 @@ def run(repeats: int) -> dict:
     wanted = os.environ.get("MODIVA_STUDY_CONFIGS")
     defences = [d for d in DEFENCES if not wanted or d.name in wanted.split(",")]
     rows, seconds, canaries = [], {}, []
-    with torch_threads(THREADS):
+    # BENCH_THREADS=1 on a shared, busy CPU: two threads on two loaded cores ran several times slower than one.
+    with torch_threads(int(os.environ.get("BENCH_THREADS", THREADS))):
         for defence in defences:
             model, canary_file, train_seconds = train(defence, secrets)
             seconds[f"train {defence.name} (recorded when trained)"] = train_seconds

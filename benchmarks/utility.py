@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,7 +91,8 @@ def run(repeats: int) -> dict:
     from privaudit.target import Target
 
     rows = []
-    with torch_threads(THREADS):
+    # BENCH_THREADS=1 on a shared, busy CPU: two threads on two loaded cores ran several times slower than one.
+    with torch_threads(int(os.environ.get("BENCH_THREADS", THREADS))):
         for config in CONFIGS:
             path, trained = train(base, config)
             recipe = json.loads((path / "privaudit.json").read_text())
