@@ -30,20 +30,27 @@ class Config:
     lora_rank: int = 0
     lr: float = 3e-3
     dp: bool = True
-    # One epoch in batches of 32 (31 DP steps): what this shared CPU affords for four MiniLM runs in one sitting.
-    epochs: int = 1
-    batch_size: int = 32
+    epochs: int = 3
+    batch_size: int = 64
     max_length: int = 32
 
 
 # DP-SGD's step sizes: 3e-3 is the minilm section's DP recipe for full fine-tuning (the better of 1e-3 and 3e-3
 # there); the head and LoRA train few, freshly initialised parameters and take a larger step, as is usual
 # (Yu et al. 2022 use 1e-3 to 5e-3 for DP LoRA on RoBERTa with far more steps).
+_SHORT = {"epochs": 1, "batch_size": 32}
 CONFIGS = (
-    Config("DP, all"),
-    Config("DP, head", train_layers="head", lr=1e-2),
-    Config("DP, last:2", train_layers="last:2"),
-    Config("DP, LoRA r=8 (query, value) + head", lora_rank=8, lr=1e-2),
+    # One epoch in batches of 32 (31 DP steps).
+    Config("DP, all", **_SHORT),
+    Config("DP, head", train_layers="head", lr=1e-2, **_SHORT),
+    Config("DP, last:2", train_layers="last:2", **_SHORT),
+    Config("DP, LoRA r=8 (query, value) + head", lora_rank=8, lr=1e-2, **_SHORT),
+    # The minilm section's recipe: 3 epochs in batches of 64 (48 DP steps); its DP row reached 37.4% there.
+    Config("DP, head, 3 epochs", train_layers="head", lr=1e-2),
+    Config("DP, last:2, 3 epochs", train_layers="last:2"),
+    Config("DP, LoRA r=8 (query, value) + head, 3 epochs", lora_rank=8, lr=1e-2),
+    Config("non-DP, all, 3 epochs", lr=4e-4, dp=False),
+    Config("DP, all, 3 epochs"),
 )
 
 
@@ -124,9 +131,9 @@ def run(repeats: int) -> dict:
 
 def _notes(rows: list[dict]) -> str:
     by = {r["name"]: r for r in rows}
-    full = by["DP, all"]
+    full = by.get("DP, all, 3 epochs") or by["DP, all"]
     best = max((r for r in rows if r["dp"]), key=lambda r: r["accuracy"])
-    ceiling = by.get("non-DP, all")
+    ceiling = by.get("non-DP, all, 3 epochs")
     reference = (
         f"Non-DP with the same budget: {ceiling['accuracy']:.1%}. "
         if ceiling
