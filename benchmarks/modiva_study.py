@@ -136,6 +136,37 @@ def _audit(model: Path, canary_file: Path, defence: Defence) -> tuple[list[dict]
     return found, seconds
 
 
+def _why(model: Path, canary_file: Path) -> dict[str, dict]:
+    """Per canary, what the model learned of it: whether it predicts the canary's label on the secret, the share of
+    all 10,000 candidates it gives that label with probability above 1/2, and how many slots the lowest-loss
+    candidate shares with the secret. One scoring pass of the candidates, cached beside the model."""
+    from privaudit.canary.canaries import read_canaries
+    from privaudit.canary.run import _candidate_index, candidates
+    from privaudit.stats.logits import log_softmax
+    from privaudit.target import Target
+
+    cached = model.with_name(model.name + ".why.json")
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    target = Target.load(model)
+    records = [c for c in read_canaries(canary_file) if c.inserted]
+    texts, _ = candidates(records[0])
+    logp = log_softmax(target.logits(texts, batch_size=512))
+    found = {}
+    for c in records:
+        label = target.label2id[c.label]
+        i = _candidate_index(c)
+        best = int(np.argmax(logp[:, label]))
+        best_secret = texts[best].split()[-len(c.secret) :]
+        found["".join(c.secret)] = {
+            "secret_predicted": bool(np.argmax(logp[i]) == label),
+            "share_given_label": float(np.mean(logp[:, label] > np.log(0.5))),
+            "top1_slot_accuracy": float(np.mean([a == b for a, b in zip(best_secret, c.secret)])),
+        }
+    cached.write_text(json.dumps(found, indent=1) + "\n")
+    return found
+
+
 def run(repeats: int) -> dict:
     """The ``modiva-study`` section."""
     from privaudit.stats.metrics import clopper_pearson
@@ -153,7 +184,8 @@ def run(repeats: int) -> dict:
             eps = (recipe.get("dp") or {}).get("epsilon")
             found, audit_seconds = _audit(model, canary_file, defence)
             seconds[f"exposure + ModIvA, {defence.name}"] = audit_seconds
-            canaries += found
+            why = _why(model, canary_file)
+            canaries += [{**c, **why[c["secret"]]} for c in found]
             for k in REPEATS:
                 group = [c for c in canaries if c["model"] == defence.name and c["repeats"] == k]
                 hits = sum(c["recovered"] for c in group)
@@ -172,6 +204,9 @@ def run(repeats: int) -> dict:
                         "median_rank": float(np.median([c["exhaustive_rank"] for c in group])),
                         "mean_exposure": float(np.mean([c["exposure"] for c in group])),
                         "mean_slot_accuracy": float(np.mean([c["slot_accuracy"] for c in group])),
+                        "top1_slot_accuracy": float(np.mean([c["top1_slot_accuracy"] for c in group])),
+                        "share_given_label": float(np.median([c["share_given_label"] for c in group])),
+                        "secret_predicted": sum(c["secret_predicted"] for c in group),
                         "random_guess": 1e-4,
                         "train_accuracy": recipe["train_accuracy"],
                     }
@@ -200,7 +235,14 @@ def _notes(data: dict, canaries: list[dict]) -> str:
     top = sum(c["exhaustive_rank"] == 1 for c in canaries)
     missed = sum(1 for c in canaries if c["exhaustive_rank"] == 1 and not c["recovered"])
     best = max(data["rows"], key=lambda r: (r["rank1_rate"], r["modiva_rate"]))
+    fitted = sum(c["secret_predicted"] for c in canaries)
+    share = float(np.median([c["share_given_label"] for c in canaries]))
+    slots = float(np.mean([c["top1_slot_accuracy"] for c in canaries]))
     return (
+        f"Why recovery stays low: the models give {fitted} of {n} secrets their canary's label, but they also give that "
+        f"label (probability above 1/2) to a median {share:.1%} of all 10,000 candidates, and the lowest-loss "
+        f"candidate shares {slots:.0%} of its slots with the secret on average: a classifier needs only enough of a "
+        "secret to tell its label from the other 19, so the loss ranks the true secret near, not at, the top. "
         f"Over all {n} canaries ModIvA recovered {hits} exactly; the exhaustive ranking put {top} first, so {missed} "
         f"were within reach of a perfect search and missed by ModIvA. ModIvA and 'rank 1' agree on "
         f"{data['modiva_agrees_with_exhaustive']} of {n}. Best cell: {best['model']}, {best['repeats']} repeats: "

@@ -188,8 +188,9 @@ def _modiva_study(data: dict) -> list[str]:
     lines = [
         f"{data['what']}\n",
         "| model | repeats | dropout | DP ε | secrets | ModIvA exact [95% CI] | exhaustive rank 1 [95% CI] "
-        "| median rank (exhaustive) | mean exposure | random guess |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| median rank (exhaustive) | mean exposure | secret gets its label | candidates given the label (median) "
+        "| slots right, exhaustive top-1 | random guess |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in data["rows"]:
         eps = "none" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
@@ -197,7 +198,8 @@ def _modiva_study(data: dict) -> list[str]:
             f"| {r['model']} | {r['repeats']} | {r['dropout']:g} | {eps} | {r['n']} "
             f"| {_pct(r['modiva_rate'], r['modiva_low'], r['modiva_high'])} "
             f"| {_pct(r['rank1_rate'], r['rank1_low'], r['rank1_high'])} | {r['median_rank']:.0f} "
-            f"| {r['mean_exposure']:.2f} | {r['random_guess']:.0e} |"
+            f"| {r['mean_exposure']:.2f} | {r['secret_predicted']}/{r['n']} | {r['share_given_label']:.1%} "
+            f"| {r['top1_slot_accuracy']:.0%} | {r['random_guess']:.0e} |"
         )
     return lines + [""]
 
