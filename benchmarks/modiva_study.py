@@ -249,5 +249,8 @@ def _notes(data: dict, canaries: list[dict]) -> str:
         f"ModIvA {best['modiva_rate']:.0%}, rank 1 {best['rank1_rate']:.0%} (median exhaustive rank "
         f"{best['median_rank']:.0f} of 10,000). The paper's headline is about 0.5 in its best configuration and about 0 "
         "under combined defences; its models and data are larger than this fixture's, and intervals here, over "
-        f"{data['secrets_per_repeat']} secrets a cell, are wide."
+        f"{data['secrets_per_repeat']} secrets a cell, are wide. DP's epsilon is per example: a secret repeated k "
+        "times is protected only at group level (about k x epsilon), so 25 or 50 copies under epsilon 8 are not "
+        "covered by the claim; and the DP rows train with the DP recipe (Poisson batch 256, lr 1e-2), not the non-DP "
+        "one, so they differ from the no-defence rows in more than the noise."
     )
