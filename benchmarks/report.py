@@ -137,7 +137,8 @@ def _utility(data: dict) -> list[str]:
     lines = [
         "all-MiniLM-L6-v2 fine-tuned on the 1,000 fixture members with `privaudit train --base --dp --target-epsilon 8` "
         "(delta 1e-5, book-keeping clipping), training all parameters or only some (`--train-layers`, `--lora-rank`); "
-        "accuracy and macro-F1 on the 1,000 non-members. Same budget for every row, side by side in one run.\n",
+        "accuracy and macro-F1 on the 1,000 non-members. Rows of the same epochs and batch share one budget; all measured "
+        "in one run.\n",
         "| configuration | trained parameters | lr | epsilon | noise | train acc | non-member acc | macro-F1 | train s |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
