@@ -9,11 +9,14 @@ models, so a second run only audits.
 
 from __future__ import annotations
 
+import os
+
 from benchmarks.power import CACHE, DATA, SEED, THREADS, torch_threads
 
-EPSILONS = (float("inf"), 16.0, 8.0, 4.0, 2.0, 1.0)
+# SWEEP_EPSILONS=inf,8,2 and SWEEP_REFERENCE_MODELS=0 scale the run down for a busy CPU.
+EPSILONS = tuple(float(e) for e in os.environ.get("SWEEP_EPSILONS", "inf,16,8,4,2,1").split(","))
 OUT = CACHE / "sweep"
-REFERENCE_MODELS = 2
+REFERENCE_MODELS = int(os.environ.get("SWEEP_REFERENCE_MODELS", "2"))
 
 
 def run(repeats: int) -> dict:
@@ -44,11 +47,11 @@ def run(repeats: int) -> dict:
         out=OUT,
         non_members=DATA / "non_members.jsonl",
         population=DATA / "population.jsonl",
-        attacks="loss,lira-offline,rmia",
+        attacks="loss,lira-offline,rmia" if REFERENCE_MODELS else "loss",
         reference_models=REFERENCE_MODELS,
         seed=SEED,
     )
-    with torch_threads(THREADS):
+    with torch_threads(int(os.environ.get("BENCH_THREADS", THREADS))):
         result = run_sweep(request)
     document = result.to_dict()
     write_sweep_html(document, OUT / "sweep.html")
