@@ -118,7 +118,9 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
             summary = result.to_dict()["summary"]
             space = math.prod(len(a) for a in inserted[0].canary.alphabets)
             # Exposure log2|space| means rank 1 among every candidate: what the best possible search would return.
-            rank1 = sum(1 for r in inserted if r.exposure is not None and r.exposure >= math.log2(space) - 1e-9)
+            rank1 = sum(
+                1 for r in inserted if r.exposure is not None and round(2 ** (math.log2(space) - r.exposure)) == 1
+            )
             row["canaries"] = {
                 "n_inserted": summary["n_inserted"],
                 "n_controls": summary["n_controls"],

@@ -158,13 +158,27 @@ def point_jobs(request: SweepRequest) -> list[TrainJob]:
     return jobs
 
 
+def _job_file(job: TrainJob) -> Path:
+    return job.out.with_name(job.out.name + ".job.json")
+
+
+def _job_record(job: TrainJob) -> dict:
+    return _jsonable(asdict(job))
+
+
 def is_complete(job: TrainJob) -> bool:
-    """Whether the job's model directory is complete (and its canary file written), so that it need not retrain."""
+    """Whether the job's model directory is complete (and its canary file written) and was trained by this very
+    job (``OUT/points/NAME.job.json``), so that it need not retrain: a changed recipe retrains its points."""
     try:
         check_model_dir(job.out)
     except PrivauditError:
         return False
-    if not (job.out / RECIPE_FILE).is_file():
+    if not (job.out / RECIPE_FILE).is_file() or not _job_file(job).is_file():
+        return False
+    try:
+        if json.loads(_job_file(job).read_text(encoding="utf-8")) != _job_record(job):
+            return False
+    except (OSError, json.JSONDecodeError):
         return False
     return job.canaries_out is None or job.canaries_out.is_file()
 
@@ -190,7 +204,9 @@ def run_points(
         if is_complete(job):
             status = "cached"
         else:
+            _job_file(job).unlink(missing_ok=True)
             run_train(job, on_step=None if on_step is None else (lambda done, total, i=i: on_step(i, done, total)))
+            _job_file(job).write_text(json.dumps(_job_record(job), indent=2, sort_keys=True) + "\n", encoding="utf-8")
             status = "trained"
         statuses.append(status)
         if on_job is not None:

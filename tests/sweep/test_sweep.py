@@ -157,6 +157,16 @@ def test_a_second_run_trains_nothing(swept, monkeypatch: pytest.MonkeyPatch) -> 
     assert all(p["status"] == "cached" for p in _points(root).values())
 
 
+def test_a_changed_recipe_retrains(swept) -> None:
+    root, _, _ = swept
+    recorded = json.loads((root / "out" / "points" / "eps-inf.job.json").read_text())
+    paths = {"data", "out", "base", "canaries_out"}
+    values = {k: Path(v) if k in paths and v is not None else v for k, v in recorded.items()}
+    job = TrainJob(**{**values, "lora_targets": tuple(values["lora_targets"])})
+    assert sweep_run.is_complete(job)
+    assert not sweep_run.is_complete(replace(job, epochs=job.epochs + 1))  # same directory, another recipe
+
+
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [
