@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MODELS := fixtures/models
 DATA := fixtures/data
 
-.PHONY: install demo test lint fixtures bench clean
+.PHONY: install demo test lint fixtures bench bench-modiva clean
 
 install: $(STAMP)
 
@@ -44,6 +44,11 @@ fixtures: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,ray,bench]'
 	$(PY) benchmarks/run.py
+
+# ModIvA's study (Parikh et al. 2022): a model per defence, 20 canaries each; apart from `make bench` for its cost.
+bench-modiva: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) benchmarks/run.py --only modiva-study
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -239,7 +239,7 @@ def _notes(data: dict) -> str:
         "would sharpen the reference attacks, at about the cost of one target fine-tuning per model on this CPU. "
         "DP-SGD at epsilon 8 costs most of the utility here: full fine-tuning of 22.7M parameters on 1,000 examples "
         "in batches of 64 adds noise of norm about noise multiplier x sqrt(22.7M) / 64 to each step. Larger batches "
-        "and more epochs, or fine-tuning fewer parameters (the head and last layers, which `privaudit train` cannot "
-        "yet select), are the usual ways to close that gap. ",
+        "and more epochs, or fine-tuning fewer parameters (`privaudit train --train-layers` or `--lora-rank`: the "
+        "utility section), are the usual ways to close that gap. ",
     ]
     return "".join(parts)

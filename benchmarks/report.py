@@ -209,10 +209,99 @@ def _gpu(file: Path) -> list[str]:
     return lines
 
 
+def _utility(data: dict) -> list[str]:
+    if "rows" not in data:
+        return []
+    lines = [
+        "all-MiniLM-L6-v2 fine-tuned on the 1,000 fixture members with `privaudit train --base --dp --target-epsilon 8` "
+        "(delta 1e-5, book-keeping clipping), training all parameters or only some (`--train-layers`, `--lora-rank`); "
+        "accuracy and macro-F1 on the 1,000 non-members. Rows of the same epochs and batch share one budget; all measured "
+        "in one run.\n",
+        "| configuration | trained parameters | lr | epsilon | noise | train acc | non-member acc | macro-F1 | train s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in data["rows"]:
+        eps = "" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
+        noise = "" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:.3f}"
+        lines.append(
+            f"| {r['name']} | {r['trainable_parameters']:,} | {r['lr']:g} | {eps} | {noise} | {r['train_accuracy']:.1%} "
+            f"| {r['accuracy']:.1%} | {r['macro_f1']:.3f} | {r['train_seconds']:.1f} |"
+        )
+    return lines + [""]
+
+
+def _sweep(data: dict) -> list[str]:
+    if "points" not in data:
+        return []
+    lines = [
+        f"`privaudit sweep` of {data['what']}; {data['attacks']} with {data['reference_models']} reference models per "
+        "point (trained with that point's recipe); utility on the non-members.\n",
+        "| point | theoretical ε | noise | accuracy | macro-F1 | attack | AUC | TPR@1%FPR [95% CI] | empirical ε ≥ (95%) "
+        "| exposure (mean, inserted) | ModIvA exact | one-run ε ≥ |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in data["points"]:
+        eps = "none (no DP)" if p["epsilon"] is None else f"{p['epsilon']:.2f}"
+        noise = "" if p["noise_multiplier"] is None else f"{p['noise_multiplier']:.3f}"
+        canaries = p.get("canaries") or {}
+        exposure = "" if canaries.get("mean_exposure_inserted") is None else f"{canaries['mean_exposure_inserted']:.2f}"
+        extracted = (
+            ""
+            if canaries.get("extracted_inserted") is None
+            else f"{canaries['extracted_inserted']}/{canaries['n_inserted']}"
+        )
+        one_run = "" if not p.get("one_run") else f"{p['one_run']['epsilon_lower_bound']:.3f}"
+        for a in p["attacks"]:
+            t = a["tpr_at_1%fpr"]
+            lines.append(
+                f"| {p['name']} | {eps} | {noise} | {p['utility']['accuracy']:.1%} | {p['utility']['macro_f1']:.3f} "
+                f"| {a['name']} | {a['auc']['value']:.3f} | {_pct(t['tpr'], t['low'], t['high'])} "
+                f"| {a['epsilon_lower_bound']:.3f} | {exposure} | {extracted} | {one_run} |"
+            )
+    return lines + [""]
+
+
+def _modiva_study(data: dict) -> list[str]:
+    if "rows" not in data:
+        return []
+    lines = [
+        f"{data['what']}\n",
+        "| model | repeats | dropout | DP ε | secrets | ModIvA exact [95% CI] | exhaustive rank 1 [95% CI] "
+        "| median rank (exhaustive) | mean exposure | secret gets its label | candidates given the label (median) "
+        "| slots right, exhaustive top-1 | random guess |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in data["rows"]:
+        eps = "none" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
+        lines.append(
+            f"| {r['model']} | {r['repeats']} | {r['dropout']:g} | {eps} | {r['n']} "
+            f"| {_pct(r['modiva_rate'], r['modiva_low'], r['modiva_high'])} "
+            f"| {_pct(r['rank1_rate'], r['rank1_low'], r['rank1_high'])} | {r['median_rank']:.0f} "
+            f"| {r['mean_exposure']:.2f} | {r['secret_predicted']}/{r['n']} | {r['share_given_label']:.1%} "
+            f"| {r['top1_slot_accuracy']:.0%} | {r['random_guess']:.0e} |"
+        )
+    return lines + [""]
+
+
 def write_markdown(results: Path, out: Path) -> None:
     parts = [INTRO]
     machine_written = False
-    for name in ("dp", "mia", "lira", "memory", "canary", "modiva", "power", "peers", "minilm", "endpoint", "executor"):
+    for name in (
+        "dp",
+        "mia",
+        "lira",
+        "memory",
+        "canary",
+        "modiva",
+        "power",
+        "peers",
+        "minilm",
+        "endpoint",
+        "executor",
+        "utility",
+        "sweep",
+        "modiva-study",
+    ):
         file = results / f"{name}.json"
         if not file.is_file():
             continue
@@ -277,9 +366,14 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _minilm(data)
         elif name == "endpoint":
             parts += _endpoint(data)
-
         elif name == "executor":
             parts += _executor(data)
+        elif name == "utility":
+            parts += _utility(data)
+        elif name == "sweep":
+            parts += _sweep(data)
+        elif name == "modiva-study":
+            parts += _modiva_study(data)
         else:
             parts += _table(seconds, None)
         if name in TARGETS:

@@ -14,6 +14,10 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - endpoint: ``mia --endpoint`` throughput (texts/s) against a bare httpx client's, same KServe server (tests/servers).
 
 - executor: four reference models, ``--executor local`` against ``--executor ray`` (benchmarks/executor.py).
+- utility:  MiniLM at epsilon 8 training all parameters, the head, the last 2 layers or LoRA (benchmarks/utility.py);
+- sweep:    ``privaudit sweep`` of the fixture recipe over inf,16,8,4,2,1 (benchmarks/sweep.py);
+- modiva-study: ModIvA's exact recovery against repeats, dropout and DP, beside the exhaustive rank
+  (benchmarks/modiva_study.py; ``make bench-modiva``, not part of the default run).
 
 Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
 """
@@ -349,6 +353,12 @@ SECTIONS = {
     "minilm": lambda repeats: __import__("benchmarks.minilm", fromlist=["run"]).run(repeats),
     "endpoint": bench_endpoint,
     "executor": lambda repeats: __import__("benchmarks.executor", fromlist=["run"]).run(repeats),
+    "utility": lambda repeats: __import__("benchmarks.utility", fromlist=["run"]).run(repeats),
+    "sweep": lambda repeats: __import__("benchmarks.sweep", fromlist=["run"]).run(repeats),
+}
+# Run on request only (``--only modiva-study``, ``make bench-modiva``): it trains a model per configuration.
+EXTRA_SECTIONS = {
+    "modiva-study": lambda repeats: __import__("benchmarks.modiva_study", fromlist=["run"]).run(repeats),
 }
 
 
@@ -381,7 +391,7 @@ def main() -> None:
     for name in names:
         print(f"benchmark {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        result = SECTIONS[name](args.repeats)
+        result = {**SECTIONS, **EXTRA_SECTIONS}[name](args.repeats)
         wall[name] = time.perf_counter() - start
         result["machine"] = machine()
         result["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

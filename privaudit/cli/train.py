@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from privaudit.cli import train_options as opt
 from privaudit.cli.app import app
 from privaudit.cli.console import progress_bar
 from privaudit.cli.options import Device, Precision
@@ -16,29 +17,22 @@ from privaudit.cli.options import Device, Precision
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Training data: JSONL or CSV with 'text' and 'label'.")],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Directory to write the model into.", rich_help_panel="Model")
     ],
-    base: Annotated[
-        Path | None,
-        typer.Option(help="Fine-tune this local Hugging Face model directory (safetensors).", rich_help_panel="Model"),
-    ] = None,
-    from_scratch: Annotated[
-        bool,
-        typer.Option(
-            "--from-scratch",
-            help="Train a small BERT and its WordPiece tokenizer on DATA (default).",
-            rich_help_panel="Model",
-        ),
-    ] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.", rich_help_panel="Training")] = 10,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Batch size (expected batch size with --dp).", rich_help_panel="Training")
-    ] = 64,
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate (AdamW).", rich_help_panel="Training")] = 1e-3,
-    max_length: Annotated[int, typer.Option(min=8, help="Maximum tokens per text.", rich_help_panel="Training")] = 64,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same model.", rich_help_panel="Training")] = 0,
+    base: opt.Base = None,
+    from_scratch: opt.FromScratch = False,
+    train_layers: opt.TrainLayers = "all",
+    lora_rank: opt.LoraRank = 0,
+    lora_alpha: opt.LoraAlpha = None,
+    lora_targets: opt.LoraTargets = "query,value",
+    epochs: opt.Epochs = 10,
+    batch_size: opt.BatchSize = 64,
+    lr: opt.Lr = 1e-3,
+    max_length: opt.MaxLength = 64,
+    seed: opt.Seed = 0,
     dp: Annotated[
         bool, typer.Option("--dp", help="Train with DP-SGD (Opacus, Poisson sampling).", rich_help_panel="DP-SGD")
     ] = False,
@@ -49,49 +43,16 @@ def train(
         float | None,
         typer.Option(help="Pick the noise multiplier that reaches this epsilon.", rich_help_panel="DP-SGD"),
     ] = None,
-    max_grad_norm: Annotated[
-        float, typer.Option(help="DP-SGD per-example clipping norm.", rich_help_panel="DP-SGD")
-    ] = 1.0,
-    delta: Annotated[
-        float | None, typer.Option(help="DP delta; default 1e-5, must be below 1/N.", rich_help_panel="DP-SGD")
-    ] = None,
-    accountant: Annotated[str, typer.Option(help="rdp, prv or gdp.", rich_help_panel="DP-SGD")] = "rdp",
-    canary: Annotated[
-        str | None,
-        typer.Option(
-            help="Canary template with slots, e.g. 'my pin code is {d} {d} {d} {d}'.", rich_help_panel="Canaries"
-        ),
-    ] = None,
-    canary_label: Annotated[
-        str | None,
-        typer.Option(
-            help="Label the canaries are trained with, or 'random': a random label each.", rich_help_panel="Canaries"
-        ),
-    ] = None,
-    canary_count: Annotated[
-        int, typer.Option(min=0, help="Distinct secrets to plant.", rich_help_panel="Canaries")
-    ] = 10,
-    canary_repeats: Annotated[
-        int, typer.Option(min=1, help="Copies of each planted secret.", rich_help_panel="Canaries")
-    ] = 10,
-    canary_controls: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Never-inserted control secrets (default: as many as planted).", rich_help_panel="Canaries"
-        ),
-    ] = None,
-    audit_canaries: Annotated[
-        int,
-        typer.Option(
-            min=0, help="One-run audit canaries, each inserted with probability 1/2.", rich_help_panel="Canaries"
-        ),
-    ] = 0,
-    audit_template: Annotated[
-        str,
-        typer.Option(
-            help="Template of the one-run audit canaries (random secret, random label).", rich_help_panel="Canaries"
-        ),
-    ] = "my secret number is {d} {d} {d} {d} {d} {d}",
+    max_grad_norm: opt.MaxGradNorm = 1.0,
+    delta: opt.Delta = None,
+    accountant: opt.Accountant = "rdp",
+    canary: opt.Canary = None,
+    canary_label: opt.CanaryLabel = None,
+    canary_count: opt.CanaryCount = 10,
+    canary_repeats: opt.CanaryRepeats = 10,
+    canary_controls: opt.CanaryControls = None,
+    audit_canaries: opt.AuditCanaries = 0,
+    audit_template: opt.AuditTemplate = opt.AUDIT_TEMPLATE,
     canaries_out: Annotated[
         Path | None,
         typer.Option(
@@ -105,7 +66,9 @@ def train(
     """Train a text classifier, optionally with DP-SGD and planted canaries.
 
     Writes the model (safetensors), its tokenizer and privaudit.json (recipe, data fingerprint, DP parameters) to
-    --out. Example:
+    --out. With --train-layers or --lora-rank only some parameters train (and are clipped and noised under --dp);
+    LoRA adapters are merged into the base weights before saving, so the model directory is a plain classifier.
+    Example:
 
         privaudit train fixtures/data/members.jsonl --out model --dp --target-epsilon 8
 
@@ -113,36 +76,9 @@ def train(
 
         privaudit train DATA --out model --base BASE --device cuda --precision bf16
     """
-    from privaudit.training.job import TrainJob, run_train
+    from privaudit.training.job import run_train
 
-    job = TrainJob(
-        data=data,
-        out=out,
-        base=base,
-        from_scratch=from_scratch,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        max_length=max_length,
-        seed=seed,
-        dp=dp,
-        noise_multiplier=noise_multiplier,
-        target_epsilon=target_epsilon,
-        max_grad_norm=max_grad_norm,
-        delta=delta,
-        accountant=accountant,
-        canary=canary,
-        canary_label=canary_label,
-        canary_count=canary_count,
-        canary_repeats=canary_repeats,
-        canary_controls=canary_controls,
-        audit_canaries=audit_canaries,
-        audit_template=audit_template,
-        canaries_out=canaries_out,
-        overwrite=overwrite,
-        device=device,
-        precision=precision,
-    )
+    job = opt.train_job(ctx.params)
     with progress_bar() as bar:
         tasks: list = []
 

@@ -12,6 +12,7 @@ from privaudit.canary import canaries as canary_lib
 from privaudit.data import TextDataset, encode_labels, fingerprint, read_dataset
 from privaudit.device import Compute, describe
 from privaudit.errors import PrivauditError
+from privaudit.training.layers import DEFAULT_LORA_TARGETS, parse_train_layers
 from privaudit.training.model import Architecture
 from privaudit.training.train import DPConfig, StepCallback, TrainConfig, recipe_dict, save_model, train_classifier
 
@@ -40,6 +41,10 @@ class TrainJob:
     max_grad_norm: float = 1.0
     delta: float | None = None
     accountant: str = "rdp"
+    train_layers: str = "all"
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     canary: str | None = None
     canary_label: str | None = None
     canary_count: int = 10
@@ -56,6 +61,11 @@ class TrainJob:
 
 
 def _check_flags(job: TrainJob) -> None:
+    spec = parse_train_layers(job.train_layers)
+    if job.lora_rank < 0:
+        raise PrivauditError(f"--lora-rank must be at least 1 (0: no LoRA), not {job.lora_rank}")
+    if job.lora_rank and spec.kind != "all":
+        raise PrivauditError("give --train-layers or --lora-rank, not both: LoRA trains its adapters and the head")
     if job.base is not None and job.from_scratch:
         raise PrivauditError("give either --base DIR (fine-tune) or --from-scratch, not both")
     if not job.dp and (job.noise_multiplier is not None or job.target_epsilon is not None):
@@ -157,6 +167,10 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         max_length=job.max_length,
         seed=job.seed,
         base=str(job.base) if job.base is not None else None,
+        train_layers=job.train_layers,
+        lora_rank=job.lora_rank,
+        lora_alpha=job.lora_alpha,
+        lora_targets=tuple(job.lora_targets),
         **_architecture(job),
     )
     trained = train_classifier(
@@ -196,6 +210,9 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         "seconds": f"{trained.seconds:.1f}",
         "device": f"{describe(compute.device)}, {compute.precision}",
     }
+    if job.lora_rank or job.train_layers != "all":
+        what = f"LoRA rank {job.lora_rank} + head" if job.lora_rank else job.train_layers
+        summary["trained parameters"] = f"{trained.n_parameters:,} ({what})"
     if trained.dp:
         summary["noise multiplier"] = f"{trained.dp['noise_multiplier']:.4f}"
         summary["epsilon"] = (

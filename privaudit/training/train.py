@@ -23,6 +23,14 @@ from privaudit.device import CPU, Compute, check_precision
 from privaudit.errors import PrivauditError
 from privaudit.stats.accounting import ACCOUNTANTS, epsilon, noise_multiplier_for_epsilon
 from privaudit.target import RECIPE_FILE, check_model_dir
+from privaudit.training.layers import (
+    DEFAULT_LORA_TARGETS,
+    apply_lora,
+    freeze_for,
+    merge_lora,
+    parse_train_layers,
+    trainable_names,
+)
 from privaudit.training.model import Architecture, build_model
 
 
@@ -38,6 +46,20 @@ class TrainConfig:
     weight_decay: float = 0.0
     base: str | None = None
     architecture: Architecture | None = field(default_factory=Architecture)
+    # What trains (privaudit/training/layers.py): "all", "head" or "last:N"; with lora_rank > 0, LoRA adapters on
+    # lora_targets plus the head. Recorded in privaudit.json, so reference models train the same parameters.
+    train_layers: str = "all"
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+
+    def __post_init__(self) -> None:
+        spec = parse_train_layers(self.train_layers)  # fails early, before any data is read
+        if self.lora_rank < 0:
+            raise PrivauditError(f"--lora-rank must be at least 1 (0: no LoRA), not {self.lora_rank}")
+        if self.lora_rank and spec.kind != "all":
+            raise PrivauditError("give --train-layers or --lora-rank, not both: LoRA trains its adapters and the head")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,9 @@ class TrainedModel:
     seconds: float
     train_accuracy: float
     compute: Compute = CPU
+
+    trainable: list[str] = field(default_factory=list)  # the parameters that trained (LoRA: adapter names)
+    n_parameters: int = 0
 
 
 StepCallback = Callable[[int, int], None]
@@ -160,13 +185,20 @@ def train_classifier(
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = build_model(config, label_names, texts, tokenizer)
-    # Initialised on the CPU from the seed, then moved: the same initial weights on every device.
+    if config.lora_rank:
+        model = apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
+    else:
+        freeze_for(model, parse_train_layers(config.train_layers))
+    trainable = trainable_names(model)
+    n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Initialised (and LoRA adapters drawn) on the CPU from the seed, then moved: the same initial weights on every device.
     model.to(device)
     model.train()  # from_pretrained returns eval mode; Opacus (and dropout) need training mode
     data = _tensors(tokenizer, texts, labels, config.max_length)
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     criterion = torch.nn.CrossEntropyLoss()
     steps_per_epoch = len(loader)
     total = steps_per_epoch * config.epochs
@@ -294,6 +326,8 @@ def train_classifier(
         else:
             model = train_model._module  # the plain module, without Opacus hooks
         engine = None
+    # A plain classifier again: LoRA's adapters folded into the base weights, so the saved model needs no peft.
+    model = merge_lora(model)
     model.eval()
     with torch.inference_mode(), compute.autocast():
         full = _tensors(tokenizer, texts, labels, config.max_length)
@@ -310,6 +344,8 @@ def train_classifier(
         seconds=seconds,
         train_accuracy=correct / max(len(full), 1),
         compute=compute,
+        trainable=trainable,
+        n_parameters=n_parameters,
     )
 
 
@@ -325,6 +361,7 @@ def recipe_dict(trained: TrainedModel, *, data: dict, canaries: dict | None) -> 
         "dp": trained.dp,
         "canaries": canaries,
         "train_accuracy": round(trained.train_accuracy, 6),
+        "trainable": {"parameters": trained.n_parameters, "tensors": trained.trainable},
         "train_seconds": round(trained.seconds, 3),
         "compute": trained.compute.to_dict(),
     }

@@ -1,0 +1,1 @@
+"""``privaudit sweep``: train one recipe at several epsilons and audit every point (``run.py``, ``audit.py``)."""

@@ -1,0 +1,260 @@
+"""``privaudit sweep``: one recipe trained at several target epsilons, each point audited, theory beside practice.
+
+After Dupuy et al. (ICASSP 2022), who trained NLU models with DP-SGD at several privacy levels and set the
+theoretical epsilon against what membership inference measured, to choose the privacy/utility trade-off.
+
+Each point is one training job (:class:`~privaudit.training.job.TrainJob`: the recipe, with DP at the point's
+target epsilon, or without DP at ``inf``), written under ``OUT/points/`` and run through :func:`run_points`, the one
+function an executor (a process pool, Ray) would replace; a point whose model directory is complete is not trained
+again, so an interrupted sweep resumes. Every point is then audited (:func:`privaudit.sweep.audit.audit_point`):
+membership attacks with reference models trained under the point's own recipe, DP included; canary exposure and
+ModIvA, and the one-run audit, when the recipe plants canaries; utility on the non-members.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from privaudit import __version__
+from privaudit.errors import PrivauditError
+from privaudit.target import RECIPE_FILE, check_model_dir
+from privaudit.training.job import TrainJob, run_train
+
+SCHEMA = "privaudit.sweep/1"
+RESULT_FILE = "sweep.json"
+REPORT_FILE = "sweep.html"
+
+Progress = Callable[[str, int, int | None], None]
+
+
+def parse_epsilons(text: str) -> list[float]:
+    """``"inf,16,8"`` as ``[inf, 16.0, 8.0]``: target epsilons, ``inf`` meaning no DP, each at most once.
+
+    Raises:
+        PrivauditError: an entry that is not a number, a value <= 0 or NaN, a repeat, or an empty list.
+    """
+    values: list[float] = []
+    for raw in str(text).split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        try:
+            value = math.inf if item in ("inf", "infinity", "none") else float(item)
+        except ValueError:
+            raise PrivauditError(f"--epsilons: '{raw.strip()}' is not a number; give e.g. inf,16,8,4,2,1") from None
+        if math.isnan(value) or value <= 0:
+            raise PrivauditError(f"--epsilons: {raw.strip()} is not above 0; use inf for no DP")
+        if value in values:
+            raise PrivauditError(f"--epsilons: {raw.strip()} is given twice")
+        values.append(value)
+    if not values:
+        raise PrivauditError("--epsilons is empty; give e.g. inf,16,8,4,2,1")
+    return values
+
+
+def point_name(target_epsilon: float) -> str:
+    """The point's directory name: ``eps-inf``, ``eps-8``, ``eps-0.5``."""
+    return "eps-inf" if math.isinf(target_epsilon) else f"eps-{target_epsilon:g}"
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """Everything ``privaudit sweep`` was asked to do.
+
+    Attributes:
+        recipe: the training job every point shares (data, model, training flags, canaries); its ``out``, ``dp``,
+            ``target_epsilon`` and ``canaries_out`` are set per point.
+        epsilons: target epsilons, ``inf`` for no DP.
+        out: the sweep's directory: points, reference models, ``sweep.json`` and ``sweep.html``.
+        non_members: examples not trained on: the membership audit's non-members, and the utility's test set.
+        population: more examples of the distribution, for reference models and RMIA.
+        attacks: membership attacks (``--attack``), default ``loss``.
+        attack_options: ``ATTACK:PARAM=VALUE`` settings.
+        reference_models: reference models per point, trained with that point's recipe.
+        seed: the audit's seed (reference models, bootstrap, splits).
+        extract: run ModIvA on the planted canaries.
+        modiva_steps: ModIvA's optimisation steps.
+        modiva_restarts: ModIvA's restarts.
+    """
+
+    recipe: TrainJob
+    epsilons: tuple[float, ...]
+    out: Path
+    non_members: Path
+    population: Path | None = None
+    attacks: str | None = None
+    attack_options: tuple[str, ...] = ()
+    reference_models: int = 0
+    seed: int = 0
+    extract: bool = True
+    modiva_steps: int = 300
+    modiva_restarts: int = 16
+
+
+@dataclass
+class SweepResult:
+    """A whole sweep: one row per point, data first (``to_dict`` is ``sweep.json``)."""
+
+    request: SweepRequest
+    points: list[dict] = field(default_factory=list)
+
+    def exceeded(self) -> list[tuple[str, str, float, float]]:
+        """(point, attack or audit, empirical bound, theoretical epsilon) wherever a bound is above the claim."""
+        found = []
+        for row in self.points:
+            eps = row["epsilon"]
+            if eps is None:
+                continue
+            bounds = [(a["name"], a["epsilon_lower_bound"]) for a in row["attacks"]]
+            if row.get("one_run"):
+                bounds.append(("one-run", row["one_run"]["epsilon_lower_bound"]))
+            found += [(row["name"], name, bound, eps) for name, bound in bounds if bound > eps]
+        return found
+
+    def to_dict(self) -> dict:
+        """The ``sweep.json`` document; its layout is ``docs/schema-sweep.json``, versioned by ``schema``."""
+        r = self.request
+        return {
+            "schema": SCHEMA,
+            "tool": {"name": "privaudit", "version": __version__},
+            "data": str(r.recipe.data),
+            "non_members": str(r.non_members),
+            "population": None if r.population is None else str(r.population),
+            "recipe": _jsonable(asdict(replace(r.recipe, out=Path("."), canaries_out=None))),
+            "attacks": r.attacks or "loss",
+            "reference_models": r.reference_models,
+            "seed": r.seed,
+            "points": self.points,
+        }
+
+
+def _jsonable(value: dict) -> dict:
+    return json.loads(json.dumps(value, default=str))
+
+
+def point_jobs(request: SweepRequest) -> list[TrainJob]:
+    """One training job per target epsilon: the recipe, with DP-SGD at that epsilon (none at ``inf``)."""
+    recipe = request.recipe
+    wants_canaries = recipe.canary is not None or recipe.audit_canaries > 0
+    jobs = []
+    for eps in request.epsilons:
+        name = point_name(eps)
+        dp = not math.isinf(eps)
+        jobs.append(
+            replace(
+                recipe,
+                out=request.out / "points" / name,
+                dp=dp,
+                target_epsilon=eps if dp else None,
+                noise_multiplier=None,
+                canaries_out=request.out / "points" / f"{name}.canaries.jsonl" if wants_canaries else None,
+                overwrite=True,
+            )
+        )
+    return jobs
+
+
+def _job_file(job: TrainJob) -> Path:
+    return job.out.with_name(job.out.name + ".job.json")
+
+
+def _job_record(job: TrainJob) -> dict:
+    return _jsonable(asdict(job))
+
+
+def is_complete(job: TrainJob) -> bool:
+    """Whether the job's model directory is complete (and its canary file written) and was trained by this very
+    job (``OUT/points/NAME.job.json``), so that it need not retrain: a changed recipe retrains its points."""
+    try:
+        check_model_dir(job.out)
+    except PrivauditError:
+        return False
+    if not (job.out / RECIPE_FILE).is_file() or not _job_file(job).is_file():
+        return False
+    try:
+        if json.loads(_job_file(job).read_text(encoding="utf-8")) != _job_record(job):
+            return False
+    except (OSError, json.JSONDecodeError):
+        return False
+    return job.canaries_out is None or job.canaries_out.is_file()
+
+
+def run_points(
+    jobs: Sequence[TrainJob],
+    *,
+    on_job: Callable[[int, int, str], None] | None = None,
+    on_step: Callable[[int, int, int], None] | None = None,
+) -> list[str]:
+    """Train every job that is not complete yet, one after another; return each job's status.
+
+    This is the sweep's executor seam: a parallel executor replaces this function and keeps its contract (every
+    job's model directory complete on return, ``"trained"`` or ``"cached"`` for each, in order).
+
+    Args:
+        jobs: training jobs, each writing its own model directory.
+        on_job: called with (job index, total, status) as each job becomes available.
+        on_step: training progress, (job index, steps done, total steps).
+    """
+    statuses = []
+    for i, job in enumerate(jobs):
+        if is_complete(job):
+            status = "cached"
+        else:
+            _job_file(job).unlink(missing_ok=True)
+            run_train(job, on_step=None if on_step is None else (lambda done, total, i=i: on_step(i, done, total)))
+            _job_file(job).write_text(json.dumps(_job_record(job), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            status = "trained"
+        statuses.append(status)
+        if on_job is not None:
+            on_job(i + 1, len(jobs), status)
+    return statuses
+
+
+def run_sweep(request: SweepRequest, *, progress: Progress | None = None) -> SweepResult:
+    """Train (or find) every point, audit each, and write ``sweep.json`` into ``request.out``.
+
+    Raises:
+        PrivauditError: bad input; a point that cannot train or be audited.
+    """
+    from privaudit.sweep.audit import audit_point
+
+    def tell(stage: str, done: int, total: int | None) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    if not request.epsilons:
+        raise PrivauditError("--epsilons is empty; give e.g. inf,16,8,4,2,1")
+    if not request.non_members.is_file():
+        raise PrivauditError(f"{request.non_members}: --non-members file not found")
+    jobs = point_jobs(request)
+    tell("training points", 0, len(jobs))
+    statuses = run_points(
+        jobs,
+        on_job=lambda i, n, _s: tell("training points", i, n),
+        on_step=lambda i, done, total: tell(f"training {jobs[i].out.name}", done, total),
+    )
+    result = SweepResult(request=request)
+    for i, (eps, job, status) in enumerate(zip(request.epsilons, jobs, statuses)):
+        tell("auditing points", i, len(jobs))
+        row = audit_point(job, request=request, progress=progress)
+        result.points.append(
+            {"name": point_name(eps), "target_epsilon": None if math.isinf(eps) else eps, "status": status, **row}
+        )
+    tell("auditing points", len(jobs), len(jobs))
+    write_json(result, request.out / RESULT_FILE)
+    return result
+
+
+def write_json(result: SweepResult, path: Path) -> None:
+    """Write ``sweep.json`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+__all__ = ["SweepRequest", "SweepResult", "parse_epsilons", "point_jobs", "run_points", "run_sweep", "SCHEMA"]

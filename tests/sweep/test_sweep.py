@@ -1,0 +1,256 @@
+"""``privaudit sweep`` (``privaudit/sweep/``, ``privaudit/cli/sweep.py``, ``privaudit/report/sweep_html.py``).
+
+One sweep of three points (inf, 8, 1) on the fixture's first SIZE members and non-members, trained once per session
+through a small recipe that memorises: a one-layer BERT of width 64 without dropout, 30 epochs. No DP point may show
+an empirical bound above its epsilon, and the no-DP point must leak measurably more than the epsilon-1 point.
+
+"Measurably more" is read on the LOSS attack's AUC (95% intervals disjoint) and its empirical epsilon bound, not on
+TPR at 1% FPR: on this templated data LOSS's TPR at 1% FPR stays at 1-4% whatever the recipe (measured: 300 to 1,000
+members, widths 32 to 128, 20 to 100 epochs, train accuracy up to 96%), because the easiest non-members get as low a
+loss as members do; and the epsilon-1 model, which learns only the label frequencies of its 300 members, reaches up to
+e * 1% there by itself. Reference-model attacks separate the two at low FPR (BENCHMARKS.md, power), at the price of
+several trained models per point: minutes, not seconds, on a shared CPU.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import replace
+from functools import partial
+from html.parser import HTMLParser
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import FIXTURE_DATA, TINY_ARCH
+from typer.testing import CliRunner
+
+from privaudit.errors import PrivauditError
+from privaudit.sweep import run as sweep_run
+from privaudit.sweep.run import SweepRequest, SweepResult, parse_epsilons, point_jobs
+from privaudit.training import job as trainjob
+from privaudit.training.job import TrainJob
+from privaudit.training.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 300
+# Wide enough, long enough and without dropout to fit most of its 300 members (the fixture's noisy labels included).
+SWEEP_ARCH = replace(TINY_ARCH, hidden_size=64, intermediate_size=128, vocab_size=1000, dropout=0.0)
+RECIPE = ("--epochs", 30, "--batch-size", 50, "--lr", 5e-3, "--max-length", 16)
+CANARIES = ("--canary", "my pin code is {d} {d} {d} {d}", "--canary-label", "random", "--canary-count", 2)
+CANARIES += ("--canary-repeats", 5, "--modiva-steps", 10, "--modiva-restarts", 2)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _head(name: str, directory: Path) -> Path:
+    path = directory / f"{name}.jsonl"
+    path.write_text("".join((FIXTURE_DATA / f"{name}.jsonl").read_text().splitlines(True)[:SIZE]), encoding="utf-8")
+    return path
+
+
+def _invoke(*args: object):
+    from privaudit.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+@pytest.fixture(scope="session")
+def swept(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("sweep")
+    members, non_members = _head("members", root), _head("non_members", root)
+    args = ("sweep", members, "--epsilons", "inf,8,1", "--non-members", non_members, "--out", root / "out")
+    args += (*RECIPE, *CANARIES, "--fail-if-bound-exceeds-epsilon")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainjob, "TrainConfig", partial(TrainConfig, architecture=SWEEP_ARCH))
+        result = _invoke(*args)
+    return root, args, result
+
+
+def _points(root: Path) -> dict[str, dict]:
+    document = json.loads((root / "out" / "sweep.json").read_text())
+    return {p["name"]: p for p in document["points"]}
+
+
+def test_sweep_runs_every_point_and_passes_its_gate(swept) -> None:
+    root, _, result = swept
+    assert result.exit_code == 0, result.output
+    points = _points(root)
+    assert list(points) == ["eps-inf", "eps-8", "eps-1"]
+    assert all(p["status"] == "trained" for p in points.values())
+    assert points["eps-inf"]["epsilon"] is None and not points["eps-inf"]["dp"]
+    for name, target in (("eps-8", 8.0), ("eps-1", 1.0)):
+        assert points[name]["epsilon"] == pytest.approx(target, rel=0.02)  # the noise found for the target
+        assert points[name]["noise_multiplier"] > 0
+    assert "eps-8" in result.stdout and "privacy sweep" in result.stdout  # the Rich table
+
+
+def test_every_dp_point_stays_below_its_epsilon(swept) -> None:
+    root, _, _ = swept
+    for point in _points(root).values():
+        if point["epsilon"] is None:
+            continue
+        bounds = [a["epsilon_lower_bound"] for a in point["attacks"]]
+        assert bounds and max(bounds) <= point["epsilon"]
+        assert point["empirical_epsilon"]["lower_bound"] == max(bounds)
+
+
+def test_no_dp_leaks_more_than_epsilon_one(swept) -> None:
+    root, _, _ = swept
+    points = _points(root)
+    loss = {name: next(a for a in p["attacks"] if a["name"] == "loss") for name, p in points.items()}
+    no_dp, one = loss["eps-inf"], loss["eps-1"]
+    assert no_dp["auc"]["low"] > one["auc"]["high"], (no_dp["auc"], one["auc"])  # the 95% intervals do not overlap
+    assert no_dp["epsilon_lower_bound"] > max(one["epsilon_lower_bound"], 0.5)
+    assert one["tpr_at_1%fpr"]["low"] <= math.e * 0.01  # what epsilon 1 allows at 1% FPR lies in its interval
+    # Utility falls with the privacy level, and the canaries were enumerated and ranked at every point.
+    assert points["eps-inf"]["utility"]["accuracy"] > points["eps-1"]["utility"]["accuracy"]
+    for p in points.values():
+        assert 0 <= p["utility"]["macro_f1"] <= 1
+        assert p["canaries"]["n_inserted"] == 2 and p["canaries"]["log2_space"] == pytest.approx(math.log2(10_000))
+
+
+def test_sweep_json_follows_its_schema(swept) -> None:
+    root, _, _ = swept
+    schema = json.loads((ROOT / "docs" / "schema-sweep.json").read_text())
+    document = json.loads((root / "out" / "sweep.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(document, schema)
+    assert document["schema"] == sweep_run.SCHEMA
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs).get("src") or "")
+
+
+def test_sweep_html_holds_four_png_plots(swept) -> None:
+    root, _, _ = swept
+    parser = _Images()
+    parser.feed((root / "out" / "sweep.html").read_text(encoding="utf-8"))
+    assert len(parser.sources) == 4
+    for src in parser.sources:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        png = base64.b64decode(src[len(prefix) :], validate=True)
+        assert png.startswith(PNG) and len(png) > 1000
+        assert png[12:16] == b"IHDR" and int.from_bytes(png[16:20], "big") > 100  # a real image, width > 100 px
+        assert png.rstrip(b"\x00")[-8:-4] == b"IEND" and binascii.crc32(png[12:29]) == int.from_bytes(png[29:33], "big")
+
+
+def test_a_second_run_trains_nothing(swept, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, args, _ = swept
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("a complete point was trained again")
+
+    monkeypatch.setattr(sweep_run, "run_train", no_training)
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert all(p["status"] == "cached" for p in _points(root).values())
+
+
+def test_a_changed_recipe_retrains(swept) -> None:
+    root, _, _ = swept
+    recorded = json.loads((root / "out" / "points" / "eps-inf.job.json").read_text())
+    paths = {"data", "out", "base", "canaries_out"}
+    values = {k: Path(v) if k in paths and v is not None else v for k, v in recorded.items()}
+    job = TrainJob(**{**values, "lora_targets": tuple(values["lora_targets"])})
+    assert sweep_run.is_complete(job)
+    assert not sweep_run.is_complete(replace(job, epochs=job.epochs + 1))  # same directory, another recipe
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("inf,abc", "--epsilons: 'abc' is not a number"),
+        ("8,0", "--epsilons: 0 is not above 0"),
+        ("8,-2", "--epsilons: -2 is not above 0"),
+        ("8,8", "--epsilons: 8 is given twice"),
+        (",", "--epsilons is empty"),
+    ],
+)
+def test_bad_epsilon_lists_exit_2_with_one_line(tmp_path: Path, text: str, complaint: str) -> None:
+    result = _invoke(
+        "sweep",
+        FIXTURE_DATA / "members.jsonl",
+        "--epsilons",
+        text,
+        "--non-members",
+        FIXTURE_DATA / "non_members.jsonl",
+        "--out",
+        tmp_path / "out",
+    )
+    assert result.exit_code == 2
+    assert complaint in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(PrivauditError):
+        parse_epsilons(text)
+
+
+def test_epsilons_parse() -> None:
+    assert parse_epsilons("inf, 16,8,0.5") == [math.inf, 16.0, 8.0, 0.5]
+
+
+def test_each_point_is_one_job_of_the_same_recipe(tmp_path: Path) -> None:
+    recipe = TrainJob(data=Path("d.jsonl"), out=tmp_path, epochs=3, lr=0.1, canary="pin {d}", canary_label="a")
+    request = SweepRequest(recipe=recipe, epsilons=(math.inf, 4.0), out=tmp_path, non_members=Path("n.jsonl"))
+    jobs = point_jobs(request)
+    assert [j.out.name for j in jobs] == ["eps-inf", "eps-4"]
+    assert [(j.dp, j.target_epsilon) for j in jobs] == [(False, None), (True, 4.0)]
+    assert all(j.epochs == 3 and j.lr == 0.1 and j.canaries_out.parent == tmp_path / "points" for j in jobs)
+
+
+def test_the_gate_fails_on_a_bound_above_epsilon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = TrainJob(data=FIXTURE_DATA / "members.jsonl", out=tmp_path)
+    request = SweepRequest(recipe=recipe, epsilons=(1.0,), out=tmp_path, non_members=FIXTURE_DATA / "non_members.jsonl")
+    row = {
+        "name": "eps-1",
+        "target_epsilon": 1.0,
+        "status": "cached",
+        "model": "m",
+        "dp": True,
+        "epsilon": 1.0,
+        "delta": 1e-5,
+        "noise_multiplier": 2.0,
+        "train_accuracy": 0.5,
+        "trainable_parameters": 10,
+        "utility": {"accuracy": 0.5, "macro_f1": 0.4, "n": 10},
+        "attacks": [
+            {
+                "name": "loss",
+                "auc": {"value": 0.9, "low": 0.8, "high": 0.95},
+                "tpr_at_1%fpr": {"tpr": 0.5, "low": 0.4, "high": 0.6},
+                "tpr_at_0.1%fpr": {"tpr": None, "low": None, "high": None},
+                "advantage": 0.6,
+                "epsilon_lower_bound": 1.7,
+                "epsilon_lower_bound_50": 2.0,
+            }
+        ],
+        "empirical_epsilon": {"attack": "loss", "lower_bound": 1.7, "median": 2.0, "confidence": 0.95},
+        "canaries": None,
+        "one_run": None,
+    }
+    result = SweepResult(request=request, points=[row])
+    assert result.exceeded() == [("eps-1", "loss", 1.7, 1.0)]
+    monkeypatch.setattr(sweep_run, "run_sweep", lambda *_a, **_k: result)
+    args = (
+        "sweep",
+        FIXTURE_DATA / "members.jsonl",
+        "--epsilons",
+        "1",
+        "--non-members",
+        FIXTURE_DATA / "non_members.jsonl",
+        "--out",
+        tmp_path / "out",
+    )
+    assert _invoke(*args).exit_code == 0  # reported, not gated
+    failed = _invoke(*args, "--fail-if-bound-exceeds-epsilon")
+    assert failed.exit_code == 1 and "exceeds the theoretical ε 1.000" in failed.stderr
