@@ -55,6 +55,14 @@ def train(
     audit_template: Annotated[
         str, typer.Option(help="Template of the one-run audit canaries (random secret, random label).")
     ] = "my secret number is {d} {d} {d} {d} {d} {d}",
+    gradient_canaries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --dp: white-box gradient canaries (Nasr et al. 2023), each in its own unused embedding "
+            "coordinate, in with probability 1/2, observed at every step; audit with 'privaudit dp-audit'.",
+        ),
+    ] = 0,
     canaries_out: Annotated[
         Path | None,
         typer.Option(help="Where to write the canary secrets (never inside the model directory)."),
@@ -93,6 +101,7 @@ def train(
         canary_controls=canary_controls,
         audit_canaries=audit_canaries,
         audit_template=audit_template,
+        gradient_canaries=gradient_canaries,
         canaries_out=canaries_out,
         overwrite=overwrite,
     )

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from privaudit.errors import PrivauditError
+
+if TYPE_CHECKING:
+    from privaudit.training.gradient_canaries import GradientCanaries
 
 # Given the per-sample clip factors, a layer's clipped gradients summed over the batch, by parameter.
 ClippedSum = Callable[[torch.Tensor], dict[nn.Parameter, torch.Tensor]]
@@ -196,6 +200,8 @@ class BookKeepingDP:
 
     Attributes:
         per_sample_norms_: after each :meth:`step_gradients`, every example's gradient norm before clipping.
+        canaries: gradient canaries to insert into the clipped sum and observe in the noisy one, every step
+            (``privaudit.training.gradient_canaries``); ``None`` for none.
 
     Raises:
         PrivauditError: a trainable layer of another type, a parameter shared between layers, or bad parameters.
@@ -231,6 +237,7 @@ class BookKeepingDP:
         self._calls: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]] = {}
         self._handles = [module.register_forward_hook(self._record) for module in self.layers]
         self.per_sample_norms_: torch.Tensor | None = None
+        self.canaries: GradientCanaries | None = None
 
     def _record(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if torch.is_grad_enabled():
@@ -298,6 +305,11 @@ class BookKeepingDP:
         with torch.no_grad():
             self._set_grads([], torch.zeros(0))
 
+    def _noise_std(self) -> float:
+        # The one place the engine's noise scale is set: a test may halve it to play a broken engine, while the
+        # claimed noise multiplier (the accountant's, the canaries') stays what it was.
+        return self.noise_multiplier * self.max_grad_norm
+
     def _set_grads(self, clipped_sums: list[ClippedSum], clip_factors: torch.Tensor) -> None:
         # Opacus adds N(0, std^2) noise to the clipped sum, then divides by the expected batch size; dividing the
         # factors and the noise's std first gives the same gradient with two passes over it fewer.
@@ -305,12 +317,21 @@ class BookKeepingDP:
         clip_factors = clip_factors / self.expected_batch_size
         for clipped in clipped_sums:
             summed.update(clipped(clip_factors))
-        std = self.noise_multiplier * self.max_grad_norm / self.expected_batch_size
+        std = self._noise_std() / self.expected_batch_size
+        canaries = self.canaries
         for p in self.params:  # a fixed order, so that a seeded generator gives the same noise
             grad = summed.get(p)
             grad = torch.zeros_like(p) if grad is None else grad
+            is_canaries = canaries is not None and p is canaries.parameter
+            if is_canaries:  # the clipped sum, before the noise (Nasr et al. 2023: Dirac canaries)
+                canaries.insert(grad, scale=1 / self.expected_batch_size)
             if std > 0:
-                grad += torch.normal(0.0, std, size=p.shape, generator=self.generator, device=p.device)
+                if canaries is None:
+                    grad += torch.normal(0.0, std, size=p.shape, generator=self.generator, device=p.device)
+                else:
+                    grad += canaries.noise(p, std, self.generator)
+            if is_canaries:  # the noisy sum, before the optimiser's update
+                canaries.observe(grad, scale=self.expected_batch_size)
             p.grad = grad
 
     def detach(self) -> None:

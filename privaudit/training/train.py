@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from privaudit.errors import PrivauditError
 from privaudit.stats.accounting import ACCOUNTANTS, epsilon, noise_multiplier_for_epsilon
 from privaudit.target import RECIPE_FILE, check_model_dir
 from privaudit.training.model import Architecture, build_model
+
+if TYPE_CHECKING:
+    from privaudit.training.canary_insertion import GradientCanaries
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class TrainedModel:
     dp: dict | None
     seconds: float
     train_accuracy: float
+    gradient_canaries: GradientCanaries | None = None
 
 
 StepCallback = Callable[[int, int], None]
@@ -131,6 +136,7 @@ def train_classifier(
     dp: DPConfig | None = None,
     tokenizer=None,
     on_step: StepCallback | None = None,
+    gradient_canaries: int = 0,
 ) -> TrainedModel:
     """Train a sequence classifier.
 
@@ -143,15 +149,38 @@ def train_classifier(
         tokenizer: reuse this tokenizer (reference models reuse the target's); by default it comes from ``--base``
             or is trained on ``texts``.
         on_step: called with (steps done, total steps) after every optimiser step.
+        gradient_canaries: with DP, this many white-box gradient canaries, each in its own embedding coordinate
+            (``privaudit.training.canary_insertion``; from scratch, in rows reserved for them).
 
     Returns:
-        The trained model (unwrapped from Opacus), its tokenizer and, with DP, the accounting summary.
+        The trained model (unwrapped from Opacus), its tokenizer, with DP the accounting summary, and with gradient
+        canaries their record (to save beside the canary file, never in the model directory).
+
+    Raises:
+        PrivauditError: gradient canaries without DP, or more than the unused embedding coordinates.
     """
+    if gradient_canaries and dp is None:
+        raise PrivauditError(
+            "--gradient-canaries needs --dp: they audit the DP-SGD noise, which training without DP lacks"
+        )
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = build_model(config, label_names, texts, tokenizer)
     model.train()  # from_pretrained returns eval mode; Opacus (and dropout) need training mode
     data = _tensors(tokenizer, texts, labels, config.max_length)
+    canaries = None
+    if gradient_canaries:
+        from privaudit.training.canary_insertion import plant_gradient_canaries
+
+        # Before the optimiser holds the parameters: from scratch, the embedding grows by the reserved rows.
+        canaries = plant_gradient_canaries(
+            model,
+            tokenizer,
+            m=gradient_canaries,
+            input_ids=data.tensors[0],
+            from_scratch=config.base is None,
+            seed=config.seed,
+        )
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -192,6 +221,7 @@ def train_classifier(
                     expected_batch_size=int(len(data) * sample_rate),  # as make_private computes it
                     generator=torch.Generator().manual_seed(config.seed + 1),
                 )
+                book_keeping.canaries = canaries
             except PrivauditError:
                 if mode == "bk":
                     raise
@@ -220,6 +250,12 @@ def train_classifier(
                 train_model, optimizer, criterion, loader = prepared
             else:
                 train_model, optimizer, loader = prepared
+            if canaries is not None:
+                from privaudit.training.canary_insertion import hook_opacus
+
+                hook_opacus(optimizer, canaries)
+        if canaries is not None:
+            canaries.configure(sample_rate=sample_rate, max_grad_norm=dp.max_grad_norm, noise_multiplier=noise)
         dp_summary = {
             "noise_multiplier": float(noise),
             "sample_rate": float(sample_rate),
@@ -230,6 +266,8 @@ def train_classifier(
             "grad_sample_mode": mode,  # the one that ran
             "poisson_sampling": True,
         }
+        if canaries is not None:
+            dp_summary["gradient_canaries"] = canaries.m  # the count only: the coin flips go to the canary file
     start = time.perf_counter()
     train_model.train()
     done = 0
@@ -286,6 +324,7 @@ def train_classifier(
         dp=dp_summary,
         seconds=seconds,
         train_accuracy=correct / max(len(full), 1),
+        gradient_canaries=canaries,
     )
 
 
