@@ -348,7 +348,7 @@ class BookKeepingDP:
                 if canaries is None:
                     grad += torch.normal(0.0, std, size=p.shape, generator=self.generator, device=p.device)
                 else:
-                    grad += canaries.noise(p, std, self.generator)
+                    canaries.add_noise(grad, p, std, self.generator)
             if is_canaries:  # the noisy sum, before the optimiser's update
                 canaries.observe(grad, scale=self.expected_batch_size)
             p.grad = grad

@@ -69,7 +69,7 @@ class GradientCanaries:
     """``m`` Dirac canaries in rows of one embedding matrix: insert before the noise, observe after it.
 
     An engine calls, for the canaries' parameter only, :meth:`insert` on the clipped sum and :meth:`observe` on the
-    noisy one, and draws every parameter's noise through :meth:`noise`; all three once per step, empty batches too.
+    noisy one, and draws every parameter's noise through :meth:`add_noise`; all three once per step, empty batches too.
 
     Args:
         parameter: the embedding weight, (vocabulary, width).
@@ -137,17 +137,15 @@ class GradientCanaries:
         index = self._index[torch.from_numpy(sampled)]
         flat.index_add_(0, index, flat.new_full((len(index),), self.max_grad_norm * scale))
 
-    def noise(self, p: nn.Parameter, std: float, generator: torch.Generator) -> torch.Tensor:
-        """N(0, std^2) noise of ``p``'s shape, drawn as the engine would, the reserved rows apart (see Args)."""
+    def add_noise(self, grad: torch.Tensor, p: nn.Parameter, std: float, generator: torch.Generator) -> None:
+        """Add N(0, std^2) noise to ``grad`` (``p``'s), drawn as the engine would, the reserved rows apart (see Args)."""
         if p is not self.parameter or self.reserved == 0:
-            return torch.normal(0.0, std, size=p.shape, generator=generator, device=p.device)
+            grad += torch.normal(0.0, std, size=p.shape, generator=generator, device=p.device)
+            return
         data_rows = p.shape[0] - self.reserved
-        return torch.cat(
-            [
-                torch.normal(0.0, std, size=(data_rows, *p.shape[1:]), generator=generator, device=p.device),
-                torch.normal(0.0, std, size=(self.reserved, *p.shape[1:]), generator=self._noise_generator),
-            ]
-        )
+        rest = p.shape[1:]
+        grad[:data_rows] += torch.normal(0.0, std, size=(data_rows, *rest), generator=generator, device=p.device)
+        grad[data_rows:] += torch.normal(0.0, std, size=(self.reserved, *rest), generator=self._noise_generator)
 
     def observe(self, noisy_sum: torch.Tensor, *, scale: float = 1.0) -> None:
         """Record the noisy sum at every canary coordinate, in units of ``C`` (``scale`` undoes the engine's)."""
@@ -207,7 +205,7 @@ def hook_opacus(optimizer, canaries: GradientCanaries) -> None:
     clipped sum (``p.summed_grad``) exists before the noise, and the noisy sum (``p.grad``) before ``scale_grad``.
 
     The replacement is Opacus's own ``add_noise`` (opacus/optimizers/optimizer.py) with the canaries' two calls, and
-    every parameter's noise drawn through :meth:`GradientCanaries.noise`: for the data parameters the same draws from
+    every parameter's noise drawn through :meth:`GradientCanaries.add_noise`: for the data parameters the same draws from
     the same generator as Opacus's ``_generate_noise``. Secure mode is not supported (privaudit never turns it on).
     """
     from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
@@ -216,11 +214,11 @@ def hook_opacus(optimizer, canaries: GradientCanaries) -> None:
         std = self.noise_multiplier * self.max_grad_norm
         for p in self.params:
             _check_processed_flag(p.summed_grad)
-            summed = p.summed_grad
+            grad = p.summed_grad.clone()  # the data's clipped sum stays as Opacus left it
             if p is canaries.parameter:
-                summed = summed.clone()  # the data's clipped sum stays as Opacus left it
-                canaries.insert(summed)
-            grad = summed + canaries.noise(p, std, self.generator) if std > 0 else summed.clone()
+                canaries.insert(grad)
+            if std > 0:
+                canaries.add_noise(grad, p, std, self.generator)
             p.grad = grad.view_as(p)
             if p is canaries.parameter:
                 canaries.observe(p.grad)
