@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +183,9 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
             canary_lib.write_canaries(job.canaries_out, planted, extra_lines=gradient_lines)
         except PrivauditError:
             shutil.rmtree(job.out, ignore_errors=True)  # everything or nothing: a model without its ground truth
-            record_path(job.canaries_out).unlink(missing_ok=True)
+            if trained.gradient_canaries is not None:
+                with contextlib.suppress(OSError):  # the canary file's folder may be missing or a file
+                    record_path(job.canaries_out).unlink(missing_ok=True)
             raise
     summary = {
         "examples": n,
