@@ -282,3 +282,24 @@ def test_too_many_canaries_for_a_base_model_are_refused(run_cli, tmp_path: Path,
     assert result.exit_code == 2
     assert "--gradient-canaries 100000: only" in result.stderr and "get no gradient from the data" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("mode", ["bk", "ghost"])
+def test_empty_poisson_batches_still_insert_and_record(mode: str) -> None:
+    # Expected batch size 1 over 12 examples: about a third of the steps draw no example, and still count.
+    records = make_records(12)
+    trained = train_classifier(
+        texts=[r["text"] for r in records],
+        labels=np.array([LABELS.index(r["label"]) for r in records]),
+        label_names=list(LABELS),
+        config=TrainConfig(epochs=3, batch_size=1, max_length=24, seed=0, architecture=TINY_ARCH),
+        dp=DPConfig(delta=1e-3, noise_multiplier=1.0, grad_sample_mode=mode),
+        gradient_canaries=200,
+    )
+    canaries = trained.gradient_canaries
+    assert canaries.observations.shape == (trained.dp["steps"], 200) == (36, 200)
+    assert np.isfinite(canaries.observations).all()
+    # q = 1/12 over 36 steps: about 3 samplings an in-canary, never all 36.
+    sampled = canaries.times_sampled[canaries.inserted]
+    assert abs(sampled.mean() - 3.0) < 4 * np.sqrt(36 * (1 / 12) * (11 / 12) / len(sampled))
+    assert sampled.max() < 36
