@@ -80,7 +80,8 @@ def training(compute, quick: bool) -> dict:
     from privaudit.device import CPU
     from privaudit.target import Target
     from privaudit.training.reference import train_config_from_recipe
-    from privaudit.training.train import DPConfig, save_model, train_classifier
+    from privaudit.training.save import save_model
+    from privaudit.training.train import DPConfig, train_classifier
 
     recipe = json.loads((TARGET / "privaudit.json").read_text())
     config, _, _ = train_config_from_recipe(recipe, str(TARGET))
@@ -122,7 +123,8 @@ def minilm(compute, quick: bool) -> dict:
     from benchmarks.minilm import NON_DP, model_dir
     from privaudit.device import CPU
     from privaudit.target import Target
-    from privaudit.training.train import DPConfig, TrainConfig, save_model, train_classifier
+    from privaudit.training.save import save_model
+    from privaudit.training.train import DPConfig, TrainConfig, train_classifier
 
     base = model_dir()
     if base is None:

@@ -72,7 +72,8 @@ def train(defence: Defence, secrets: int) -> tuple[Path, Path, float]:
     from privaudit.canary import canaries as canary_lib
     from privaudit.data import encode_labels, read_dataset
     from privaudit.training.model import Architecture
-    from privaudit.training.train import DPConfig, TrainConfig, recipe_dict, save_model, train_classifier
+    from privaudit.training.save import recipe_dict, save_model
+    from privaudit.training.train import DPConfig, TrainConfig, train_classifier
 
     key = f"{defence.dropout:g}-{defence.epsilon or 'inf'}-{secrets}"
     out, canary_file = STUDY / key, STUDY / f"{key}.canaries.jsonl"

@@ -107,7 +107,8 @@ class RecipeShadowModel:
     def fit(self, x: np.ndarray, y: np.ndarray, **_kwargs) -> None:
         from privaudit.target import Target
         from privaudit.training.reference import train_config_from_recipe
-        from privaudit.training.train import recipe_dict, save_model, train_classifier
+        from privaudit.training.save import recipe_dict, save_model
+        from privaudit.training.train import train_classifier
 
         target = self.audit.target
         rows = x[:, 0].astype(np.int64)

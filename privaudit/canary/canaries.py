@@ -24,6 +24,8 @@ from privaudit.errors import PrivauditError
 
 ALPHABETS = {"d": tuple(string.digits), "l": tuple(string.ascii_lowercase)}
 SLOT = re.compile(r"\{([a-z]+)\}")
+# The kind of the white-box gradient canaries' lines (privaudit.training.gradient_canaries), skipped here.
+GRADIENT_KIND = "gradient"
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,8 @@ def planted_examples(canaries: Sequence[Canary]) -> list[tuple[str, str]]:
     return [(c.text, c.label) for c in canaries for _ in range(c.repeats) if c.inserted]
 
 
-def write_canaries(path: Path, canaries: Sequence[Canary]) -> None:
-    """Write canary records as JSONL, atomically.
+def write_canaries(path: Path, canaries: Sequence[Canary], *, extra_lines: Sequence[str] = ()) -> None:
+    """Write canary records as JSONL, atomically, followed by ``extra_lines`` (other kinds of canary, as JSON).
 
     Raises:
         PrivauditError: the file cannot be written.
@@ -187,7 +189,8 @@ def write_canaries(path: Path, canaries: Sequence[Canary]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(c.to_json() + "\n" for c in canaries), encoding="utf-8")
+        lines = [c.to_json() for c in canaries] + list(extra_lines)
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         tmp.replace(path)
     except OSError as err:
         with contextlib.suppress(OSError):  # the parent may be missing or a file: nothing to clean then
@@ -205,12 +208,16 @@ def read_canaries(path: str | Path) -> list[Canary]:
     if not path.is_file():
         raise PrivauditError(f"{path}: no such canary file; 'privaudit train --canaries-out FILE' writes one")
     canaries = []
+    gradient = 0
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
             obj = json.loads(line)
+            if isinstance(obj, dict) and obj.get("kind") == GRADIENT_KIND:
+                gradient += 1  # white-box gradient canaries: privaudit.training.gradient_canaries reads them
+                continue
             template, secret, label = obj["template"], tuple(obj["secret"]), str(obj["label"])
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise PrivauditError(f"{where}: each line needs 'template', 'secret' and 'label' ({err})") from err
@@ -234,6 +241,11 @@ def read_canaries(path: str | Path) -> list[Canary]:
                 inserted=inserted,
                 kind=str(obj.get("kind", "exposure")),
             )
+        )
+    if not canaries and gradient:
+        raise PrivauditError(
+            f"{path}: holds only gradient canaries, which the weights cannot show; "
+            "audit them with 'privaudit dp-audit MODEL_DIR --canaries FILE'"
         )
     if not canaries:
         raise PrivauditError(f"{path}: the canary file is empty")

@@ -53,6 +53,15 @@ def train(
     canary_controls: opt.CanaryControls = None,
     audit_canaries: opt.AuditCanaries = 0,
     audit_template: opt.AuditTemplate = opt.AUDIT_TEMPLATE,
+    gradient_canaries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --dp: white-box gradient canaries (Nasr et al. 2023), each in its own unused embedding "
+            "coordinate, in with probability 1/2, observed at every step; audit with 'privaudit dp-audit'.",
+            rich_help_panel="Canaries",
+        ),
+    ] = 0,
     canaries_out: Annotated[
         Path | None,
         typer.Option(

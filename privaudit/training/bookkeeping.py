@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from privaudit.errors import PrivauditError
+
+if TYPE_CHECKING:
+    from privaudit.training.gradient_canaries import GradientCanaries
 
 # Given the per-sample clip factors, a layer's clipped gradients summed over the batch, by parameter.
 ClippedSum = Callable[[torch.Tensor], dict[nn.Parameter, torch.Tensor]]
@@ -69,6 +73,21 @@ def _ghost_norm_is_cheaper(length: int, d_in: int, d_out: int) -> bool:
     return length * (d_in + d_out) < d_in * d_out
 
 
+def _live_positions(x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Drop the positions where every example's output gradient is exactly zero, from ``x`` and ``g`` (n, T, .).
+
+    They add nothing to any example's gradient, its norm or the clipped sum. In a classifier that reads one position
+    ([CLS]), every layer after the last self-attention's keys and values has a gradient at that position only, so its
+    norms and sums cost one position instead of T. Returns whether anything was dropped.
+    """
+    if g.shape[1] == 1:
+        return x, g, False
+    live = g.abs().amax(dim=(0, 2)) != 0  # a NaN stays live, so that it is not hidden
+    if bool(live.all()):
+        return x, g, False
+    return x[:, live], g[:, live], True
+
+
 def _linear(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor, shared: _Shared) -> tuple[torch.Tensor, ClippedSum]:
     """Per-sample squared gradient norms of a Linear layer, and its clipped summed gradient.
 
@@ -76,20 +95,24 @@ def _linear(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor, shared: _Shared)
     gradient is G_i = g_i^T a_i, with ||G_i||_F^2 = sum_{t,s} (a_it . a_is)(g_it . g_is) (Li et al. 2022, "ghost
     norm"; Bu et al. 2023, eq. 4), or from G_i itself, whichever costs less (Bu et al. 2023, "mixed ghost norm").
     The bias's per-sample gradient is sum_t g_it, whose squared norm sum_{t,s} g_it . g_is joins the weight's as
-    a column of ones appended to ``a`` would: one more in every entry of the Gram matrix of ``a``.
+    a column of ones appended to ``a`` would: one more in every entry of the Gram matrix of ``a``. Positions with no
+    gradient in any example are left out first (:func:`_live_positions`).
     """
     n, d_in = a.shape[0], a.shape[-1]
     g = g.reshape(n, -1, g.shape[-1])
+    a, g, sliced = _live_positions(a.reshape(n, -1, d_in), g)
+    # A sliced input is a new tensor, which the step does not keep alive: it must not key the shared cache.
+    own = _Shared() if sliced else shared
     d_out = g.shape[2]
     weight, bias = layer.weight, layer.bias
     train_weight, train_bias = weight.requires_grad, bias is not None and bias.requires_grad
     per_sample = None
     if train_weight and _ghost_norm_is_cheaper(g.shape[1], d_in, d_out):
-        sq = (shared.gram(a, plus_one=train_bias) * (g @ g.mT)).sum(dim=(1, 2))
+        sq = (own.gram(a, plus_one=train_bias) * (g @ g.mT)).sum(dim=(1, 2))
     else:
         sq = g.new_zeros(n)
         if train_weight:
-            per_sample = g.mT @ a.reshape(n, -1, d_in)  # (n, d_out, d_in)
+            per_sample = g.mT @ a  # (n, d_out, d_in)
             sq += per_sample.square().sum(dim=(1, 2))
         if train_bias:
             sq += g.sum(dim=1).square().sum(dim=1)
@@ -99,7 +122,7 @@ def _linear(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor, shared: _Shared)
         if per_sample is not None:
             out[weight] = (c @ per_sample.reshape(n, -1)).reshape(d_out, d_in)
         elif train_weight:
-            out[weight] = g.reshape(-1, d_out).mT @ shared.scaled(a, c)
+            out[weight] = g.reshape(-1, d_out).mT @ own.scaled(a, c)
         if train_bias:
             out[bias] = c @ g.sum(dim=1)
         return out
@@ -139,14 +162,14 @@ def _layer_norm(
     """Per-sample squared gradient norms of a LayerNorm, and its clipped summed gradient.
 
     The per-sample gradients are small (one value per normalised feature): weight ``sum_t g_t * xhat_t``, bias
-    ``sum_t g_t``, with ``xhat`` the normalised input, recomputed here.
+    ``sum_t g_t``, with ``xhat`` the normalised input, recomputed here at the positions with a gradient only.
     """
     n, width = x.shape[0], math.prod(layer.normalized_shape)
-    xhat = F.layer_norm(x, layer.normalized_shape, eps=layer.eps)
-    g = g.reshape(n, -1, width)
+    x, g, _ = _live_positions(x.reshape(n, -1, width), g.reshape(n, -1, width))
     grads = {}
     if layer.weight is not None and layer.weight.requires_grad:
-        grads[layer.weight] = (g * xhat.reshape(n, -1, width)).sum(dim=1)
+        xhat = F.layer_norm(x.reshape(*x.shape[:2], *layer.normalized_shape), layer.normalized_shape, eps=layer.eps)
+        grads[layer.weight] = (g * xhat.reshape(g.shape)).sum(dim=1)
     if layer.bias is not None and layer.bias.requires_grad:
         grads[layer.bias] = g.sum(dim=1)
     sq = sum((per_sample.square().sum(dim=1) for per_sample in grads.values()), start=x.new_zeros(n))
@@ -196,6 +219,8 @@ class BookKeepingDP:
 
     Attributes:
         per_sample_norms_: after each :meth:`step_gradients`, every example's gradient norm before clipping.
+        canaries: gradient canaries to insert into the clipped sum and observe in the noisy one, every step
+            (``privaudit.training.gradient_canaries``); ``None`` for none.
 
     Raises:
         PrivauditError: a trainable layer of another type, a parameter shared between layers, or bad parameters.
@@ -231,6 +256,7 @@ class BookKeepingDP:
         self._calls: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]] = {}
         self._handles = [module.register_forward_hook(self._record) for module in self.layers]
         self.per_sample_norms_: torch.Tensor | None = None
+        self.canaries: GradientCanaries | None = None
 
     def _record(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if torch.is_grad_enabled():
@@ -298,6 +324,11 @@ class BookKeepingDP:
         with torch.no_grad():
             self._set_grads([], torch.zeros(0))
 
+    def _noise_std(self) -> float:
+        # The one place the engine's noise scale is set: a test may halve it to play a broken engine, while the
+        # claimed noise multiplier (the accountant's, the canaries') stays what it was.
+        return self.noise_multiplier * self.max_grad_norm
+
     def _set_grads(self, clipped_sums: list[ClippedSum], clip_factors: torch.Tensor) -> None:
         # Opacus adds N(0, std^2) noise to the clipped sum, then divides by the expected batch size; dividing the
         # factors and the noise's std first gives the same gradient with two passes over it fewer.
@@ -305,12 +336,21 @@ class BookKeepingDP:
         clip_factors = clip_factors / self.expected_batch_size
         for clipped in clipped_sums:
             summed.update(clipped(clip_factors))
-        std = self.noise_multiplier * self.max_grad_norm / self.expected_batch_size
+        std = self._noise_std() / self.expected_batch_size
+        canaries = self.canaries
         for p in self.params:  # a fixed order, so that a seeded generator gives the same noise
             grad = summed.get(p)
             grad = torch.zeros_like(p) if grad is None else grad
+            is_canaries = canaries is not None and p is canaries.parameter
+            if is_canaries:  # the clipped sum, before the noise (Nasr et al. 2023: Dirac canaries)
+                canaries.insert(grad, scale=1 / self.expected_batch_size)
             if std > 0:
-                grad += torch.normal(0.0, std, size=p.shape, generator=self.generator, device=p.device)
+                if canaries is None:
+                    grad += torch.normal(0.0, std, size=p.shape, generator=self.generator, device=p.device)
+                else:
+                    canaries.add_noise(grad, p, std, self.generator)
+            if is_canaries:  # the noisy sum, before the optimiser's update
+                canaries.observe(grad, scale=self.expected_batch_size)
             p.grad = grad
 
     def detach(self) -> None:

@@ -27,7 +27,8 @@ import numpy as np
 from privaudit.device import CPU, Compute, threads
 from privaudit.errors import PrivauditError
 from privaudit.target import RECIPE_FILE, Target
-from privaudit.training.train import DPConfig, TrainConfig, recipe_dict, train_classifier, write_model
+from privaudit.training.save import recipe_dict, write_model
+from privaudit.training.train import DPConfig, TrainConfig, train_classifier
 
 EXECUTORS = ("local", "ray")
 OWNER_FILE = ".owner"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,11 @@ from privaudit.canary import canaries as canary_lib
 from privaudit.data import TextDataset, encode_labels, fingerprint, read_dataset
 from privaudit.device import Compute, describe
 from privaudit.errors import PrivauditError
+from privaudit.training.gradient_canaries import record_path
 from privaudit.training.layers import DEFAULT_LORA_TARGETS, parse_train_layers
 from privaudit.training.model import Architecture
-from privaudit.training.train import DPConfig, StepCallback, TrainConfig, recipe_dict, save_model, train_classifier
+from privaudit.training.save import recipe_dict, save_model
+from privaudit.training.train import DPConfig, StepCallback, TrainConfig, train_classifier
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class TrainJob:
     canary_controls: int | None = None
     audit_canaries: int = 0
     audit_template: str = "my secret number is {d} {d} {d} {d} {d} {d}"
+    gradient_canaries: int = 0
     canaries_out: Path | None = None
     overwrite: bool = False
     architecture: Architecture | None = None
@@ -74,12 +78,18 @@ def _check_flags(job: TrainJob) -> None:
         raise PrivauditError("give --noise-multiplier or --target-epsilon, not both")
     if job.out.exists() and not job.overwrite:
         raise PrivauditError(f"{job.out}: already exists; choose another --out or pass --overwrite")
-    wants_canaries = job.canary is not None or job.audit_canaries > 0
+    if job.gradient_canaries < 0:
+        raise PrivauditError("--gradient-canaries must be 0 or more")
+    if job.gradient_canaries and not job.dp:
+        raise PrivauditError(
+            "--gradient-canaries needs --dp: they audit the DP-SGD noise, which training without DP lacks"
+        )
+    wants_canaries = job.canary is not None or job.audit_canaries > 0 or job.gradient_canaries > 0
     if wants_canaries and job.canaries_out is None:
         raise PrivauditError("canaries need --canaries-out FILE: the secrets are audit ground truth, kept apart")
     if job.canaries_out is not None:
         if not wants_canaries:
-            raise PrivauditError("--canaries-out needs --canary TEMPLATE or --audit-canaries M")
+            raise PrivauditError("--canaries-out needs --canary TEMPLATE, --audit-canaries M or --gradient-canaries M")
         out_dir, canaries_file = job.out.resolve(), job.canaries_out.resolve()
         if canaries_file == out_dir or out_dir in canaries_file.parents:
             raise PrivauditError(
@@ -174,7 +184,14 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         **_architecture(job),
     )
     trained = train_classifier(
-        texts=texts, labels=all_labels, label_names=label_names, config=config, dp=dp, on_step=on_step, compute=compute
+        texts=texts,
+        labels=all_labels,
+        label_names=label_names,
+        config=config,
+        dp=dp,
+        on_step=on_step,
+        compute=compute,
+        gradient_canaries=job.gradient_canaries,
     )
     canary_summary = None
     if planted:
@@ -197,11 +214,15 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         canaries=canary_summary,
     )
     save_model(trained, job.out, recipe, overwrite=job.overwrite)
-    if planted:
+    if job.canaries_out is not None:
         try:
-            canary_lib.write_canaries(job.canaries_out, planted)
+            gradient_lines = trained.gradient_canaries.save(job.canaries_out) if trained.gradient_canaries else []
+            canary_lib.write_canaries(job.canaries_out, planted, extra_lines=gradient_lines)
         except PrivauditError:
             shutil.rmtree(job.out, ignore_errors=True)  # everything or nothing: a model without its ground truth
+            if trained.gradient_canaries is not None:
+                with contextlib.suppress(OSError):  # the canary file's folder may be missing or a file
+                    record_path(job.canaries_out).unlink(missing_ok=True)
             raise
     summary = {
         "examples": n,
@@ -220,4 +241,8 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         )
     if planted:
         summary["canaries"] = f"{len(planted)} records in {job.canaries_out}"
+    if trained.gradient_canaries is not None:
+        summary["gradient canaries"] = (
+            f"{job.gradient_canaries} in {job.canaries_out}, their record in {record_path(job.canaries_out)}"
+        )
     return summary

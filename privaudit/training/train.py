@@ -6,23 +6,18 @@ The recipe written to ``privaudit.json`` holds everything needed to train refere
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from privaudit import __version__
 from privaudit.device import CPU, Compute, check_precision
 from privaudit.errors import PrivauditError
 from privaudit.stats.accounting import ACCOUNTANTS, epsilon, noise_multiplier_for_epsilon
-from privaudit.target import RECIPE_FILE, check_model_dir
 from privaudit.training.layers import (
     DEFAULT_LORA_TARGETS,
     apply_lora,
@@ -32,6 +27,9 @@ from privaudit.training.layers import (
     trainable_names,
 )
 from privaudit.training.model import Architecture, build_model
+
+if TYPE_CHECKING:
+    from privaudit.training.canary_insertion import GradientCanaries
 
 
 @dataclass(frozen=True)
@@ -107,6 +105,7 @@ class TrainedModel:
 
     trainable: list[str] = field(default_factory=list)  # the parameters that trained (LoRA: adapter names)
     n_parameters: int = 0
+    gradient_canaries: GradientCanaries | None = None
 
 
 StepCallback = Callable[[int, int], None]
@@ -159,6 +158,7 @@ def train_classifier(
     tokenizer=None,
     on_step: StepCallback | None = None,
     compute: Compute = CPU,
+    gradient_canaries: int = 0,
 ) -> TrainedModel:
     """Train a sequence classifier.
 
@@ -172,15 +172,23 @@ def train_classifier(
             or is trained on ``texts``.
         on_step: called with (steps done, total steps) after every optimiser step.
         compute: the device, and the autocast precision of non-DP training (DP-SGD refuses all but fp32).
+        gradient_canaries: with DP, this many white-box gradient canaries, each in its own embedding coordinate
+            (``privaudit.training.canary_insertion``; from scratch, in rows reserved for them).
 
     Returns:
-        The trained model (unwrapped from Opacus, on ``compute.device``), its tokenizer and, with DP, the accounting
-        summary.
+        The trained model (unwrapped from Opacus, on ``compute.device``), its tokenizer, with DP the accounting
+        summary, and with gradient canaries their record (to save beside the canary file, never in the model
+        directory).
 
     Raises:
-        PrivauditError: reduced precision with DP-SGD, or a layer book-keeping cannot clip (``grad_sample_mode="bk"``).
+        PrivauditError: reduced precision with DP-SGD, a layer book-keeping cannot clip (``grad_sample_mode="bk"``),
+            gradient canaries without DP, or more than the unused embedding coordinates.
     """
     check_precision(compute.precision, compute.device.type, dp=dp is not None)
+    if gradient_canaries and dp is None:
+        raise PrivauditError(
+            "--gradient-canaries needs --dp: they audit the DP-SGD noise, which training without DP lacks"
+        )
     device = compute.device
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -195,6 +203,19 @@ def train_classifier(
     model.to(device)
     model.train()  # from_pretrained returns eval mode; Opacus (and dropout) need training mode
     data = _tensors(tokenizer, texts, labels, config.max_length)
+    canaries = None
+    if gradient_canaries:
+        from privaudit.training.canary_insertion import plant_gradient_canaries
+
+        # Before the optimiser holds the parameters: from scratch, the embedding grows by the reserved rows.
+        canaries = plant_gradient_canaries(
+            model,
+            tokenizer,
+            m=gradient_canaries,
+            input_ids=data.tensors[0],
+            from_scratch=config.base is None,
+            seed=config.seed,
+        )
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=config.batch_size, shuffle=True, generator=generator)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -236,6 +257,7 @@ def train_classifier(
                     expected_batch_size=int(len(data) * sample_rate),  # as make_private computes it
                     generator=compute.generator(config.seed + 1),
                 )
+                book_keeping.canaries = canaries
             except PrivauditError:
                 if mode == "bk":
                     raise
@@ -264,6 +286,12 @@ def train_classifier(
                 train_model, optimizer, criterion, loader = prepared
             else:
                 train_model, optimizer, loader = prepared
+            if canaries is not None:
+                from privaudit.training.canary_insertion import hook_opacus
+
+                hook_opacus(optimizer, canaries)
+        if canaries is not None:
+            canaries.configure(sample_rate=sample_rate, max_grad_norm=dp.max_grad_norm, noise_multiplier=noise)
         dp_summary = {
             "noise_multiplier": float(noise),
             "sample_rate": float(sample_rate),
@@ -274,6 +302,8 @@ def train_classifier(
             "grad_sample_mode": mode,  # the one that ran
             "poisson_sampling": True,
         }
+        if canaries is not None:
+            dp_summary["gradient_canaries"] = canaries.m  # the count only: the coin flips go to the canary file
     # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
     scaler = torch.amp.GradScaler(device.type) if compute.precision == "fp16" else None
     start = time.perf_counter()
@@ -346,51 +376,5 @@ def train_classifier(
         compute=compute,
         trainable=trainable,
         n_parameters=n_parameters,
+        gradient_canaries=canaries,
     )
-
-
-def recipe_dict(trained: TrainedModel, *, data: dict, canaries: dict | None) -> dict:
-    """The ``privaudit.json`` content: recipe, data fingerprint, DP parameters."""
-    config = asdict(trained.config)
-    return {
-        "privaudit_version": __version__,
-        "recipe": config,
-        "max_length": trained.config.max_length,
-        "labels": trained.label_names,
-        "data": data,
-        "dp": trained.dp,
-        "canaries": canaries,
-        "train_accuracy": round(trained.train_accuracy, 6),
-        "trainable": {"parameters": trained.n_parameters, "tensors": trained.trainable},
-        "train_seconds": round(trained.seconds, 3),
-        "compute": trained.compute.to_dict(),
-    }
-
-
-def write_model(trained: TrainedModel, directory: Path, recipe: dict) -> None:
-    """Write model, tokenizer and ``privaudit.json`` into an existing (temporary) ``directory``, and check them."""
-    trained.model.save_pretrained(directory, safe_serialization=True)
-    trained.tokenizer.save_pretrained(directory)
-    (directory / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    check_model_dir(directory)
-    directory.chmod(0o755)  # mkdtemp makes it private; a model directory is an ordinary one
-    for file in directory.iterdir():
-        if file.is_file():
-            file.chmod(0o644)
-
-
-def save_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite: bool = False) -> None:
-    """Write model, tokenizer and ``privaudit.json`` to ``out_dir`` atomically: all or nothing."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise PrivauditError(f"{out_dir}: already exists; choose another --out or pass --overwrite")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        write_model(trained, tmp, recipe)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

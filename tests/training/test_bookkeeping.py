@@ -336,3 +336,13 @@ def test_auto_takes_opacus_ghost_clipping_where_book_keeping_refuses(monkeypatch
     assert train_bk(mode="auto").dp["grad_sample_mode"] == "ghost"
     with pytest.raises(PrivauditError, match="LayerNorm"):
         train_bk(mode="bk")
+
+
+def test_positions_without_gradient_are_left_out_and_nan_is_kept() -> None:
+    # In a [CLS] classifier the last layer's feed-forward gets a gradient at position 0 only: its norms and sums are
+    # taken there alone (the comparisons with Opacus above run through that path for the one-layer model).
+    x, g = torch.randn(3, 5, 4), torch.zeros(3, 5, 2)
+    g[1, 0], g[2, 3, 1] = 1.0, float("nan")
+    kept_x, kept_g, sliced = bk._live_positions(x, g)
+    assert sliced and torch.equal(kept_x, x[:, [0, 3]]) and kept_g.shape == (3, 2, 2)
+    assert bk._live_positions(x, torch.ones(3, 5, 2))[2] is False

@@ -25,7 +25,8 @@ from privaudit.training import job as trainjob
 from privaudit.training import train as train_module
 from privaudit.training.job import TrainJob, run_train
 from privaudit.training.model import SPECIAL_TOKENS, train_tokenizer
-from privaudit.training.train import DPConfig, TrainConfig, TrainedModel, save_model, train_classifier
+from privaudit.training.save import save_model
+from privaudit.training.train import DPConfig, TrainConfig, TrainedModel, train_classifier
 
 TINY = TrainConfig(epochs=1, batch_size=16, max_length=24, architecture=TINY_ARCH)
 MODEL_FILES = {"config.json", "model.safetensors", "privaudit.json", "tokenizer.json", "tokenizer_config.json"}
