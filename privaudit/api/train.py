@@ -3,7 +3,7 @@ same job and accountant as the command line."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from privaudit.api.inputs import Data, PathLike, Progress, as_data, as_path, check_ranges, stage_callback
@@ -39,6 +39,11 @@ def train(
     audit_template: str = "my secret number is {d} {d} {d} {d} {d} {d}",
     canaries_out: PathLike | None = None,
     overwrite: bool = False,
+    train_layers: str = "all",
+    lora_rank: int = 0,
+    lora_alpha: float | None = None,
+    lora_targets: str | Sequence[str] = "query,value",
+    gradient_canaries: int = 0,
     device: str = "auto",
     precision: str = "fp32",
     architecture: Architecture | Mapping[str, Any] | None = None,
@@ -79,6 +84,10 @@ def train(
             :class:`~privaudit.training.model.Architecture` or a dict of its fields (``hidden_size``,
             ``num_hidden_layers``, ``num_attention_heads``, ``intermediate_size``, ``vocab_size``, ``dropout``);
             ``None``: ``Architecture()``, the command's (2 layers of width 128, a 4000-token vocabulary).
+        train_layers: ``all``, ``head`` or ``last:N``: train only those layers, freezing the rest (``--train-layers``).
+        lora_rank: rank of LoRA adapters (``peft``) on ``lora_targets``, with ``lora_alpha`` (default 2R); 0: none.
+        lora_targets: the modules LoRA adapts, a list or a comma string (``--lora-targets``).
+        gradient_canaries: with ``dp``, this many white-box gradient canaries (audit with ``privaudit dp-audit``).
         device: ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``--device``).
         precision: ``fp32``, ``bf16`` or ``fp16`` autocast for non-DP training (``--precision``); DP-SGD keeps fp32.
         progress: called as ``progress("training", step, total_steps)`` after each optimiser step.
@@ -134,6 +143,13 @@ def train(
         audit_template=audit_template,
         canaries_out=as_path(canaries_out, name="canaries_out"),
         overwrite=overwrite,
+        train_layers=train_layers,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip())
+        if isinstance(lora_targets, str)
+        else tuple(lora_targets),
+        gradient_canaries=gradient_canaries,
         device=device,
         precision=precision,
         architecture=_architecture(architecture),
