@@ -300,6 +300,7 @@ def write_markdown(results: Path, out: Path) -> None:
         "executor",
         "utility",
         "sweep",
+        "tightness",
         "modiva-study",
     ):
         file = results / f"{name}.json"
@@ -372,6 +373,8 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _utility(data)
         elif name == "sweep":
             parts += _sweep(data)
+        elif name == "tightness":
+            parts += __import__("benchmarks.tightness", fromlist=["markdown"]).markdown(data)
         elif name == "modiva-study":
             parts += _modiva_study(data)
         else:
