@@ -33,6 +33,8 @@ EPSILONS = (1.0, 2.0, 4.0, 8.0)
 GRADIENT_CANARIES = 5000
 ATTACKS = "loss,entropy,modified-entropy"
 ALPHA = 0.05
+SEEDS = (0, 1, 2)  # at epsilon 8: no bound may exceed the claim on any
+STRICT_TARGET = 2.0  # the issue's: the strict bound at least 25% of the claimed epsilon 8
 
 
 def _job(name: str, *, gradient_canaries: int, **overrides):
@@ -141,7 +143,7 @@ def _broken(name: str, job, *, claimed: float | None) -> dict:
 
 
 def run(repeats: int) -> dict:
-    """One training run per epsilon and kind (``repeats`` is not used: each run is minutes); the table's data."""
+    """Each epsilon trained ``repeats`` times with the canaries and without, interleaved; the table's data."""
     from privaudit.training import bookkeeping as bk
 
     torch.set_num_threads(1)
@@ -150,8 +152,13 @@ def run(repeats: int) -> dict:
     for eps in EPSILONS:
         plain_job = _job(f"eps-{eps:g}-plain", gradient_canaries=0, target_epsilon=eps)
         canary_job = _job(f"eps-{eps:g}", gradient_canaries=GRADIENT_CANARIES, target_epsilon=eps)
-        without = _train(plain_job)  # interleaved: load from elsewhere falls on both alike
-        with_canaries = _train(canary_job)
+        # Interleaved rounds, the best time of each (same seed: the same model every round): load from elsewhere falls
+        # on both alike.
+        runs: dict[str, list[dict]] = {"without": [], "with": []}
+        for _ in range(max(repeats, 1)):
+            runs["without"].append(_train(plain_job))
+            runs["with"].append(_train(canary_job))
+        without, with_canaries = ({**r[-1], "seconds": min(x["seconds"] for x in r)} for r in runs.values())
         rows.append(
             {
                 "target_epsilon": eps,
@@ -161,6 +168,11 @@ def run(repeats: int) -> dict:
                 "membership": membership(canary_job),
             }
         )
+    seeds = [{"seed": 0, **rows[-1]["white_box"]}]  # epsilon 8, the last row
+    for seed in SEEDS[1:]:
+        job = _job(f"eps-8-seed-{seed}", gradient_canaries=GRADIENT_CANARIES, target_epsilon=8.0, seed=seed)
+        _train(job)
+        seeds.append({"seed": seed, **white_box(job)})
     broken = []
     real = bk.BookKeepingDP._noise_std
     bk.BookKeepingDP._noise_std = lambda self: 0.5 * real(self)  # test-only: half the claimed noise
@@ -185,9 +197,11 @@ def run(repeats: int) -> dict:
         "alpha": ALPHA,
         "attacks": ATTACKS,
         "rows": rows,
+        "seeds": seeds,
         "broken": broken,
         "seconds": seconds,
         "threads": 1,
+        "repeats": max(repeats, 1),
     }
 
 
@@ -195,13 +209,67 @@ def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def _verdicts(data: dict) -> list[str]:
+    """The targets, met or not, from the measured rows."""
+    rows, seeds = data["rows"], data.get("seeds", [])
+    lines = ["", "Seeds at ε 8 (white-box, likelihood ratio):\n", "| seed | (ε, δ) | Gaussian* | Steinke |"]
+    lines.append("| ---: | ---: | ---: | ---: |")
+    lines += [
+        f"| {s['seed']} | {_f(s['likelihood_ratio']['eps_delta'])} | {_f(s['likelihood_ratio']['gaussian'])} "
+        f"| {_f(s['likelihood_ratio']['steinke'])} |"
+        for s in seeds
+    ]
+    eight = next(r for r in rows if r["target_epsilon"] == 8.0)["white_box"]
+    strict = eight["likelihood_ratio"]["eps_delta"]
+    over = [
+        f"ε {r['theoretical_epsilon']:.2f}: {name} {value:.2f}"
+        for r in [row["white_box"] for row in rows] + seeds
+        for name, value in (
+            ("(ε, δ)", r["likelihood_ratio"]["eps_delta"]),
+            ("Gaussian", r["likelihood_ratio"]["gaussian"]),
+            ("Steinke", r["likelihood_ratio"]["steinke"]),
+        )
+        if value > r["theoretical_epsilon"]
+    ]
+    lr = [r["white_box"]["likelihood_ratio"] for r in rows]
+    plain = [r["white_box"]["sum"] for r in rows]
+    auc_wins = sum(a["auc"] >= b["auc"] for a, b in zip(lr, plain))
+    strict_wins = sum(a["eps_delta"] >= b["eps_delta"] for a, b in zip(lr, plain))
+    return lines + [
+        "",
+        f"- Strict bound at ε 8 at least {STRICT_TARGET}: {strict:.2f}, "
+        f"{'meets the target' if strict >= STRICT_TARGET else 'misses the target'}.",
+        f"- No bound above its theoretical ε (every row, {len(seeds)} seeds at ε 8): "
+        + ("met." if not over else "**missed**: " + "; ".join(over) + "."),
+        f"- Likelihood ratio against the plain sum: the ratio has the higher AUC at {auc_wins} of {len(rows)} ε, the "
+        f"higher strict bound at {strict_wins} of {len(rows)}. The ratio is each canary's Neyman-Pearson test, the "
+        "better ranking over all canaries (AUC); the strict bound rests on the few top-scored guesses, where the two "
+        "scores order the canaries almost alike, so which wins there is within one run's noise.",
+        "- The input-space audit canaries and the black-box membership attacks bound ε at 0 at every point: at these "
+        "noise levels the trained model's outputs show nothing they can certify; the white-box record does.",
+        *[
+            f"- {b['name']}: strict bound {b['white_box']['likelihood_ratio']['eps_delta']:.2f} against the claim "
+            f"{b['claimed_epsilon']:.2f}, "
+            + (
+                "caught."
+                if b["caught"]
+                else f"not caught at {data['gradient_canaries']:,} "
+                "canaries: halving the noise doubles mu, and the strict bound recovers about half of the true ε "
+                "(`tests/cli/test_dpaudit_gradient.py` catches it with full batches, the PRV accountant's tighter claim "
+                "and 100,000 canaries)."
+            )
+            for b in data.get("broken", [])
+        ],
+    ]
+
+
 def markdown(data: dict) -> list[str]:
     """BENCHMARKS.md's tightness section from ``results/tightness.json``."""
     if "rows" not in data:
         return []
     lines = [
-        f"{data['what']}: one training run per epsilon with the canaries and one without, side by side "
-        f"({data['threads']} thread). White-box: `privaudit dp-audit MODEL -c FILE` on the gradient canaries' "
+        f"{data['what']}: each epsilon trained with the canaries and without, side by side, training time the best "
+        f"of {data.get('repeats', 1)} interleaved rounds ({data['threads']} thread). White-box: `privaudit dp-audit MODEL -c FILE` on the gradient canaries' "
         "likelihood-ratio scores. Input-space: the same analysis on the 200 audit canaries (one-sided; two-sided "
         "in brackets). Membership: the best of " + data["attacks"] + " on the 1,000 members and 1,000 "
         "non-members (no reference-model attack measured). *The Gaussian family assumes a Gaussian trade-off curve.\n",
@@ -231,6 +299,7 @@ def markdown(data: dict) -> list[str]:
             f"| {r['white_box']['theoretical_epsilon']:.2f} | {lr['auc']:.4f} | {plain['auc']:.4f} "
             f"| {_f(lr['eps_delta'])} | {_f(plain['eps_delta'])} |"
         )
+    lines += _verdicts(data)
     lines += [
         "",
         "Broken engines, the same audit:\n",
