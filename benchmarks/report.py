@@ -300,6 +300,7 @@ def write_markdown(results: Path, out: Path) -> None:
         "executor",
         "utility",
         "sweep",
+        "tightness",
         "modiva-study",
     ):
         file = results / f"{name}.json"
@@ -319,6 +320,13 @@ def write_markdown(results: Path, out: Path) -> None:
                 "the same weights as Opacus's ghost clipping), which `privaudit train --dp` uses by default.\n"
             )
             parts += _table(seconds, "non-DP")
+            canaries = next((k for k in seconds if "gradient canaries" in k), None)
+            if canaries:
+                ratio = seconds[canaries] / seconds["non-DP"]
+                verdict = "meets the target" if ratio <= 1.3 else "misses the target"
+                parts.append(
+                    f"\nWith {canaries[len('DP-SGD (bk) + ') :]}: **{ratio:.2f}x** (target at most 1.3x): {verdict}."
+                )
         elif name == "mia":
             parts.append(f"{data['n_texts']} fixture texts (members and non-members) on `intent-tiny`.\n")
             parts += _table(seconds, "bare forward pass (load + tokenize + forward)")
@@ -372,6 +380,8 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _utility(data)
         elif name == "sweep":
             parts += _sweep(data)
+        elif name == "tightness":
+            parts += __import__("benchmarks.tightness", fromlist=["markdown"]).markdown(data)
         elif name == "modiva-study":
             parts += _modiva_study(data)
         else:

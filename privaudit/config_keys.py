@@ -210,6 +210,7 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "model": Key("model_dir", _path),
         "scores": Key("scores", _path),
         "canaries": Key("canaries", _path),
+        "canary_kind": Key("canary_kind", _choice("auto", "audit", "gradient")),
         "epsilon": Key("epsilon", _float),
         "delta": Key("delta", _float),
         "alpha": Key("alpha", _float),

@@ -29,6 +29,7 @@ from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, OneRunBounds
 SCHEMA = "privaudit.dp-audit/1"
 DEFAULT_DELTA = 1e-5
 SOURCES = ("scores", "audit-canaries", "gradient-canaries")
+CANARY_KINDS = ("auto", "audit", "gradient")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class DpAuditRequest:
         scores: the scores file (JSONL), instead of a model.
         model_dir: the audited model directory, with ``canaries``.
         canaries: an input-space canary file (``privaudit train --audit-canaries``) or a gradient-canary file.
+        canary_kind: which canaries of that file to audit: ``"audit"`` (input-space), ``"gradient"`` (white-box), or
+            ``"auto"``: the gradient canaries when the file has any (a run with both writes both), else the audit ones.
         epsilon: the theoretical epsilon (default: the model's ``privaudit.json``; none for a scores file).
         delta: delta of the bounds (default: the model's, else 1e-5).
         alpha: significance: every bound holds with confidence ``1 - alpha``.
@@ -50,6 +53,7 @@ class DpAuditRequest:
     scores: Path | None = None
     model_dir: Path | None = None
     canaries: Path | None = None
+    canary_kind: str = "auto"
     epsilon: float | None = None
     delta: float | None = None
     alpha: float = 0.05
@@ -153,24 +157,45 @@ def read_scores_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(scores, dtype=np.float64), bits
 
 
-def is_input_space_canary_file(path: Path) -> bool:
-    """Whether ``path`` is a canary file of ``privaudit train`` (its records have a ``template``), by its first record.
+def canary_file_kinds(path: Path) -> set[str]:
+    """Which one-run canaries a canary file holds: ``"audit"`` (records with a ``template`` of kind ``audit``) and
+    ``"gradient"`` (records of kind ``gradient``, or without a ``template``); exposure canaries count as neither.
 
     Raises:
-        PrivauditError: a missing file, or a first record that is not JSON.
+        PrivauditError: a missing or empty file, or a record that is not JSON.
     """
     path = Path(path)
     if not path.is_file():
         raise PrivauditError(f"{path}: no such canary file")
+    kinds: set[str] = set()
+    seen = False
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise PrivauditError(f"{path}:{number}: not JSON ({err.msg})") from None
-                return isinstance(record, dict) and "template" in record
-    raise PrivauditError(f"{path}: the canary file is empty")
+            if not line.strip():
+                continue
+            seen = True
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise PrivauditError(f"{path}:{number}: not JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                continue
+            if record.get("kind") == "gradient" or "template" not in record:
+                kinds.add("gradient")
+            elif record.get("kind") == "audit":
+                kinds.add("audit")
+    if not seen:
+        raise PrivauditError(f"{path}: the canary file is empty")
+    return kinds
+
+
+def is_input_space_canary_file(path: Path) -> bool:
+    """Whether ``path`` holds no gradient canaries, so that ``canary_kind="auto"`` audits its input-space ones.
+
+    Raises:
+        PrivauditError: as :func:`canary_file_kinds`.
+    """
+    return "gradient" not in canary_file_kinds(path)
 
 
 def run_dp_audit(
@@ -192,7 +217,7 @@ def run_dp_audit(
         scores, inserted = read_scores_file(request.scores)
         model: dict = {"scores": str(request.scores)}
         source = "scores"
-    elif is_input_space_canary_file(request.canaries):
+    elif _kind(request) == "audit":
         scores, inserted, fingerprint = _input_space_scores(request, progress)
         model = {"path": str(request.model_dir), "fingerprint": fingerprint, "canaries": str(request.canaries)}
         source = "audit-canaries"
@@ -208,6 +233,14 @@ def run_dp_audit(
     if progress is not None:
         progress("one-run analysis", 1, 1)
     return DpAuditResult(model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds)
+
+
+def _kind(request: DpAuditRequest) -> str:
+    if request.canary_kind not in CANARY_KINDS:
+        raise PrivauditError(f"--canary-kind must be one of {', '.join(CANARY_KINDS)}, not '{request.canary_kind}'")
+    if request.canary_kind != "auto":
+        return request.canary_kind
+    return "audit" if is_input_space_canary_file(request.canaries) else "gradient"
 
 
 def _input_space_scores(request: DpAuditRequest, progress) -> tuple[np.ndarray, np.ndarray, str]:

@@ -49,6 +49,14 @@ def dp_audit(
             rich_help_panel="Data",
         ),
     ] = None,
+    canary_kind: Annotated[
+        str,
+        typer.Option(
+            help="Which canaries of --canaries to audit: audit (input-space, scored by negative loss), gradient "
+            "(white-box gradient canaries), or auto: the gradient ones when the file has any, else the audit ones.",
+            rich_help_panel="Data",
+        ),
+    ] = "auto",
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).", rich_help_panel="Data")
     ] = False,
@@ -132,6 +140,7 @@ def dp_audit(
         scores=scores,
         model_dir=model_dir,
         canaries=canaries,
+        canary_kind=canary_kind,
         epsilon=epsilon,
         delta=delta,
         alpha=alpha,

@@ -89,14 +89,23 @@ def sweep(
     canary_controls: opt.CanaryControls = None,
     audit_canaries: opt.AuditCanaries = 0,
     audit_template: opt.AuditTemplate = opt.AUDIT_TEMPLATE,
+    gradient_canaries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="White-box gradient canaries in each DP point's training (not inf's), audited with the f-DP "
+            "one-run analysis as 'privaudit dp-audit' does.",
+            rich_help_panel="Canaries",
+        ),
+    ] = 0,
     fail_if_bound_exceeds_epsilon: FailIfBoundExceedsEpsilon = False,
 ) -> None:
     """Theory against practice: train one recipe at each target epsilon, and audit every point.
 
     Each point is one training run (DP-SGD at the target epsilon; inf: no DP), kept in OUT/points and not retrained
     when its model directory is complete. Each is audited with the membership attacks (reference models trained under
-    the same DP recipe), the planted canaries (exposure, ModIvA, the one-run audit) and utility on the non-members
-    (accuracy, macro-F1). Writes OUT/sweep.json and OUT/sweep.html; exit 1 with --fail-if-bound-exceeds-epsilon
+    the same DP recipe), the planted canaries (exposure, ModIvA, the one-run audit), with --gradient-canaries M the
+    white-box f-DP audit of each DP point, and utility on the non-members (accuracy, macro-F1). Writes OUT/sweep.json and OUT/sweep.html; exit 1 with --fail-if-bound-exceeds-epsilon
     when any point's empirical bound is above its theoretical epsilon. Example:
 
         privaudit sweep fixtures/data/members.jsonl --epsilons inf,8,2 \\
@@ -140,7 +149,7 @@ def sweep(
 def _table(document: dict) -> Table:
     table = Table(title="privacy sweep")
     columns = ["point", "ε (theory)", "accuracy", "macro-F1", "best attack", "TPR@1%FPR [95% CI]", "ε ≥ (95%)"]
-    columns += ["exposure", "extracted", "one-run ε ≥"]
+    columns += ["exposure", "extracted", "one-run ε ≥", "white-box ε ≥"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("point", "best attack") else "right")
     for p in document["points"]:
@@ -161,5 +170,6 @@ def _table(document: dict) -> Table:
             if canaries.get("extracted_inserted") is None
             else f"{canaries['extracted_inserted']}/{canaries['n_inserted']}",
             "—" if not p.get("one_run") else f"{p['one_run']['epsilon_lower_bound']:.3f}",
+            "—" if not p.get("white_box") else f"{p['white_box']['eps_delta']:.3f}",
         )
     return table

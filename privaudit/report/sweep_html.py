@@ -1,8 +1,8 @@
 """``sweep.html``: a privacy sweep as one self-contained page: the points' table and four plots against epsilon.
 
 Takes the plain ``sweep.json`` document (:meth:`privaudit.sweep.run.SweepResult.to_dict`), never the models. The
-plots: the empirical epsilon (the best attack's 95% lower bound, its bar reaching the 50% bound) against the
-theoretical epsilon, with the diagonal a correct DP implementation never crosses; utility, TPR at 1% FPR and canary
+plots: the empirical epsilon (the best attack's 95% lower bound, its bar reaching the 50% bound; with gradient
+canaries, the white-box f-DP strict bound as a square) against the theoretical epsilon, with the diagonal a correct DP implementation never crosses; utility, TPR at 1% FPR and canary
 exposure against epsilon. The no-DP point sits at the right of every axis, marked "no DP".
 """
 
@@ -62,6 +62,17 @@ def epsilon_figure(points: list[dict]) -> bytes:
         color = "#c0392b" if p["epsilon"] is not None and low > p["epsilon"] else "#2c7fb8"
         ax.errorbar([x], [low], yerr=[[0.0], [max(top - low, 0.0)]], fmt="o", color=color, capsize=4)
         ax.annotate(_plain(emp["attack"]), (x, low), textcoords="offset points", xytext=(6, -10), fontsize="x-small")
+    white = [(x, p) for x, p in zip(xs, points) if p.get("white_box")]
+    if white:  # the tightest strict bound: the gradient canaries' (eps, delta)-family f-DP bound
+        colors = ["#c0392b" if p["white_box"]["eps_delta"] > p["epsilon"] else "#1a9850" for _, p in white]
+        ax.scatter(
+            [x for x, _ in white],
+            [p["white_box"]["eps_delta"] for _, p in white],
+            marker="s",
+            c=colors,
+            zorder=3,
+            label="white-box f-DP (ε, δ), strict",
+        )
     ax.set_yscale("symlog", linthresh=0.1)
     ax.legend(loc="upper left", fontsize="small")
     return _png(fig)
@@ -145,6 +156,8 @@ def _table(document: dict) -> str:
         "empirical ε ≥ (95%)",
         "exposure (inserted)",
         "one-run ε ≥",
+        "white-box ε ≥ (strict)",
+        "white-box ε ≥ (Gaussian*)",
     ]
     rows = []
     for p in _order(document["points"]):
@@ -164,6 +177,8 @@ def _table(document: dict) -> str:
             _fmt(best.get("lower_bound")),
             _fmt((p.get("canaries") or {}).get("mean_exposure_inserted"), ".2f"),
             _fmt((p.get("one_run") or {}).get("epsilon_lower_bound")),
+            _fmt((p.get("white_box") or {}).get("eps_delta")),
+            _fmt((p.get("white_box") or {}).get("gaussian")),
         ]
         rows.append("<tr>" + "".join(f'<td class="num">{c}</td>' for c in cells) + "</tr>")
     header = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"
@@ -191,7 +206,9 @@ def render_sweep_html(document: dict, *, title: str | None = None) -> str:
         body += [f"<h2>{_e(heading)}</h2>", _img(png, alt)]
     body.append(
         '<p class="muted">The empirical ε is the best attack\'s lower bound at 95% confidence; its bar reaches the '
-        "50% bound. Above the diagonal it would contradict the DP claim: a bug in the training or wrong metadata.</p>"
+        "50% bound. Above the diagonal it would contradict the DP claim: a bug in the training or wrong metadata. "
+        "The squares, with gradient canaries, are the white-box f-DP one-run audit's strict (ε, δ)-family bound; "
+        "*the Gaussian-family bound in the table assumes the mechanism's trade-off curve is Gaussian.</p>"
     )
     return page(page_title, body)
 

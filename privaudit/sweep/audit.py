@@ -44,7 +44,7 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
 
     Returns:
         The point's row, plain data: theoretical epsilon, utility, each attack's AUC, TPR at 1% FPR and epsilon
-        lower bounds, the best empirical epsilon, and the canary audits.
+        lower bounds, the best empirical epsilon, the canary audits, and the gradient canaries' white-box bounds.
     """
     recipe = json.loads((job.out / RECIPE_FILE).read_text(encoding="utf-8"))
     dp = recipe.get("dp") or None
@@ -99,8 +99,9 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
         },
         "canaries": None,
         "one_run": None,
+        "white_box": white_box(job) if job.gradient_canaries and dp is not None else None,
     }
-    if job.canaries_out is not None:
+    if job.canaries_out is not None and (job.canary is not None or job.audit_canaries > 0):
         result = run_canary(
             CanaryRequest(
                 model_dir=job.out,
@@ -138,6 +139,25 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
                 "m": int(result.one_run.m),
             }
     return _finite(row)
+
+
+def white_box(job: TrainJob) -> dict:
+    """The white-box f-DP one-run audit of the point's gradient canaries, as ``privaudit dp-audit MODEL -c FILE``."""
+    from privaudit.canary.dpaudit import DpAuditRequest, run_dp_audit
+
+    audit = run_dp_audit(DpAuditRequest(model_dir=job.out, canaries=job.canaries_out, canary_kind="gradient"))
+    b = audit.bounds
+    return {
+        "m": b.m,
+        "alpha": b.alpha,
+        "eps_delta": b.eps_delta.epsilon,
+        "gaussian": b.gaussian.epsilon,
+        "gaussian_mu": b.gaussian.mu,
+        "steinke": b.steinke.epsilon,
+        "guesses": b.eps_delta.guesses,
+        "correct": b.eps_delta.correct,
+        "assumes": b.gaussian.assumes,
+    }
 
 
 def _finite(value):

@@ -8,7 +8,8 @@ target epsilon, or without DP at ``inf``), written under ``OUT/points/`` and run
 function an executor (a process pool, Ray) would replace; a point whose model directory is complete is not trained
 again, so an interrupted sweep resumes. Every point is then audited (:func:`privaudit.sweep.audit.audit_point`):
 membership attacks with reference models trained under the point's own recipe, DP included; canary exposure and
-ModIvA, and the one-run audit, when the recipe plants canaries; utility on the non-members.
+ModIvA, and the one-run audit, when the recipe plants canaries; the white-box f-DP audit of the gradient canaries
+(``--gradient-canaries M``, DP points only); utility on the non-members.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ class SweepResult:
             bounds = [(a["name"], a["epsilon_lower_bound"]) for a in row["attacks"]]
             if row.get("one_run"):
                 bounds.append(("one-run", row["one_run"]["epsilon_lower_bound"]))
+            if row.get("white_box"):  # the strict (eps, delta)-family bound only: the Gaussian one assumes a curve
+                bounds.append(("white-box f-DP", row["white_box"]["eps_delta"]))
             found += [(row["name"], name, bound, eps) for name, bound in bounds if bound > eps]
         return found
 
@@ -137,13 +140,17 @@ def _jsonable(value: dict) -> dict:
 
 
 def point_jobs(request: SweepRequest) -> list[TrainJob]:
-    """One training job per target epsilon: the recipe, with DP-SGD at that epsilon (none at ``inf``)."""
+    """One training job per target epsilon: the recipe, with DP-SGD at that epsilon (none at ``inf``).
+
+    The recipe's gradient canaries go to the DP points only: they audit DP-SGD's noise, which the ``inf`` point lacks.
+    """
     recipe = request.recipe
-    wants_canaries = recipe.canary is not None or recipe.audit_canaries > 0
     jobs = []
     for eps in request.epsilons:
         name = point_name(eps)
         dp = not math.isinf(eps)
+        gradient = recipe.gradient_canaries if dp else 0
+        wants_canaries = recipe.canary is not None or recipe.audit_canaries > 0 or gradient > 0
         jobs.append(
             replace(
                 recipe,
@@ -151,6 +158,7 @@ def point_jobs(request: SweepRequest) -> list[TrainJob]:
                 dp=dp,
                 target_epsilon=eps if dp else None,
                 noise_multiplier=None,
+                gradient_canaries=gradient,
                 canaries_out=request.out / "points" / f"{name}.canaries.jsonl" if wants_canaries else None,
                 overwrite=True,
             )

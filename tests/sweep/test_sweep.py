@@ -42,6 +42,8 @@ SWEEP_ARCH = replace(TINY_ARCH, hidden_size=64, intermediate_size=128, vocab_siz
 RECIPE = ("--epochs", 30, "--batch-size", 50, "--lr", 5e-3, "--max-length", 16)
 CANARIES = ("--canary", "my pin code is {d} {d} {d} {d}", "--canary-label", "random", "--canary-count", 2)
 CANARIES += ("--canary-repeats", 5, "--modiva-steps", 10, "--modiva-restarts", 2)
+# White-box gradient canaries in the DP points (they leave the data path alone, so the other assertions stand).
+GRADIENT = ("--gradient-canaries", 2000)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -62,7 +64,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sweep")
     members, non_members = _head("members", root), _head("non_members", root)
     args = ("sweep", members, "--epsilons", "inf,8,1", "--non-members", non_members, "--out", root / "out")
-    args += (*RECIPE, *CANARIES, "--fail-if-bound-exceeds-epsilon")
+    args += (*RECIPE, *CANARIES, *GRADIENT, "--fail-if-bound-exceeds-epsilon")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainjob, "TrainConfig", partial(TrainConfig, architecture=SWEEP_ARCH))
         result = _invoke(*args)
@@ -95,6 +97,20 @@ def test_every_dp_point_stays_below_its_epsilon(swept) -> None:
         bounds = [a["epsilon_lower_bound"] for a in point["attacks"]]
         assert bounds and max(bounds) <= point["epsilon"]
         assert point["empirical_epsilon"]["lower_bound"] == max(bounds)
+
+
+def test_every_dp_point_has_a_white_box_bound_below_its_epsilon(swept) -> None:
+    root, _, result = swept
+    points = _points(root)
+    assert points["eps-inf"]["white_box"] is None  # no DP, no gradient canaries
+    assert not (root / "out" / "points" / "eps-inf.canaries.gradient.npz").exists()
+    for name in ("eps-8", "eps-1"):
+        white = points[name]["white_box"]
+        assert white["m"] == 2000 and white["assumes"] == "gaussian trade-off"
+        assert 0 <= white["eps_delta"] <= points[name]["epsilon"]
+        assert 0 <= white["gaussian"] <= points[name]["epsilon"] and white["steinke"] <= points[name]["epsilon"]
+    assert points["eps-8"]["white_box"]["eps_delta"] > 0  # 2,000 canaries over 180 steps see something at eps 8
+    assert "white-box ε ≥" in result.stdout
 
 
 def test_no_dp_leaks_more_than_epsilon_one(swept) -> None:
@@ -240,6 +256,12 @@ def test_the_gate_fails_on_a_bound_above_epsilon(tmp_path: Path, monkeypatch: py
     }
     result = SweepResult(request=request, points=[row])
     assert result.exceeded() == [("eps-1", "loss", 1.7, 1.0)]
+    # The white-box audit's strict bound is gated too; its Gaussian-family bound (which assumes a curve) is not.
+    white = {"m": 100, "alpha": 0.05, "eps_delta": 1.2, "gaussian": 3.0, "gaussian_mu": 1.0, "steinke": 0.9}
+    below = {**row, "attacks": [], "white_box": {**white, "eps_delta": 0.5}}
+    above = {**row, "attacks": [], "white_box": white}
+    assert SweepResult(request=request, points=[below]).exceeded() == []
+    assert SweepResult(request=request, points=[above]).exceeded() == [("eps-1", "white-box f-DP", 1.2, 1.0)]
     monkeypatch.setattr(sweep_run, "run_sweep", lambda *_a, **_k: result)
     args = (
         "sweep",
