@@ -405,7 +405,9 @@ def write_markdown(results: Path, out: Path) -> None:
         run = json.loads(run_file.read_text())
         state = "cold caches: every model trained in the run" if run["cold_cache"] else "models cached by earlier runs"
         parts.append(
-            f"## Whole run\n\nThe last full `make bench` took {run['total_seconds'] / 60:.1f} minutes ({state}).\n"
+            f"## Whole run\n\nThe last full `make bench` took {run['total_seconds'] / 60:.1f} minutes ({state}), "
+            f"measured {run.get('measured', 'before the newer sections')}; the sections dated later were run on their "
+            "own (`benchmarks/run.py --only SECTION`) and are not in this table.\n"
         )
         parts += ["| section | minutes |", "| --- | ---: |"]
         parts += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in run["section_seconds"].items()]
