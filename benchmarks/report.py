@@ -300,6 +300,7 @@ def write_markdown(results: Path, out: Path) -> None:
         "executor",
         "utility",
         "sweep",
+        "sweep-minilm",
         "tightness",
         "modiva-study",
     ):
@@ -378,7 +379,7 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _executor(data)
         elif name == "utility":
             parts += _utility(data)
-        elif name == "sweep":
+        elif name in ("sweep", "sweep-minilm"):
             parts += _sweep(data)
         elif name == "tightness":
             parts += __import__("benchmarks.tightness", fromlist=["markdown"]).markdown(data)

@@ -360,6 +360,7 @@ SECTIONS = {
     "executor": lambda repeats: __import__("benchmarks.executor", fromlist=["run"]).run(repeats),
     "utility": lambda repeats: __import__("benchmarks.utility", fromlist=["run"]).run(repeats),
     "sweep": lambda repeats: __import__("benchmarks.sweep", fromlist=["run"]).run(repeats),
+    "sweep-minilm": lambda repeats: __import__("benchmarks.sweep_minilm", fromlist=["run"]).run(repeats),
     "tightness": lambda repeats: __import__("benchmarks.tightness", fromlist=["run"]).run(repeats),
 }
 # Run on request only (``--only modiva-study``, ``make bench-modiva``): it trains a model per configuration.
