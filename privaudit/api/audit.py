@@ -123,24 +123,13 @@ def audit_membership(
         >>> round(result.to_dict()["attacks"][0]["auc"]["value"], 2)  # doctest: +SKIP
         0.71
     """
-    from privaudit.endpoint.client import endpoint_config
+    from privaudit.endpoint.client import endpoint_from_flags
     from privaudit.mia.run import MiaRequest, run_mia
 
     check_ranges(
         reference_models=(reference_models, 0), batch_size=(batch_size, 1), top=(top, 0), slice_min=(slice_min, 2)
     )
-    remote = endpoint_config(
-        endpoint=endpoint,
-        endpoint_format=endpoint_format,
-        endpoint_labels=endpoint_labels,
-        endpoint_batch=endpoint_batch,
-        concurrency=concurrency,
-        endpoint_timeout=endpoint_timeout,
-        endpoint_retries=endpoint_retries,
-        max_queries=max_queries,
-        header=list(header or ()),
-        insecure=insecure,
-    )
+    remote = endpoint_from_flags(locals())
     request = MiaRequest(
         model_dir=as_path(model_dir, name="model_dir"),
         members=as_data(members, name="members"),
@@ -259,23 +248,12 @@ def audit_canaries(
     """
     from privaudit.canary.canaries import read_canaries
     from privaudit.canary.run import CanaryRequest, run_canary
-    from privaudit.endpoint.client import endpoint_config
+    from privaudit.endpoint.client import endpoint_from_flags
 
     check_ranges(sample=(sample, 100), steps=(steps, 1), restarts=(restarts, 1), batch_size=(batch_size, 1))
     canaries_file = as_path(canaries, name="canaries", required=True)
     read_canaries(canaries_file)  # as the command does first: a missing or broken file fails in milliseconds
-    remote = endpoint_config(
-        endpoint=endpoint,
-        endpoint_format=endpoint_format,
-        endpoint_labels=endpoint_labels,
-        endpoint_batch=endpoint_batch,
-        concurrency=concurrency,
-        endpoint_timeout=endpoint_timeout,
-        endpoint_retries=endpoint_retries,
-        max_queries=max_queries,
-        header=list(header or ()),
-        insecure=insecure,
-    )
+    remote = endpoint_from_flags(locals())
     request = CanaryRequest(
         model_dir=as_path(model_dir, name="model_dir"),
         canaries=canaries_file,

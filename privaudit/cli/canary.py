@@ -188,20 +188,9 @@ def canary(
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     if canaries is None:
         raise PrivauditError("give the canary file with --canaries FILE (-c)")
-    from privaudit.endpoint.client import endpoint_config
+    from privaudit.endpoint.client import endpoint_from_flags
 
-    remote = endpoint_config(
-        endpoint=endpoint,
-        endpoint_format=endpoint_format,
-        endpoint_labels=endpoint_labels,
-        endpoint_batch=endpoint_batch,
-        concurrency=concurrency,
-        endpoint_timeout=endpoint_timeout,
-        endpoint_retries=endpoint_retries,
-        max_queries=max_queries,
-        header=header,
-        insecure=insecure,
-    )
+    remote = endpoint_from_flags(ctx.params)
     plan = prepare_gate(
         ctx,
         GateOptions.from_params(ctx.params),

@@ -246,7 +246,7 @@ def mia(
     Defaults come from \\[tool.privaudit.mia] in pyproject.toml or \\[mia] in privaudit.toml; flags override them.
     """
     from privaudit.cli.output import AuditReport, GateOptions, finish, lazy, prepare_gate, stage_progress
-    from privaudit.endpoint.client import endpoint_config
+    from privaudit.endpoint.client import endpoint_from_flags
     from privaudit.gate.measurements import mia_measurements, mia_metrics
     from privaudit.gate.slices import MiaSubjects, check_slice_subjects
     from privaudit.mia.registry import available_attacks
@@ -256,18 +256,7 @@ def mia(
     from privaudit.report.records import write_per_example
     from privaudit.report.table import print_mia
 
-    remote = endpoint_config(
-        endpoint=endpoint,
-        endpoint_format=endpoint_format,
-        endpoint_labels=endpoint_labels,
-        endpoint_batch=endpoint_batch,
-        concurrency=concurrency,
-        endpoint_timeout=endpoint_timeout,
-        endpoint_retries=endpoint_retries,
-        max_queries=max_queries,
-        header=header,
-        insecure=insecure,
-    )
+    remote = endpoint_from_flags(ctx.params)
     kinds = check_slice_kinds(slice_kind or ())
     # The gate's and the reports' flags (--format ... --save-baseline, --report) are read by name from ctx.params.
     plan = prepare_gate(

@@ -15,9 +15,10 @@ import re
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from privaudit.endpoint.formats import Prediction, check_format, infer_url, parse_response, quote, request_body
 from privaudit.errors import PrivauditError
@@ -256,3 +257,29 @@ def endpoint_config(
         max_queries=max_queries,
         label_names=labels,
     )
+
+
+# The keyword names of endpoint_config: the Endpoint flags of mia and canary, and the front door's keywords alike.
+ENDPOINT_FLAGS = (
+    "endpoint",
+    "endpoint_format",
+    "endpoint_labels",
+    "endpoint_batch",
+    "concurrency",
+    "endpoint_timeout",
+    "endpoint_retries",
+    "max_queries",
+    "header",
+    "insecure",
+)
+
+
+def endpoint_from_flags(values: Mapping[str, Any]) -> EndpointConfig | None:
+    """:func:`endpoint_config` of the endpoint flags found by name in ``values`` (a command's ``ctx.params``).
+
+    Raises:
+        PrivauditError: as :func:`endpoint_config`.
+    """
+    flags = {name: values[name] for name in ENDPOINT_FLAGS}
+    flags["header"] = list(flags["header"] or ())
+    return endpoint_config(**flags)
