@@ -167,3 +167,17 @@ def memoised_run_mia(monkeypatch: pytest.MonkeyPatch) -> dict:
 
     monkeypatch.setattr(privaudit.mia.run, "run_mia", run)
     return _MIA_AUDITS
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local 2-CPU Ray cluster on loopback for every Ray test, started by the executor's own ``connect`` and shut
+    down at the end of the session; the commands run in this process reuse it."""
+    ray = pytest.importorskip("ray")
+    from privaudit.training.executor import RayOptions
+    from privaudit.training.ray_executor import connect
+
+    started = connect(RayOptions(workers=2, cpus_per_job=1))
+    yield ray.cluster_resources()
+    if started:
+        ray.shutdown()

@@ -25,14 +25,17 @@ err_console = Console(stderr=True)
 
 
 class _LazyProgress(Progress):
-    """A progress display that appears with its first task: a run that fails its checks shows only its error."""
+    """A progress display that appears with its first task: a run that fails its checks shows only its error, and so
+    does one that fails before any task advanced (its bars at 0 are erased, not left above the error)."""
 
     def __enter__(self) -> _LazyProgress:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, kind, *_exc_info) -> None:
         # Never started (the run failed before its first stage): stopping would still print an empty line.
         if self.live.is_started:
+            if kind is not None and all(task.completed == 0 for task in self.tasks):
+                self.live.transient = True
             self.stop()
 
     def add_task(self, *args, **kwargs):

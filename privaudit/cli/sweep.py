@@ -11,7 +11,9 @@ from rich.table import Table
 
 from privaudit.cli import train_options as opt
 from privaudit.cli.app import app
+from privaudit.cli.options import CpusPerJob, Device, Executor, GpusPerJob, MaxRetries, Precision, RayAddress, Workers
 from privaudit.cli.output import FailIfBoundExceedsEpsilon
+from privaudit.errors import PrivauditError
 
 
 @app.command()
@@ -98,6 +100,22 @@ def sweep(
             rich_help_panel="Canaries",
         ),
     ] = 0,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where the points and their reference models train: local (one after another, here) or ray (one "
+            "Ray task each).",
+            rich_help_panel="Compute",
+            metavar="EXECUTOR",
+        ),
+    ] = "local",
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    cpus_per_job: CpusPerJob = 1,
+    gpus_per_job: GpusPerJob = 0.0,
+    max_retries: MaxRetries = 3,
     fail_if_bound_exceeds_epsilon: FailIfBoundExceedsEpsilon = False,
 ) -> None:
     """Theory against practice: train one recipe at each target epsilon, and audit every point.
@@ -106,18 +124,34 @@ def sweep(
     when its model directory is complete. Each is audited with the membership attacks (reference models trained under
     the same DP recipe), the planted canaries (exposure, ModIvA, the one-run audit), with --gradient-canaries M the
     white-box f-DP audit of each DP point, and utility on the non-members (accuracy, macro-F1). Writes OUT/sweep.json and OUT/sweep.html; exit 1 with --fail-if-bound-exceeds-epsilon
-    when any point's empirical bound is above its theoretical epsilon. Example:
+    when any point's empirical bound is above its theoretical epsilon. Examples:
 
         privaudit sweep fixtures/data/members.jsonl --epsilons inf,8,2 \\
             --non-members fixtures/data/non_members.jsonl --out sweep \\
             --epochs 30 --max-length 32 --batch-size 256 --lr 1e-2
+
+        privaudit sweep fixtures/data/members.jsonl --epsilons inf,16,8,4,2,1 \\
+            --non-members fixtures/data/non_members.jsonl \\
+            --population fixtures/data/population.jsonl --out sweep \\
+            --attack loss,lira-offline --reference-models 8 \\
+            --executor ray --workers 4
     """
     from privaudit.cli.console import err_console
     from privaudit.cli.output import stage_progress
     from privaudit.report.sweep_html import write_sweep_html
     from privaudit.sweep.run import REPORT_FILE, SweepRequest, parse_epsilons, run_sweep
+    from privaudit.training.executor import EXECUTORS, RayOptions
 
     values = parse_epsilons(epsilons)  # before anything trains
+    if executor not in EXECUTORS:
+        raise PrivauditError(f"--executor '{executor}' is unknown; use one of {', '.join(EXECUTORS)}")
+    ray = RayOptions(
+        address=ray_address,
+        workers=workers,
+        cpus_per_job=cpus_per_job,
+        gpus_per_job=gpus_per_job,
+        max_retries=max_retries,
+    )
     recipe = opt.train_job(ctx.params, out=out / "points", dp=False, canaries_out=None)
     request = SweepRequest(
         recipe=recipe,
@@ -132,6 +166,10 @@ def sweep(
         extract=extract,
         modiva_steps=modiva_steps,
         modiva_restarts=modiva_restarts,
+        device=device,
+        precision=precision,
+        executor=executor,
+        ray=ray,
     )
     with stage_progress(ignore="attack ") as on_progress:
         result = run_sweep(request, progress=on_progress)

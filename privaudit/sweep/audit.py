@@ -10,6 +10,7 @@ import numpy as np
 
 from privaudit.canary.run import CanaryRequest, run_canary
 from privaudit.data import encode_labels, read_dataset
+from privaudit.device import Compute
 from privaudit.mia.run import MiaRequest, run_mia
 from privaudit.stats.metrics import epsilon_lower_bound
 from privaudit.target import RECIPE_FILE, Target
@@ -59,6 +60,14 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
             reference_models=request.reference_models,
             seed=request.seed,
             cache_dir=request.out / "reference",
+            device=request.device,
+            precision=request.precision,
+            executor=request.executor,
+            ray_address=request.ray.address,
+            workers=request.ray.workers,
+            cpus_per_job=request.ray.cpus_per_job,
+            gpus_per_job=request.ray.gpus_per_job,
+            max_retries=request.ray.max_retries,
         ),
         progress=progress,
     )
@@ -78,7 +87,7 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
             }
         )
     best = max(attacks, key=lambda a: a["epsilon_lower_bound"]) if attacks else None
-    target = Target.load(job.out)
+    target = Target.load(job.out, compute=Compute.from_flags(request.device, request.precision))
     row = {
         "model": str(job.out),
         "dp": dp is not None,
@@ -111,6 +120,8 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
                 seed=request.seed,
                 modiva_steps=request.modiva_steps,
                 modiva_restarts=request.modiva_restarts,
+                device=request.device,
+                precision=request.precision,
             ),
             progress=progress,
         )

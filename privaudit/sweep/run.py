@@ -23,6 +23,8 @@ from pathlib import Path
 from privaudit import __version__
 from privaudit.errors import PrivauditError
 from privaudit.target import RECIPE_FILE, check_model_dir
+from privaudit.device import threads
+from privaudit.training.executor import EXECUTORS, RayOptions
 from privaudit.training.job import TrainJob, run_train
 
 SCHEMA = "privaudit.sweep/1"
@@ -80,6 +82,11 @@ class SweepRequest:
         extract: run ModIvA on the planted canaries.
         modiva_steps: ModIvA's optimisation steps.
         modiva_restarts: ModIvA's restarts.
+        device: where the audits score (``privaudit.device``); the points train on the recipe's ``device``.
+        precision: the audits' scoring precision.
+        executor: where the points and their reference models train: ``local`` (one after another, here) or
+            ``ray`` (one Ray task each, with ``ray``'s options).
+        ray: ``--executor ray``'s options (cluster address, workers, CPUs and GPUs per job, retries).
     """
 
     recipe: TrainJob
@@ -94,6 +101,10 @@ class SweepRequest:
     extract: bool = True
     modiva_steps: int = 300
     modiva_restarts: int = 16
+    device: str = "cpu"
+    precision: str = "fp32"
+    executor: str = "local"
+    ray: RayOptions = field(default_factory=RayOptions)
 
 
 @dataclass
@@ -143,8 +154,12 @@ def point_jobs(request: SweepRequest) -> list[TrainJob]:
     """One training job per target epsilon: the recipe, with DP-SGD at that epsilon (none at ``inf``).
 
     The recipe's gradient canaries go to the DP points only: they audit DP-SGD's noise, which the ``inf`` point lacks.
+    Paths are absolute, so that any executor (a Ray worker does not run in this directory) runs the same job.
     """
     recipe = request.recipe
+    if isinstance(recipe.data, Path):
+        recipe = replace(recipe, data=recipe.data.resolve())
+    points = request.out.resolve() / "points"
     jobs = []
     for eps in request.epsilons:
         name = point_name(eps)
@@ -154,12 +169,12 @@ def point_jobs(request: SweepRequest) -> list[TrainJob]:
         jobs.append(
             replace(
                 recipe,
-                out=request.out / "points" / name,
+                out=points / name,
                 dp=dp,
                 target_epsilon=eps if dp else None,
                 noise_multiplier=None,
                 gradient_canaries=gradient,
-                canaries_out=request.out / "points" / f"{name}.canaries.jsonl" if wants_canaries else None,
+                canaries_out=points / f"{name}.canaries.jsonl" if wants_canaries else None,
                 overwrite=True,
             )
         )
@@ -171,7 +186,11 @@ def _job_file(job: TrainJob) -> Path:
 
 
 def _job_record(job: TrainJob) -> dict:
-    return _jsonable(asdict(job))
+    """What decides the point's model: the job, less the device it ran on (a point trained on a Ray worker, or on a
+    GPU, is the same point)."""
+    record = _jsonable(asdict(job))
+    record.pop("device", None)
+    return record
 
 
 def is_complete(job: TrainJob) -> bool:
@@ -191,35 +210,74 @@ def is_complete(job: TrainJob) -> bool:
     return job.canaries_out is None or job.canaries_out.is_file()
 
 
+def train_point(
+    job: TrainJob, torch_threads: int | None = None, on_step: Callable[[int, int], None] | None = None
+) -> str:
+    """Train one point unless it is complete; ``"trained"`` or ``"cached"``. Idempotent, so a retried task is safe."""
+    if is_complete(job):
+        return "cached"
+    _job_file(job).unlink(missing_ok=True)
+    with threads(torch_threads):
+        run_train(job, on_step=on_step)
+    _job_file(job).write_text(json.dumps(_job_record(job), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return "trained"
+
+
 def run_points(
     jobs: Sequence[TrainJob],
     *,
+    executor: str = "local",
+    ray: RayOptions | None = None,
     on_job: Callable[[int, int, str], None] | None = None,
     on_step: Callable[[int, int, int], None] | None = None,
 ) -> list[str]:
-    """Train every job that is not complete yet, one after another; return each job's status.
+    """Train every job that is not complete yet; return each job's status, ``"trained"`` or ``"cached"``, in order.
 
-    This is the sweep's executor seam: a parallel executor replaces this function and keeps its contract (every
-    job's model directory complete on return, ``"trained"`` or ``"cached"`` for each, in order).
+    ``local`` trains them one after another, here, with progress by step; ``ray`` submits one task per job (Ray
+    reserves ``ray.cpus_per_job`` CPUs, and ``ray.gpus_per_job`` GPUs, for each; above 0 GPUs the job trains on
+    CUDA) and reports each job as it finishes, in any order. Either way every job's model directory is complete on
+    return.
 
     Args:
-        jobs: training jobs, each writing its own model directory.
-        on_job: called with (job index, total, status) as each job becomes available.
-        on_step: training progress, (job index, steps done, total steps).
+        jobs: training jobs, each writing its own model directory (absolute paths for ``ray``).
+        executor: ``local`` or ``ray``.
+        ray: ``ray``'s options.
+        on_job: called with (jobs done, total, status) as each job becomes available.
+        on_step: training progress, (job index, steps done, total steps); ``local`` only.
+
+    Raises:
+        PrivauditError: an unknown executor; a job that cannot train; (ray) a cluster that cannot run the jobs.
     """
-    statuses = []
-    for i, job in enumerate(jobs):
-        if is_complete(job):
-            status = "cached"
-        else:
-            _job_file(job).unlink(missing_ok=True)
-            run_train(job, on_step=None if on_step is None else (lambda done, total, i=i: on_step(i, done, total)))
-            _job_file(job).write_text(json.dumps(_job_record(job), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            status = "trained"
-        statuses.append(status)
+    if executor not in EXECUTORS:
+        raise PrivauditError(f"--executor '{executor}' is unknown; use one of {', '.join(EXECUTORS)}")
+    statuses: dict[int, str] = {}
+
+    def done(i: int, status: str) -> None:
+        statuses[i] = status
         if on_job is not None:
-            on_job(i + 1, len(jobs), status)
-    return statuses
+            on_job(len(statuses), len(jobs), status)
+
+    if executor == "local" or not jobs:
+        for i, job in enumerate(jobs):
+            step = None if on_step is None else (lambda d, t, i=i: on_step(i, d, t))
+            done(i, train_point(job, on_step=step))
+        return [statuses[i] for i in range(len(jobs))]
+    from privaudit.training.ray_executor import run_tasks
+
+    options = ray or RayOptions()
+    device = "cuda" if options.gpus_per_job > 0 else "cpu"
+    remote = [(i, replace(job, device=device)) for i, job in enumerate(jobs)]
+    run_tasks(
+        train_point,
+        [job for _, job in remote],
+        args=(options.cpus_per_job,),
+        options=options,
+        shared_dir=jobs[0].out.parent,
+        what="the sweep directory {path} (--out)",
+        name=lambda job: f"sweep point {job.out.name}",
+        on_done=lambda job, status: done(next(i for i, j in remote if j is job), status),
+    )
+    return [statuses[i] for i in range(len(jobs))]
 
 
 def run_sweep(request: SweepRequest, *, progress: Progress | None = None) -> SweepResult:
@@ -242,6 +300,8 @@ def run_sweep(request: SweepRequest, *, progress: Progress | None = None) -> Swe
     tell("training points", 0, len(jobs))
     statuses = run_points(
         jobs,
+        executor=request.executor,
+        ray=request.ray,
         on_job=lambda i, n, _s: tell("training points", i, n),
         on_step=lambda i, done, total: tell(f"training {jobs[i].out.name}", done, total),
     )

@@ -14,9 +14,10 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from privaudit.errors import PrivauditError
@@ -24,7 +25,11 @@ from privaudit.training.executor import Done, JobData, JobResult, RayOptions, Re
 
 CONNECT_TIMEOUT_S = 5.0
 PROBE_TIMEOUT_S = 120.0
+T = TypeVar("T")
+R = TypeVar("R")
+
 PROBE_FILE = ".privaudit-probe"
+REFERENCE_CACHE = "the reference-model cache {path} (--cache-dir)"
 
 
 def _import_ray():
@@ -111,8 +116,10 @@ def _probe(path: str, token: str) -> tuple[str, bool]:
     return socket.gethostname(), seen
 
 
-def check_cluster(options: RayOptions, cache_dir: Path) -> None:
+def check_cluster(options: RayOptions, cache_dir: Path, *, what: str = REFERENCE_CACHE) -> None:
     """Refuse, before submitting, a cluster that cannot run the jobs or does not share the cache directory.
+
+    ``what`` names that directory in the errors, with ``{path}`` for its path.
 
     Raises:
         PrivauditError: GPU jobs on a cluster without (enough) GPUs, no node with ``cpus_per_job`` CPUs, or a node
@@ -141,7 +148,7 @@ def check_cluster(options: RayOptions, cache_dir: Path) -> None:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise PrivauditError(
-            f"the reference-model cache {cache_dir}: cannot create it ({err.strerror or err})"
+            f"{what.format(path=cache_dir)}: cannot create it ({err.strerror or err})"
         ) from None
     token = secrets.token_hex(16)
     probe = cache_dir / f"{PROBE_FILE}-{token[:8]}"
@@ -165,8 +172,8 @@ def check_cluster(options: RayOptions, cache_dir: Path) -> None:
     blind = [host for host, seen in answers if not seen]
     if blind:
         raise PrivauditError(
-            f"the reference-model cache {cache_dir} (--cache-dir) is not shared with every Ray node ({', '.join(sorted(set(blind)))} cannot read "
-            "it); put the cache on storage that every node mounts at the same path (NFS, a shared volume)"
+            f"{what.format(path=cache_dir)} is not shared with every Ray node ({', '.join(sorted(set(blind)))} "
+            "cannot read it); put it on storage that every node mounts at the same path (NFS, a shared volume)"
         )
 
 
@@ -176,52 +183,58 @@ def _job(job: ReferenceJob, data: JobData, device: str, precision: str, threads:
     return run_job(job, data, compute=Compute.from_flags(device, precision), torch_threads=threads)
 
 
-def _failure(ray, job: ReferenceJob, err: BaseException, options: RayOptions) -> PrivauditError:
-    """One line for a job that failed on the cluster."""
+def _failure(ray, name: str, err: BaseException, options: RayOptions) -> PrivauditError:
+    """One line for a task (``name``: "reference model 3", "sweep point eps-8") that failed on the cluster."""
     if isinstance(err, ray.exceptions.RayTaskError):
         cause = getattr(err, "cause", None)
         if isinstance(cause, PrivauditError):
             return PrivauditError(str(cause.args[0]) if cause.args else str(cause))
-        return PrivauditError(f"reference model {job.index} failed on the Ray cluster: {type(cause or err).__name__}")
+        return PrivauditError(f"{name} failed on the Ray cluster: {type(cause or err).__name__}")
     died = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError)
     if isinstance(err, died):
         return PrivauditError(
-            f"reference model {job.index}: its Ray worker died ({type(err).__name__}: killed, out of memory or its "
-            f"node lost) and --max-retries {options.max_retries} allowed no further try; the models that finished are "
-            "cached, so a rerun trains only the missing ones"
+            f"{name}: its Ray worker died ({type(err).__name__}: killed, out of memory or its node lost) and "
+            f"--max-retries {options.max_retries} allowed no further try; the models that finished are cached, so a "
+            "rerun trains only the missing ones"
         )
-    return PrivauditError(f"reference model {job.index} failed on the Ray cluster ({type(err).__name__})")
+    return PrivauditError(f"{name} failed on the Ray cluster ({type(err).__name__})")
 
 
-def run_ray(jobs: Sequence[ReferenceJob], data: JobData, *, options: RayOptions, precision: str, on_done: Done) -> None:
-    """Run the jobs as Ray tasks; ``on_done`` as each finishes. A failed job fails the run once the others finish.
+def run_tasks(
+    function: Callable[..., R],
+    items: Sequence[T],
+    *,
+    args: Sequence[object] = (),
+    options: RayOptions,
+    shared_dir: Path,
+    what: str,
+    name: Callable[[T], str],
+    on_done: Callable[[T, R], None],
+) -> None:
+    """Run ``function(item, *args)`` as one Ray task per item; ``on_done(item, result)`` as each finishes.
+
+    ``args`` are put in the object store once and shared by every task. ``shared_dir`` is where the tasks write
+    (``what`` names it in the errors): every node must see it. A failed task fails the run once the others finish.
 
     Raises:
-        PrivauditError: the cluster cannot run the jobs, or a job failed (its worker died past the retries).
+        PrivauditError: the cluster cannot run the tasks, or a task failed (its worker died past the retries).
     """
-    from privaudit.device import check_precision
-
-    device = "cuda" if options.gpus_per_job > 0 else "cpu"
-    check_precision(precision, device)
     ray = _import_ray()
-    # Absolute paths: a worker elsewhere does not run in the driver's directory.
-    jobs = [replace(job, model_dir=Path(job.model_dir).resolve()) for job in jobs]
     _cluster_errors_to_stderr(ray)
     started = connect(options)
-    cache_dirs = {Path(job.model_dir).parent for job in jobs}
     pending: list = []
     try:
-        check_cluster(options, Path(jobs[0].model_dir).parent)
-        task = ray.remote(_job)
-        shared = ray.put(data)
+        check_cluster(options, shared_dir, what=what)
+        task = ray.remote(function)
+        shared = [ray.put(arg) for arg in args]
         refs = {
             task.options(
                 num_cpus=options.cpus_per_job,
                 num_gpus=options.gpus_per_job,
                 max_retries=options.max_retries,
                 retry_exceptions=False,
-            ).remote(job, shared, device, precision, options.cpus_per_job): job
-            for job in jobs
+            ).remote(item, *shared): item
+            for item in items
         }
         pending = list(refs)
         failure: PrivauditError | None = None
@@ -231,9 +244,9 @@ def run_ray(jobs: Sequence[ReferenceJob], data: JobData, *, options: RayOptions,
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as err:
-                    failure = failure or _failure(ray, refs[ref], err, options)
+                    failure = failure or _failure(ray, name(refs[ref]), err, options)
                     continue
-                on_done(result)
+                on_done(refs[ref], result)
         if failure is not None:
             raise failure
     except KeyboardInterrupt:
@@ -241,7 +254,34 @@ def run_ray(jobs: Sequence[ReferenceJob], data: JobData, *, options: RayOptions,
             ray.cancel(ref, force=True)
         raise
     finally:
-        for directory in cache_dirs:  # the temporary directories of workers of this host that died
-            remove_stale(directory)
         if started:
             ray.shutdown()
+
+
+def run_ray(jobs: Sequence[ReferenceJob], data: JobData, *, options: RayOptions, precision: str, on_done: Done) -> None:
+    """Run the reference-model jobs as Ray tasks; ``on_done`` as each finishes.
+
+    Raises:
+        PrivauditError: the cluster cannot run the jobs, or a job failed (its worker died past the retries).
+    """
+    from privaudit.device import check_precision
+
+    device = "cuda" if options.gpus_per_job > 0 else "cpu"
+    check_precision(precision, device)
+    # Absolute paths: a worker elsewhere does not run in the driver's directory.
+    jobs = [replace(job, model_dir=Path(job.model_dir).resolve()) for job in jobs]
+    cache_dirs = {Path(job.model_dir).parent for job in jobs}
+    try:
+        run_tasks(
+            _job,
+            jobs,
+            args=(data, device, precision, options.cpus_per_job),
+            options=options,
+            shared_dir=Path(jobs[0].model_dir).parent,
+            what=REFERENCE_CACHE,
+            name=lambda job: f"reference model {job.index}",
+            on_done=lambda _job, result: on_done(result),
+        )
+    finally:
+        for directory in cache_dirs:  # the temporary directories of workers of this host that died
+            remove_stale(directory)

@@ -1,7 +1,7 @@
 """--executor ray against local: the same models and numbers, a killed worker, no retries, and the cluster checks.
 
-Every Ray test shares one local 2-CPU cluster, started once per session on loopback by the executor's own
-``connect`` (about 6.5 s and 450 MiB); the commands run in this process reuse it.
+Every Ray test shares one local 2-CPU cluster (``ray_cluster`` in conftest), started once per session on loopback by
+the executor's own ``connect`` (about 6.5 s and 450 MiB); the commands run in this process reuse it.
 """
 
 from __future__ import annotations
@@ -22,16 +22,6 @@ from privaudit.training.executor import RayOptions, complete, remove_stale
 ray = pytest.importorskip("ray")
 
 ATTACKS = "lira-offline,rmia"
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    from privaudit.training.ray_executor import connect
-
-    started = connect(RayOptions(workers=2, cpus_per_job=1))
-    yield ray.cluster_resources()
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
