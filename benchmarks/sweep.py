@@ -1,10 +1,10 @@
 """``privaudit sweep`` of the fixture recipe: inf, 16, 8, 4, 2, 1, audited, in one run.
 
 The recipe is ``intent-tiny-dp``'s (fixtures/make_models.py: tiny BERT, 30 epochs, Poisson batch 256, max
-length 32, delta 1e-5) at lr 3e-3, with its canaries (10 secrets x 10 repeats, 10 controls, 200 one-run audit canaries), at every
-point; ``inf`` trains it without DP. Membership: loss, and lira-offline and rmia with 2 reference models per point
-trained under that point's recipe. The sweep directory (``.cache/bench/sweep``) caches the points and their reference
-models, so a second run only audits.
+length 32, delta 1e-5) with its canaries (10 secrets x 10 repeats, 10 controls, 200 one-run audit canaries), at every
+point; ``inf`` trains it without DP at lr 3e-3, the DP points at intent-tiny-dp's lr 1e-2 (``--dp-lr``). Membership:
+loss, and lira-offline and rmia with 4 reference models per point trained under that point's recipe. The sweep
+directory (``.cache/bench/sweep``) caches the points and their reference models, so a second run only audits.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from benchmarks.power import CACHE, DATA, SEED, THREADS, torch_threads
 # SWEEP_EPSILONS=inf,8,2 and SWEEP_REFERENCE_MODELS=0 scale the run down for a busy CPU.
 EPSILONS = tuple(float(e) for e in os.environ.get("SWEEP_EPSILONS", "inf,16,8,4,2,1").split(","))
 OUT = CACHE / "sweep"
-REFERENCE_MODELS = int(os.environ.get("SWEEP_REFERENCE_MODELS", "2"))
+REFERENCE_MODELS = int(os.environ.get("SWEEP_REFERENCE_MODELS", "4"))
+LR, DP_LR = float(os.environ.get("SWEEP_LR", "3e-3")), float(os.environ.get("SWEEP_DP_LR", "1e-2"))
 
 
 def run(repeats: int) -> dict:
@@ -30,9 +31,9 @@ def run(repeats: int) -> dict:
         out=OUT / "points",
         epochs=30,
         batch_size=256,
-        # intent-tiny-dp's lr 1e-2 diverges without DP's clipping (measured: 6.7% train accuracy at inf), so one
-        # recipe for every point takes 3e-3 (SWEEP_LR).
-        lr=float(os.environ.get("SWEEP_LR", "3e-3")),
+        # intent-tiny-dp's lr 1e-2 diverges without DP's clipping (measured: 6.7% train accuracy at inf), and at 3e-3
+        # the DP points underfit: the no-DP point takes 3e-3, the DP points 1e-2 (--dp-lr).
+        lr=LR,
         max_length=32,
         seed=SEED,
         delta=1e-5,
@@ -52,6 +53,7 @@ def run(repeats: int) -> dict:
         attacks="loss,lira-offline,rmia" if REFERENCE_MODELS else "loss",
         reference_models=REFERENCE_MODELS,
         seed=SEED,
+        dp_lr=DP_LR,
     )
     with torch_threads(int(os.environ.get("BENCH_THREADS", THREADS))):
         result = run_sweep(request)
@@ -62,32 +64,52 @@ def run(repeats: int) -> dict:
         "points": document["points"],
         "attacks": document["attacks"],
         "reference_models": REFERENCE_MODELS,
-        "what": "the fixture recipe (intent-tiny-dp's, 1,000 members, canaries planted) at "
-        + ", ".join("inf" if e == float("inf") else f"{e:g}" for e in EPSILONS),
+        "what": f"the fixture recipe (intent-tiny-dp's, 1,000 members, canaries planted; lr {LR:g}, DP points "
+        f"lr {DP_LR:g}) at " + ", ".join("inf" if e == float("inf") else f"{e:g}" for e in EPSILONS),
         "exceeded": [list(b) for b in result.exceeded()],
         "notes": _notes(document["points"], result.exceeded()),
     }
 
 
+def _tpr(attack: dict) -> dict:
+    return attack["tpr_at_1%fpr"]
+
+
 def _notes(points: list[dict], exceeded: list) -> str:
     by = {p["name"]: p for p in points}
-    parts = [
-        "No DP point's bound exceeds its epsilon. " if not exceeded else f"Bounds above epsilon: {exceeded}. ",
-        "One recipe for every point is what a sweep compares, and no single step size suits both ends here: the "
-        "fixture's DP recipe (lr 1e-2) diverged without DP (measured: 6.7% train accuracy, 5.0% on the non-members, "
-        "while DP at epsilon 8 reached 27.3%), and at lr 3e-3, which trains the no-DP point well, the DP points "
-        "underfit. ",
-    ]
+    parts = ["No DP point's bound exceeds its epsilon. " if not exceeded else f"Bounds above epsilon: {exceeded}. "]
     inf = by.get("eps-inf")
-    if inf and inf["attacks"]:
-        loss = next(a for a in inf["attacks"] if a["name"] == "loss")
+    dp_points = [p for p in points if p["epsilon"] is not None]
+    if inf and inf["attacks"] and dp_points:
+        strongest = max(inf["attacks"], key=lambda a: _tpr(a)["tpr"] or 0)
+        t = _tpr(strongest)
         parts.append(
-            f"Without DP, loss reaches AUC {loss['auc']['value']:.3f} and an empirical epsilon of "
-            f"{loss['epsilon_lower_bound']:.2f}; the one-run audit "
-            f"{(inf.get('one_run') or {}).get('epsilon_lower_bound', 0):.2f}. "
+            f"Without DP the strongest attack at 1% FPR is {strongest['name']}, TPR {t['tpr']:.1%} "
+            f"[{t['low']:.1%}, {t['high']:.1%}]; "
+        )
+        loss = next((a for a in inf["attacks"] if a["name"] == "loss"), None)
+        if loss is not None:
+            lt = _tpr(loss)
+            parts.append(f"LOSS reaches {lt['tpr']:.1%} there (AUC {loss['auc']['value']:.3f}). ")
+        above = []
+        for p in sorted(dp_points, key=lambda q: q["epsilon"]):
+            ceiling = max(_tpr(a)["high"] for a in p["attacks"])
+            above.append(f"{p['name']} {'below' if ceiling < t['low'] else 'overlapping'} ({ceiling:.1%} at most)")
+        parts.append(
+            "Each DP point's highest TPR interval at 1% FPR against that interval: " + ", ".join(above) + ". "
+        )
+    ranked = sorted(dp_points, key=lambda q: q["epsilon"])
+    if ranked:
+        parts.append(
+            "Utility: "
+            + ", ".join(f"{p['name']} {p['utility']['accuracy']:.1%}" for p in ([inf] if inf else []) + ranked[::-1])
+            + " on the non-members. "
         )
     parts.append(
-        "Dupuy et al. (2022) tune each point's recipe; a per-point learning rate (and reference models, for TPR at "
-        "low FPR) would be the next run, at about one target training per model per point."
+        "Where this falls short of Dupuy et al. (2022): their NLU models and data are larger and they tuned each "
+        "point's recipe; here one recipe serves every point (the DP points with their own step size), one seed, and "
+        "on this tiny model every DP point is near chance at 1% FPR, so the curve of empirical against theoretical "
+        "epsilon is flat at 0 below the no-DP point: the black-box and reference-model attacks certify nothing at "
+        "any epsilon here (the white-box gradient-canary audit of the tightness section is the tight one)."
     )
     return "".join(parts)

@@ -79,6 +79,15 @@ def sweep(
     epochs: opt.Epochs = 10,
     batch_size: opt.BatchSize = 64,
     lr: opt.Lr = 1e-3,
+    dp_lr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Learning rate of the DP points (default --lr): clipping bounds each DP-SGD step, so DP recipes "
+            "often take a larger one.",
+            rich_help_panel="DP-SGD",
+        ),
+    ] = None,
     max_length: opt.MaxLength = 64,
     seed: opt.Seed = 0,
     max_grad_norm: opt.MaxGradNorm = 1.0,
@@ -166,6 +175,7 @@ def sweep(
         extract=extract,
         modiva_steps=modiva_steps,
         modiva_restarts=modiva_restarts,
+        dp_lr=dp_lr,
         device=device,
         precision=precision,
         executor=executor,

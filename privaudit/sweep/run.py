@@ -87,6 +87,8 @@ class SweepRequest:
         executor: where the points and their reference models train: ``local`` (one after another, here) or
             ``ray`` (one Ray task each, with ``ray``'s options).
         ray: ``--executor ray``'s options (cluster address, workers, CPUs and GPUs per job, retries).
+        dp_lr: the DP points' learning rate (``--dp-lr``); ``None``: the recipe's. Clipping bounds every step, so
+            DP-SGD recipes commonly take a larger step than the same recipe without DP.
     """
 
     recipe: TrainJob
@@ -105,6 +107,7 @@ class SweepRequest:
     precision: str = "fp32"
     executor: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
+    dp_lr: float | None = None
 
 
 @dataclass
@@ -141,6 +144,7 @@ class SweepResult:
             "recipe": _jsonable(asdict(replace(r.recipe, out=Path("."), canaries_out=None))),
             "attacks": r.attacks or "loss",
             "reference_models": r.reference_models,
+            "dp_lr": r.dp_lr,
             "seed": r.seed,
             "points": self.points,
         }
@@ -171,6 +175,7 @@ def point_jobs(request: SweepRequest) -> list[TrainJob]:
                 recipe,
                 out=points / name,
                 dp=dp,
+                lr=request.dp_lr if dp and request.dp_lr is not None else recipe.lr,
                 target_epsilon=eps if dp else None,
                 noise_multiplier=None,
                 gradient_canaries=gradient,

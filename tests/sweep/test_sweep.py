@@ -1,15 +1,18 @@
 """``privaudit sweep`` (``privaudit/sweep/``, ``privaudit/cli/sweep.py``, ``privaudit/report/sweep_html.py``).
 
-One sweep of three points (inf, 8, 1) on the fixture's first SIZE members and non-members, trained once per session
-through a small recipe that memorises: a one-layer BERT of width 64 without dropout, 30 epochs. No DP point may show
-an empirical bound above its epsilon, and the no-DP point must leak measurably more than the epsilon-1 point.
+One sweep of three points (inf, 8, 1) on the fixture's 1,000 members and 1,000 non-members, trained once per session
+through a small recipe that memorises: a one-layer BERT of width 64 without dropout, 30 epochs at lr 2e-3, with four reference
+models per point (drawn from the fixture's population, trained under the point's own DP recipe). No DP point may show
+an empirical bound above its epsilon, and the no-DP point must leak measurably more than the epsilon-1 point: a higher
+TPR at 1% FPR, with 95% intervals that do not overlap, and likewise for AUC.
 
-"Measurably more" is read on the LOSS attack's AUC (95% intervals disjoint) and its empirical epsilon bound, not on
-TPR at 1% FPR: on this templated data LOSS's TPR at 1% FPR stays at 1-4% whatever the recipe (measured: 300 to 1,000
-members, widths 32 to 128, 20 to 100 epochs, train accuracy up to 96%), because the easiest non-members get as low a
-loss as members do; and the epsilon-1 model, which learns only the label frequencies of its 300 members, reaches up to
-e * 1% there by itself. Reference-model attacks separate the two at low FPR (BENCHMARKS.md, power), at the price of
-several trained models per point: minutes, not seconds, on a shared CPU.
+The low-FPR gap needs the reference-model attacks (RMIA, offline LiRA). LOSS's TPR at 1% FPR stays at 1-5% on this
+templated data whatever the recipe, because the easiest non-members get as low a loss as members do; RMIA and LiRA
+calibrate each example against models that did not train on it, and so find the members the model memorised (the
+fixture's 8% noisy labels among them). Measured on this recipe: offline LiRA 8.5% [6.8%, 10.4%] without DP, every
+attack at most 2.8% (upper end) at epsilon 1. With 300 members the intervals overlapped, with 600 members and eight
+reference models they nearly touched, and at lr 5e-3 the no-DP model fitted only 86% of its members once the canaries
+were planted (93% at lr 2e-3) and the gap closed.
 """
 
 from __future__ import annotations
@@ -36,10 +39,9 @@ from privaudit.training.job import TrainJob
 from privaudit.training.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = 300
-# Wide enough, long enough and without dropout to fit most of its 300 members (the fixture's noisy labels included).
+# Wide enough, long enough and without dropout to fit most of its members (the fixture's noisy labels included).
 SWEEP_ARCH = replace(TINY_ARCH, hidden_size=64, intermediate_size=128, vocab_size=1000, dropout=0.0)
-RECIPE = ("--epochs", 30, "--batch-size", 50, "--lr", 5e-3, "--max-length", 16)
+RECIPE = ("--epochs", 30, "--batch-size", 50, "--lr", 2e-3, "--max-length", 16)
 CANARIES = ("--canary", "my pin code is {d} {d} {d} {d}", "--canary-label", "random", "--canary-count", 2)
 CANARIES += ("--canary-repeats", 5, "--modiva-steps", 10, "--modiva-restarts", 2)
 # White-box gradient canaries in the DP points (they leave the data path alone, so the other assertions stand).
@@ -47,10 +49,8 @@ GRADIENT = ("--gradient-canaries", 2000)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _head(name: str, directory: Path) -> Path:
-    path = directory / f"{name}.jsonl"
-    path.write_text("".join((FIXTURE_DATA / f"{name}.jsonl").read_text().splitlines(True)[:SIZE]), encoding="utf-8")
-    return path
+REFERENCE = ("--population", FIXTURE_DATA / "population.jsonl", "--reference-models", 4)
+REFERENCE += ("--attack", "loss,lira-offline,rmia")
 
 
 def _invoke(*args: object):
@@ -62,9 +62,9 @@ def _invoke(*args: object):
 @pytest.fixture(scope="session")
 def swept(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sweep")
-    members, non_members = _head("members", root), _head("non_members", root)
+    members, non_members = FIXTURE_DATA / "members.jsonl", FIXTURE_DATA / "non_members.jsonl"
     args = ("sweep", members, "--epsilons", "inf,8,1", "--non-members", non_members, "--out", root / "out")
-    args += (*RECIPE, *CANARIES, *GRADIENT, "--fail-if-bound-exceeds-epsilon")
+    args += (*RECIPE, *REFERENCE, *CANARIES, *GRADIENT, "--device", "cpu", "--fail-if-bound-exceeds-epsilon")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainjob, "TrainConfig", partial(TrainConfig, architecture=SWEEP_ARCH))
         result = _invoke(*args)
@@ -109,18 +109,26 @@ def test_every_dp_point_has_a_white_box_bound_below_its_epsilon(swept) -> None:
         assert white["m"] == 2000 and white["assumes"] == "gaussian trade-off"
         assert 0 <= white["eps_delta"] <= points[name]["epsilon"]
         assert 0 <= white["gaussian"] <= points[name]["epsilon"] and white["steinke"] <= points[name]["epsilon"]
-    assert points["eps-8"]["white_box"]["eps_delta"] > 0  # 2,000 canaries over 180 steps see something at eps 8
+    assert points["eps-8"]["white_box"]["eps_delta"] > 0  # 2,000 canaries over 600 steps see something at eps 8
     assert "white-box ε ≥" in result.stdout
 
 
 def test_no_dp_leaks_more_than_epsilon_one(swept) -> None:
     root, _, _ = swept
     points = _points(root)
-    loss = {name: next(a for a in p["attacks"] if a["name"] == "loss") for name, p in points.items()}
-    no_dp, one = loss["eps-inf"], loss["eps-1"]
-    assert no_dp["auc"]["low"] > one["auc"]["high"], (no_dp["auc"], one["auc"])  # the 95% intervals do not overlap
-    assert no_dp["epsilon_lower_bound"] > max(one["epsilon_lower_bound"], 0.5)
-    assert one["tpr_at_1%fpr"]["low"] <= math.e * 0.01  # what epsilon 1 allows at 1% FPR lies in its interval
+    no_dp, one = ({a["name"]: a for a in points[name]["attacks"]} for name in ("eps-inf", "eps-1"))
+    assert set(no_dp) == set(one) == {"loss", "lira-offline", "rmia"}
+    # TPR at 1% FPR: the strongest attack without DP sits above every attack at epsilon 1, 95% intervals disjoint.
+    strongest = max(no_dp.values(), key=lambda a: a["tpr_at_1%fpr"]["tpr"])
+    assert strongest["name"] in ("lira-offline", "rmia")  # the calibrated attacks, not LOSS
+    ceiling = max(a["tpr_at_1%fpr"]["high"] for a in one.values())
+    assert strongest["tpr_at_1%fpr"]["low"] > ceiling, (strongest, one)
+    for a in one.values():  # what epsilon 1 allows at 1% FPR (e * 1%) lies at or above each interval's low end
+        assert a["tpr_at_1%fpr"]["low"] <= math.e * 0.01
+    # AUC, and the empirical epsilon, tell the same.
+    assert no_dp["loss"]["auc"]["low"] > one["loss"]["auc"]["high"], (no_dp["loss"]["auc"], one["loss"]["auc"])
+    assert max(a["epsilon_lower_bound"] for a in no_dp.values()) > max(a["epsilon_lower_bound"] for a in one.values())
+    assert max(a["epsilon_lower_bound"] for a in no_dp.values()) > 1.0
     # Utility falls with the privacy level, and the canaries were enumerated and ranked at every point.
     assert points["eps-inf"]["utility"]["accuracy"] > points["eps-1"]["utility"]["accuracy"]
     for p in points.values():
