@@ -13,7 +13,6 @@ from privaudit.cli import train_options as opt
 from privaudit.cli.app import app
 from privaudit.cli.options import CpusPerJob, Device, Executor, GpusPerJob, MaxRetries, Precision, RayAddress, Workers
 from privaudit.cli.output import FailIfBoundExceedsEpsilon
-from privaudit.errors import PrivauditError
 
 
 @app.command()
@@ -149,11 +148,9 @@ def sweep(
     from privaudit.cli.output import stage_progress
     from privaudit.report.sweep_html import write_sweep_html
     from privaudit.sweep.run import REPORT_FILE, SweepRequest, parse_epsilons, run_sweep
-    from privaudit.training.executor import EXECUTORS, RayOptions
+    from privaudit.training.executor import RayOptions
 
     values = parse_epsilons(epsilons)  # before anything trains
-    if executor not in EXECUTORS:
-        raise PrivauditError(f"--executor '{executor}' is unknown; use one of {', '.join(EXECUTORS)}")
     ray = RayOptions(
         address=ray_address,
         workers=workers,

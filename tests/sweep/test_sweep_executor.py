@@ -84,9 +84,17 @@ def test_a_point_trained_on_ray_is_cached_for_a_local_run(ray_cluster, data, mon
     assert [p["status"] for p in run_sweep(_request(data, out, "local")).points] == ["cached", "cached"]
 
 
-def test_an_unknown_executor_is_refused(data) -> None:
+def test_an_unknown_executor_is_refused(run_cli, data) -> None:
     with pytest.raises(PrivauditError, match="--executor 'slurm' is unknown; use one of local, ray"):
         run_points([], executor="slurm")
+    out = data["root"] / "slurm"
+    result = run_cli(
+        "sweep", data["members"], "--epsilons", "inf", "--non-members", data["non_members"], "--out", out,
+        "--executor", "slurm",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == ["error: --executor 'slurm' is unknown; use one of local, ray"]
+    assert not out.exists()
 
 
 def test_the_command_line_refuses_an_unreachable_cluster_in_one_line(data) -> None:
