@@ -11,7 +11,7 @@ from rich.table import Table
 
 from privaudit.cli import train_options as opt
 from privaudit.cli.app import app
-from privaudit.cli.options import CpusPerJob, Device, Executor, GpusPerJob, MaxRetries, Precision, RayAddress, Workers
+from privaudit.cli.options import CpusPerJob, Device, GpusPerJob, MaxRetries, Precision, RayAddress, Workers
 from privaudit.cli.output import FailIfBoundExceedsEpsilon
 
 

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from privaudit import __version__
+from privaudit.device import threads
 from privaudit.errors import PrivauditError
 from privaudit.target import RECIPE_FILE, check_model_dir
-from privaudit.device import threads
 from privaudit.training.executor import EXECUTORS, RayOptions
 from privaudit.training.job import TrainJob, run_train
 
@@ -190,11 +190,22 @@ def _job_file(job: TrainJob) -> Path:
     return job.out.with_name(job.out.name + ".job.json")
 
 
+_PATHS = ("data", "out", "base", "canaries_out")
+
+
 def _job_record(job: TrainJob) -> dict:
     """What decides the point's model: the job, less the device it ran on (a point trained on a Ray worker, or on a
     GPU, is the same point)."""
-    record = _jsonable(asdict(job))
-    record.pop("device", None)
+    return _normal(_jsonable(asdict(job)))
+
+
+def _normal(record: dict) -> dict:
+    """A job record without its device and with absolute paths, so that records written with relative paths (by an
+    older privaudit) still match."""
+    record = {k: v for k, v in record.items() if k != "device"}
+    for key in _PATHS:
+        if isinstance(record.get(key), str):
+            record[key] = str(Path(record[key]).resolve())
     return record
 
 
@@ -208,7 +219,7 @@ def is_complete(job: TrainJob) -> bool:
     if not (job.out / RECIPE_FILE).is_file() or not _job_file(job).is_file():
         return False
     try:
-        if json.loads(_job_file(job).read_text(encoding="utf-8")) != _job_record(job):
+        if _normal(json.loads(_job_file(job).read_text(encoding="utf-8"))) != _job_record(job):
             return False
     except (OSError, json.JSONDecodeError):
         return False

@@ -147,9 +147,7 @@ def check_cluster(options: RayOptions, cache_dir: Path, *, what: str = REFERENCE
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise PrivauditError(
-            f"{what.format(path=cache_dir)}: cannot create it ({err.strerror or err})"
-        ) from None
+        raise PrivauditError(f"{what.format(path=cache_dir)}: cannot create it ({err.strerror or err})") from None
     token = secrets.token_hex(16)
     probe = cache_dir / f"{PROBE_FILE}-{token[:8]}"
     probe.write_text(token, encoding="utf-8")

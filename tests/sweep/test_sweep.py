@@ -21,7 +21,7 @@ import base64
 import binascii
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
@@ -284,3 +284,14 @@ def test_the_gate_fails_on_a_bound_above_epsilon(tmp_path: Path, monkeypatch: py
     assert _invoke(*args).exit_code == 0  # reported, not gated
     failed = _invoke(*args, "--fail-if-bound-exceeds-epsilon")
     assert failed.exit_code == 1 and "exceeds the theoretical ε 1.000" in failed.stderr
+
+
+def test_a_record_with_relative_paths_or_another_device_still_matches(tmp_path: Path, monkeypatch) -> None:
+    """A point recorded by an older privaudit (relative paths, the device kept) or trained on another device (a Ray
+    worker, a GPU) is the same point: it is not trained again."""
+    monkeypatch.chdir(tmp_path)
+    older = TrainJob(data=Path("d.jsonl"), out=Path("sweep/points/eps-inf"), device="auto")
+    recorded = json.loads(json.dumps(asdict(older), default=str))
+    now = replace(older, data=tmp_path / "d.jsonl", out=tmp_path / "sweep" / "points" / "eps-inf", device="cuda")
+    assert sweep_run._normal(recorded) == sweep_run._job_record(now)
+    assert sweep_run._normal(recorded) != sweep_run._job_record(replace(now, lr=now.lr * 2))

@@ -36,9 +36,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _request(data: dict[str, Path], out: Path, executor: str) -> SweepRequest:
-    recipe = TrainJob(
-        data=data["members"], out=out, epochs=2, batch_size=16, max_length=16, architecture=TINY_ARCH
-    )
+    recipe = TrainJob(data=data["members"], out=out, epochs=2, batch_size=16, max_length=16, architecture=TINY_ARCH)
     return SweepRequest(
         recipe=recipe,
         epsilons=(math.inf, 8.0),
