@@ -31,6 +31,7 @@ class ModivaAttack(ExtractionAttack):
         temperature_end: float = 0.05,
         entropy_weight: float = 0.1,
         top_k: int = 10,
+        rescore: int = 256,
     ) -> None:
         super().__init__(
             steps=steps,
@@ -40,6 +41,7 @@ class ModivaAttack(ExtractionAttack):
             temperature_end=temperature_end,
             entropy_weight=entropy_weight,
             top_k=top_k,
+            rescore=rescore,
         )
 
     def check(self, target) -> None:

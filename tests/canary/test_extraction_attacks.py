@@ -135,8 +135,9 @@ def test_the_run_fails_before_any_work_when_the_target_lacks_what_an_attack_need
 def test_parameters_are_checked_before_any_canary_is_attacked():
     with pytest.raises(PrivauditError, match="modiva': steps must be a number, got 'many'"):
         build_attacks(request(attack_options=("modiva:steps=many",)))[1].check(_WhiteBox())
-    with pytest.raises(PrivauditError, match="ModIvA needs steps, restarts and top_k of at least 1"):
-        build_attacks(request(attack_options=("modiva:top_k=0",)))[1].check(_WhiteBox())
+    for option in ("modiva:top_k=0", "modiva:rescore=0"):
+        with pytest.raises(PrivauditError, match="ModIvA needs steps, restarts, top_k and rescore of at least 1"):
+            build_attacks(request(attack_options=(option,)))[1].check(_WhiteBox())
     with pytest.raises(PrivauditError, match="'exposure': sample must be at least 3"):
         build_attacks(request(attack_options=("exposure:sample=2",)))[0].check(_WhiteBox())
 

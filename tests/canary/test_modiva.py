@@ -136,3 +136,19 @@ def test_space_too_large_to_enumerate_reports_no_rank(target):
     assert result.rank is None
     assert len(result.top_k) == SMALL.top_k
     assert [p for _, p in result.top_k] == sorted((p for _, p in result.top_k), reverse=True)
+
+
+def test_rescoring_the_whole_space_returns_the_exhaustive_rank_one(target, canaries):
+    """With ``rescore`` as large as the space, the guess is the candidate of lowest loss among all 10,000, which the
+    exposure code's own enumeration (texts through ``Target.logits``) finds independently."""
+    from privaudit.canary.canaries import fill
+    from privaudit.canary.exposure import candidates
+    from privaudit.stats.logits import losses
+
+    canary = next(c for c in canaries if c.inserted)
+    found = extract(target, canary, config=replace(SMALL, rescore=10_000))
+    texts, _ = candidates(canary)
+    label = target.label2id[canary.label]
+    by_loss = losses(target.logits(texts), np.full(len(texts), label))
+    best = texts[int(np.argmin(by_loss))]
+    assert fill(canary.template, found.guess) == best
