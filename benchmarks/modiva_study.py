@@ -222,7 +222,7 @@ def run(repeats: int) -> dict:
             f"The fixture's 1,000 members with {secrets} secrets planted at each repeat count, each secret with its own "
             "label; fixture architecture (BERT, 2 layers, hidden 128), 30 epochs (no DP: batch 64, lr 1e-3; DP: Poisson "
             "batch 256, lr 1e-2, delta 1e-5, as the fixture's intent-tiny-dp); ModIvA at its defaults (300 steps, 16 "
-            "restarts, temperature 1 to 0.05)."
+            "restarts, temperature 1 to 0.05, its 256 most likely secrets scored exactly)."
         ),
         "modiva_agrees_with_exhaustive": agree,
     }

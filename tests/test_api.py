@@ -80,7 +80,8 @@ def test_every_argument_but_the_first_is_keyword_only(name: str) -> None:
 
 # The flags that only format, route or gate the output: the front door returns the result instead.
 OUTPUT_FLAGS = {
-    "output_format", "output", "report", "fail_above", "fail_if_bound_exceeds_epsilon", "baseline", "max_increase",
+    "output_format", "output", "report", "fail_above", "fail_if_bound_exceeds_epsilon",
+    "no_fail_if_bound_exceeds_epsilon", "baseline", "max_increase",
     "save_baseline", "exit_zero", "json_out", "junit_out", "sarif_out", "markdown_out", "config", "per_example",
 }  # fmt: skip
 # Repeatable flags, named in the plural as their request fields are.
