@@ -34,11 +34,13 @@ STUDY = CACHE / "modiva-study"
 
 @dataclass(frozen=True)
 class Defence:
-    """One model: its dropout and DP target (None: no DP)."""
+    """One model: its dropout, DP target (None: no DP), and decoys: other texts of the canaries' template, each with
+    a random 4-digit code and a random label, so that the model can tell a secret's label only by its digits."""
 
     name: str
     dropout: float
     epsilon: float | None
+    decoys: int = 0
 
 
 DEFENCES = (
@@ -47,7 +49,10 @@ DEFENCES = (
     Defence("DP ε 8", 0.0, 8.0),
     Defence("DP ε 2", 0.0, 2.0),
     Defence("dropout 0.1 + DP ε 2", 0.1, 2.0),
+    Defence("no defence, 500 decoys", 0.0, None, decoys=500),
 )
+# Decoys test how the canary's label is chosen: without them a secret's label is the only "my pin code is" label
+# but 19 others, so the model needs only enough digits to tell 20 codes apart.
 
 
 def _canaries(label_names: list[str], secrets: int, rng: np.random.Generator):
@@ -75,7 +80,9 @@ def train(defence: Defence, secrets: int) -> tuple[Path, Path, float]:
     from privaudit.training.save import recipe_dict, save_model
     from privaudit.training.train import DPConfig, TrainConfig, train_classifier
 
-    key = f"{defence.dropout:g}-{defence.epsilon or 'inf'}-{secrets}"
+    key = f"{defence.dropout:g}-{defence.epsilon or 'inf'}-{secrets}" + (
+        f"-d{defence.decoys}" if defence.decoys else ""
+    )
     out, canary_file = STUDY / key, STUDY / f"{key}.canaries.jsonl"
     if (out / "privaudit.json").is_file() and canary_file.is_file():
         return out, canary_file, json.loads((out / "privaudit.json").read_text())["train_seconds"]
@@ -84,6 +91,12 @@ def train(defence: Defence, secrets: int) -> tuple[Path, Path, float]:
     rng = np.random.default_rng(SEED)
     planted = _canaries(names, secrets, rng)
     extra = canary_lib.planted_examples(planted)
+    taken = {c.secret for c in planted}
+    while len(taken) < len(planted) + defence.decoys:
+        code = tuple(str(d) for d in rng.integers(0, 10, size=4))
+        if code not in taken:
+            taken.add(code)
+            extra.append((canary_lib.fill(TEMPLATE, code), str(rng.choice(names))))
     texts = list(data.texts) + [t for t, _ in extra]
     labels = np.concatenate(
         [encode_labels(data, {n: i for i, n in enumerate(names)}), np.array([names.index(lab) for _, lab in extra])]
@@ -142,7 +155,7 @@ def _why(model: Path, canary_file: Path) -> dict[str, dict]:
     all 10,000 candidates it gives that label with probability above 1/2, and how many slots the lowest-loss
     candidate shares with the secret. One scoring pass of the candidates, cached beside the model."""
     from privaudit.canary.canaries import read_canaries
-    from privaudit.canary.run import _candidate_index, candidates
+    from privaudit.canary.exposure import candidate_index, candidates
     from privaudit.stats.logits import log_softmax
     from privaudit.target import Target
 
@@ -156,7 +169,7 @@ def _why(model: Path, canary_file: Path) -> dict[str, dict]:
     found = {}
     for c in records:
         label = target.label2id[c.label]
-        i = _candidate_index(c)
+        i = candidate_index(c)
         best = int(np.argmax(logp[:, label]))
         best_secret = texts[best].split()[-len(c.secret) :]
         found["".join(c.secret)] = {
@@ -239,7 +252,19 @@ def _notes(data: dict, canaries: list[dict]) -> str:
     fitted = sum(c["secret_predicted"] for c in canaries)
     share = float(np.median([c["share_given_label"] for c in canaries]))
     slots = float(np.mean([c["top1_slot_accuracy"] for c in canaries]))
+    per_model = []
+    for name in dict.fromkeys(c["model"] for c in canaries):
+        group = [c for c in canaries if c["model"] == name]
+        per_model.append(
+            f"{name}: ModIvA {sum(c['recovered'] for c in group)}/{len(group)}, rank 1 "
+            f"{sum(c['exhaustive_rank'] == 1 for c in group)}/{len(group)}, median rank "
+            f"{np.median([c['exhaustive_rank'] for c in group]):.0f}"
+        )
     return (
+        "Over all repeat counts, per model: " + "; ".join(per_model) + ". The decoy model plants 500 more texts of "
+        "the template, each a random code with a random label, so that a secret's label follows only from its "
+        "digits; set against the no-defence model (the same recipe without decoys) it measures how much of the "
+        "shortfall is the choice of labels rather than the model or the search. "
         f"Why recovery stays low: the models give {fitted} of {n} secrets their canary's label, but they also give that "
         f"label (probability above 1/2) to a median {share:.1%} of all 10,000 candidates, and the lowest-loss "
         f"candidate shares {slots:.0%} of its slots with the secret on average: a classifier needs only enough of a "

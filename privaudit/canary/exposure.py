@@ -226,7 +226,7 @@ def canary_exposures(
             if method == "rank":
                 # The enumerated space holds the secret itself; rank it among the others (Carlini et al. 2019,
                 # sec. 4), reading its loss from the same pass so that batch composition cannot shift it.
-                j = _candidate_index(canaries[i])
+                j = candidate_index(canaries[i])
                 rank = int(exposure_ranks(cand[[j]], np.delete(cand, j))[0])
                 exposure = float(exposures(cand[[j]], np.delete(cand, j))[0])
                 found[i] = CanaryExposure(exposure, float(cand[j]), method, cand, rank=rank, rank_of=int(space))
@@ -240,7 +240,7 @@ def canary_exposures(
     return found
 
 
-def _candidate_index(canary: Canary) -> int:
+def candidate_index(canary: Canary) -> int:
     """Position of the canary's secret in :func:`candidates` order (mixed radix over the slot alphabets)."""
     index = 0
     for value, alphabet in zip(canary.secret, canary.alphabets):
