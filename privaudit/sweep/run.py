@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -313,24 +314,42 @@ def run_sweep(request: SweepRequest, *, progress: Progress | None = None) -> Swe
     if not request.non_members.is_file():
         raise PrivauditError(f"{request.non_members}: --non-members file not found")
     jobs = point_jobs(request)
-    tell("training points", 0, len(jobs))
-    statuses = run_points(
-        jobs,
-        executor=request.executor,
-        ray=request.ray,
-        on_job=lambda i, n, _s: tell("training points", i, n),
-        on_step=lambda i, done, total: tell(f"training {jobs[i].out.name}", done, total),
-    )
-    result = SweepResult(request=request)
-    for i, (eps, job, status) in enumerate(zip(request.epsilons, jobs, statuses)):
-        tell("auditing points", i, len(jobs))
-        row = audit_point(job, request=request, progress=progress)
-        result.points.append(
-            {"name": point_name(eps), "target_epsilon": None if math.isinf(eps) else eps, "status": status, **row}
+    with _cluster(request):
+        tell("training points", 0, len(jobs))
+        statuses = run_points(
+            jobs,
+            executor=request.executor,
+            ray=request.ray,
+            on_job=lambda i, n, _s: tell("training points", i, n),
+            on_step=lambda i, done, total: tell(f"training {jobs[i].out.name}", done, total),
         )
-    tell("auditing points", len(jobs), len(jobs))
+        result = SweepResult(request=request)
+        for i, (eps, job, status) in enumerate(zip(request.epsilons, jobs, statuses)):
+            tell("auditing points", i, len(jobs))
+            row = audit_point(job, request=request, progress=progress)
+            result.points.append(
+                {"name": point_name(eps), "target_epsilon": None if math.isinf(eps) else eps, "status": status, **row}
+            )
+        tell("auditing points", len(jobs), len(jobs))
     write_json(result, request.out / RESULT_FILE)
     return result
+
+
+@contextmanager
+def _cluster(request: SweepRequest) -> Iterator[None]:
+    """With ``--executor ray``, one connection (or local cluster) for the whole sweep: the points and every point's
+    reference models, rather than a local cluster started and stopped for each."""
+    if request.executor != "ray":
+        yield
+        return
+    from privaudit.training.ray_executor import connect, shutdown
+
+    started = connect(request.ray)
+    try:
+        yield
+    finally:
+        if started:
+            shutdown()
 
 
 def write_json(result: SweepResult, path: Path) -> None:

@@ -108,6 +108,11 @@ def connect(options: RayOptions) -> bool:
     return True
 
 
+def shutdown() -> None:
+    """Disconnect from the cluster (and stop it, if :func:`connect` started it here)."""
+    _import_ray().shutdown()
+
+
 def _probe(path: str, token: str) -> tuple[str, bool]:
     try:
         seen = Path(path).read_text(encoding="utf-8").strip() == token
