@@ -94,17 +94,27 @@ def notes(points: list[dict], exceeded: list, shortfall: str) -> str:
         t = _tpr(strongest)
         parts.append(
             f"Without DP the strongest attack at 1% FPR is {strongest['name']}, TPR {t['tpr']:.1%} "
-            f"[{t['low']:.1%}, {t['high']:.1%}]; "
+            f"[{t['low']:.1%}, {t['high']:.1%}]. "
         )
         loss = next((a for a in inf["attacks"] if a["name"] == "loss"), None)
         if loss is not None:
             lt = _tpr(loss)
-            parts.append(f"LOSS reaches {lt['tpr']:.1%} there (AUC {loss['auc']['value']:.3f}). ")
-        above = []
-        for p in sorted(dp_points, key=lambda q: q["epsilon"]):
-            ceiling = max(_tpr(a)["high"] for a in p["attacks"])
-            above.append(f"{p['name']} {'below' if ceiling < t['low'] else 'overlapping'} ({ceiling:.1%} at most)")
-        parts.append("Each DP point's highest TPR interval at 1% FPR against that interval: " + ", ".join(above) + ". ")
+            parts.append(f"LOSS reaches {lt['tpr']:.1%} at 1% FPR (AUC {loss['auc']['value']:.3f}). ")
+        ceilings = {p["name"]: max(_tpr(a)["high"] for a in p["attacks"]) for p in dp_points}
+        below = [name for name, top in ceilings.items() if top < t["low"]]
+        listed = ", ".join(f"{name} {top:.1%}" for name, top in ceilings.items())
+        if len(below) == len(ceilings):
+            parts.append(
+                f"Every attack's 95% interval at every DP point ends below that interval's low end ({t['low']:.1%}; "
+                f"highest upper ends: {listed}): the no-DP model leaks more at 1% FPR, with intervals that do not "
+                "overlap. "
+            )
+        else:
+            overlapping = [name for name in ceilings if name not in below]
+            parts.append(
+                f"At {', '.join(overlapping)} some attack's 95% interval reaches that interval's low end "
+                f"({t['low']:.1%}; highest upper ends: {listed}), so there the no-DP point is not shown to leak more. "
+            )
     ranked = sorted(dp_points, key=lambda q: q["epsilon"])
     if ranked:
         parts.append(
