@@ -41,6 +41,9 @@ class Defence:
     dropout: float
     epsilon: float | None
     decoys: int = 0
+    layers: int = 2
+    hidden: int = 128
+    epochs: int = 30
 
 
 DEFENCES = (
@@ -50,6 +53,9 @@ DEFENCES = (
     Defence("DP ε 2", 0.0, 2.0),
     Defence("dropout 0.1 + DP ε 2", 0.1, 2.0),
     Defence("no defence, 500 decoys", 0.0, None, decoys=500),
+    # Model size and training length: does a larger model, or a longer one, memorise the secrets more exactly?
+    Defence("no defence, 4 layers x 256", 0.0, None, layers=4, hidden=256),
+    Defence("no defence, 100 epochs", 0.0, None, epochs=100),
 )
 # Decoys test how the canary's label is chosen: without them a secret's label is the only "my pin code is" label
 # but 19 others, so the model needs only enough digits to tell 20 codes apart.
@@ -83,6 +89,8 @@ def train(defence: Defence, secrets: int) -> tuple[Path, Path, float]:
     key = f"{defence.dropout:g}-{defence.epsilon or 'inf'}-{secrets}" + (
         f"-d{defence.decoys}" if defence.decoys else ""
     )
+    if (defence.layers, defence.hidden, defence.epochs) != (2, 128, 30):
+        key += f"-{defence.layers}x{defence.hidden}-e{defence.epochs}"
     out, canary_file = STUDY / key, STUDY / f"{key}.canaries.jsonl"
     if (out / "privaudit.json").is_file() and canary_file.is_file():
         return out, canary_file, json.loads((out / "privaudit.json").read_text())["train_seconds"]
@@ -104,12 +112,18 @@ def train(defence: Defence, secrets: int) -> tuple[Path, Path, float]:
     dp = defence.epsilon is not None
     # The fixture's two recipes (fixtures/make_models.py): intent-tiny without DP, intent-tiny-dp with it.
     config = TrainConfig(
-        epochs=30,
+        epochs=defence.epochs,
         batch_size=256 if dp else 64,
         lr=1e-2 if dp else 1e-3,
         max_length=32,
         seed=SEED,
-        architecture=Architecture(dropout=defence.dropout),
+        architecture=Architecture(
+            hidden_size=defence.hidden,
+            num_hidden_layers=defence.layers,
+            num_attention_heads=defence.hidden // 64,
+            intermediate_size=2 * defence.hidden,
+            dropout=defence.dropout,
+        ),
     )
     dp_config = DPConfig(delta=1e-5, target_epsilon=defence.epsilon) if dp else None
     trained = train_classifier(texts=texts, labels=labels, label_names=names, config=config, dp=dp_config)
@@ -223,6 +237,7 @@ def run(repeats: int) -> dict:
                         "secret_predicted": sum(c["secret_predicted"] for c in group),
                         "random_guess": 1e-4,
                         "train_accuracy": recipe["train_accuracy"],
+                        "parameters": (recipe.get("trainable") or {}).get("parameters"),
                     }
                 )
     agree = sum(c["recovered"] == (c["exhaustive_rank"] == 1) for c in canaries)
@@ -255,16 +270,19 @@ def _notes(data: dict, canaries: list[dict]) -> str:
     per_model = []
     for name in dict.fromkeys(c["model"] for c in canaries):
         group = [c for c in canaries if c["model"] == name]
+        row = next(r for r in data["rows"] if r["model"] == name)
         per_model.append(
-            f"{name}: ModIvA {sum(c['recovered'] for c in group)}/{len(group)}, rank 1 "
+            f"{name} ({row['parameters'] or 0:,} parameters, train accuracy {row['train_accuracy']:.1%}): ModIvA {sum(c['recovered'] for c in group)}/{len(group)}, rank 1 "
             f"{sum(c['exhaustive_rank'] == 1 for c in group)}/{len(group)}, median rank "
             f"{np.median([c['exhaustive_rank'] for c in group]):.0f}"
         )
     return (
         "Over all repeat counts, per model: " + "; ".join(per_model) + ". The decoy model plants 500 more texts of "
         "the template, each a random code with a random label, so that a secret's label follows only from its "
-        "digits; set against the no-defence model (the same recipe without decoys) it measures how much of the "
-        "shortfall is the choice of labels rather than the model or the search. "
+        "digits; the 4-layer, width-256 model is the larger; the 100-epoch model trains the fixture's recipe 3.3 "
+        "times as long. Set against the no-defence model (the fixture's recipe) they "
+        "measure how much of the shortfall is the choice of labels, the model's size or its training, rather than the "
+        "search. "
         f"Why recovery stays low: the models give {fitted} of {n} secrets their canary's label, but they also give that "
         f"label (probability above 1/2) to a median {share:.1%} of all 10,000 candidates, and the lowest-loss "
         f"candidate shares {slots:.0%} of its slots with the secret on average: a classifier needs only enough of a "
