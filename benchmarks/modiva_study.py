@@ -258,6 +258,33 @@ def run(repeats: int) -> dict:
     return data
 
 
+def _varied(canaries: list[dict]) -> str:
+    """What changing the search, the labels, the model's size and its training did to the no-defence model."""
+
+    def rank1(name: str) -> str | None:
+        group = [c for c in canaries if c["model"] == name]
+        return f"{sum(c['exhaustive_rank'] == 1 for c in group)}/{len(group)}" if group else None
+
+    base = rank1("no defence")
+    others = {
+        "500 decoys": rank1("no defence, 500 decoys"),
+        "4 layers x 256": rank1("no defence, 4 layers x 256"),
+        "100 epochs": rank1("no defence, 100 epochs"),
+    }
+    found = ", ".join(f"{k} {v}" for k, v in others.items() if v is not None)
+    if base is None or not found:
+        return ""
+    hits = sum(c["recovered"] for c in canaries)
+    top = sum(c["exhaustive_rank"] == 1 for c in canaries)
+    median = float(np.median([c["exhaustive_rank"] for c in canaries if c["model"] == "no defence"]))
+    return (
+        f"What was varied: the search (ModIvA, scoring its 256 likeliest secrets exactly, recovered {hits} where the "
+        f"exhaustive ranking put {top} first: the search is not the limit), and against the no-defence model's "
+        f"exhaustive rank-1 rate of {base}: {found}. None lifts it much: the model's loss puts the true secret near "
+        f"the top (median rank {median:.0f} of 10,000 without any defence) but rarely first. "
+    )
+
+
 def _notes(data: dict, canaries: list[dict]) -> str:
     n = len(canaries)
     hits = sum(c["recovered"] for c in canaries)
@@ -283,7 +310,8 @@ def _notes(data: dict, canaries: list[dict]) -> str:
         "times as long. Set against the no-defence model (the fixture's recipe) they "
         "measure how much of the shortfall is the choice of labels, the model's size or its training, rather than the "
         "search. "
-        f"Why recovery stays low: the models give {fitted} of {n} secrets their canary's label, but they also give that "
+        + _varied(canaries)
+        + f"Why recovery stays low: the models give {fitted} of {n} secrets their canary's label, but they also give that "
         f"label (probability above 1/2) to a median {share:.1%} of all 10,000 candidates, and the lowest-loss "
         f"candidate shares {slots:.0%} of its slots with the secret on average: a classifier needs only enough of a "
         "secret to tell its label from the other 19, so the loss ranks the true secret near, not at, the top. "
