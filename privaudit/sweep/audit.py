@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from privaudit.canary.run import CanaryRequest, run_canary
 from privaudit.data import encode_labels, read_dataset
 from privaudit.device import Compute
+from privaudit.errors import PrivauditError
 from privaudit.mia.run import MiaRequest, run_mia
 from privaudit.stats.metrics import epsilon_lower_bound
 from privaudit.target import RECIPE_FILE, Target
@@ -33,6 +35,34 @@ def utility(target: Target, path) -> dict:
         "macro_f1": float(f1_score(truth, predicted, average="macro")),
         "n": len(truth),
     }
+
+
+def check_audit(request) -> None:
+    """Refuse, before any point trains, a membership audit that could not run on the points: an unknown attack or
+    option, an attack that needs reference models without ``--reference-models``, or one that needs the population
+    (reference models train on it; RMIA scores it) without ``--population``.
+
+    Raises:
+        PrivauditError: naming the flag to pass.
+    """
+    from privaudit.mia.registry import build_attacks, resolve
+
+    attacks = build_attacks(resolve(request.attacks or "loss"), request.attack_options)
+    for attack in attacks:
+        wants_references = attack.requires & {"reference_logits", "population_reference_logits"}
+        fewest = 2 if attack.online else 1
+        if wants_references and request.reference_models < fewest:
+            raise PrivauditError(
+                f"attack '{attack.name}' needs reference models: pass --reference-models K (K >= {fewest})"
+            )
+        wants_population = wants_references or "population_logits" in attack.requires
+        if wants_population and request.population is None:
+            raise PrivauditError(
+                f"attack '{attack.name}' needs population examples (non-members from the training distribution, the "
+                "reference models' pool): pass --population FILE"
+            )
+    if request.population is not None and not Path(request.population).is_file():
+        raise PrivauditError(f"{request.population}: --population file not found")
 
 
 def _tpr_at(metrics, fpr: float) -> dict:

@@ -303,7 +303,7 @@ def run_sweep(request: SweepRequest, *, progress: Progress | None = None) -> Swe
     Raises:
         PrivauditError: bad input; a point that cannot train or be audited.
     """
-    from privaudit.sweep.audit import audit_point
+    from privaudit.sweep.audit import audit_point, check_audit
 
     def tell(stage: str, done: int, total: int | None) -> None:
         if progress is not None:
@@ -313,6 +313,7 @@ def run_sweep(request: SweepRequest, *, progress: Progress | None = None) -> Swe
         raise PrivauditError("--epsilons is empty; give e.g. inf,16,8,4,2,1")
     if not request.non_members.is_file():
         raise PrivauditError(f"{request.non_members}: --non-members file not found")
+    check_audit(request)  # before any point trains
     jobs = point_jobs(request)
     with _cluster(request):
         tell("training points", 0, len(jobs))

@@ -295,3 +295,30 @@ def test_a_record_with_relative_paths_or_another_device_still_matches(tmp_path: 
     now = replace(older, data=tmp_path / "d.jsonl", out=tmp_path / "sweep" / "points" / "eps-inf", device="cuda")
     assert sweep_run._normal(recorded) == sweep_run._job_record(now)
     assert sweep_run._normal(recorded) != sweep_run._job_record(replace(now, lr=now.lr * 2))
+
+
+@pytest.mark.parametrize(
+    ("extra", "complaint"),
+    [
+        (
+            ("--attack", "lira-offline"),
+            "attack 'lira-offline' needs reference models: pass --reference-models K (K >= 1)",
+        ),
+        (("--attack", "lira-online", "--reference-models", 1), "pass --reference-models K (K >= 2)"),
+        (("--attack", "rmia", "--reference-models", 2), "attack 'rmia' needs population examples"),
+        (("--attack", "nope"), "unknown attack 'nope'"),
+        (("--population", "missing.jsonl"), "missing.jsonl: --population file not found"),
+    ],
+)
+def test_an_audit_that_cannot_run_is_refused_before_any_point_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: tuple, complaint: str
+) -> None:
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("a point trained before the audit was checked")
+
+    monkeypatch.setattr(sweep_run, "run_train", no_training)
+    members, non_members = FIXTURE_DATA / "members.jsonl", FIXTURE_DATA / "non_members.jsonl"
+    result = _invoke("sweep", members, "--non-members", non_members, "--out", tmp_path / "out", *extra)
+    assert result.exit_code == 2, result.output
+    assert complaint in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
