@@ -404,7 +404,11 @@ def write_markdown(results: Path, out: Path) -> None:
     run_file = results / "run.json"
     if run_file.is_file():
         run = json.loads(run_file.read_text())
-        state = "cold caches: every model trained in the run" if run["cold_cache"] else "models cached by earlier runs"
+        state = (
+            "cold caches: every model trained in the run"
+            if run["cold_cache"]
+            else "a warm cache: models an earlier run trained were reused, the others trained in the run"
+        )
         parts.append(
             f"## Whole run\n\nThe last full `make bench` took {run['total_seconds'] / 60:.1f} minutes ({state}), "
             f"measured {run.get('measured', 'before the newer sections')}; the sections dated later were run on their "

@@ -406,6 +406,7 @@ def main() -> None:
         print(json.dumps(result["seconds"], indent=2), file=sys.stderr)
     if set(names) == set(SECTIONS):
         run = {"cold_cache": cold, "section_seconds": wall, "total_seconds": sum(wall.values()), "machine": machine()}
+        run["measured"] = "ending " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         (RESULTS / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     from benchmarks.report import write_markdown
 
