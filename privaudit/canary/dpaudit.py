@@ -206,8 +206,12 @@ def run_dp_audit(
     Raises:
         PrivauditError: a bad scores or canary file, a model that cannot be loaded, no audit canaries, bad levels.
     """
-    if (request.scores is None) == (request.model_dir is None):
+    if request.scores is not None and request.model_dir is not None:
         raise PrivauditError("give --scores FILE, or MODEL_DIR with --canaries FILE (not both)")
+    if request.scores is None and request.model_dir is None and request.canaries is None:
+        raise PrivauditError(
+            "give --scores FILE, --canaries FILE (gradient canaries), or MODEL_DIR with --canaries FILE"
+        )
     if request.model_dir is not None and request.canaries is None:
         raise PrivauditError("MODEL_DIR needs --canaries FILE (audit canaries of 'privaudit train --audit-canaries')")
     if request.scores is not None and request.canaries is not None:
@@ -218,12 +222,16 @@ def run_dp_audit(
         model: dict = {"scores": str(request.scores)}
         source = "scores"
     elif _kind(request) == "audit":
+        if request.model_dir is None:
+            raise PrivauditError(f"{request.canaries}: input-space audit canaries are scored on a model: give MODEL_DIR")
         scores, inserted, fingerprint = _input_space_scores(request, progress)
         model = {"path": str(request.model_dir), "fingerprint": fingerprint, "canaries": str(request.canaries)}
         source = "audit-canaries"
     else:
         scores, inserted = _gradient_scores(request.canaries)
-        model = {"path": str(request.model_dir), "fingerprint": None, "canaries": str(request.canaries)}
+        # The record is the audit: a model directory is optional (the hook of privaudit.integrations has none).
+        path = None if request.model_dir is None else str(request.model_dir)
+        model = {"path": path, "fingerprint": None, "canaries": str(request.canaries)}
         source = "gradient-canaries"
     if progress is not None:
         progress("one-run analysis", 0, 1)

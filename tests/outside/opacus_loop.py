@@ -15,6 +15,7 @@ words the data never uses, so that many embedding rows are free.
 
 from __future__ import annotations
 
+import functools
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from opacus import PrivacyEngine
+from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers.optimizer import _mark_as_processed
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -101,6 +103,14 @@ def _clip_and_accumulate_unclipped(self) -> None:  # the per-sample gradients su
         _mark_as_processed(p.grad_sample)
 
 
+@functools.lru_cache
+def noise_multiplier_for(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
+    """The noise multiplier that Opacus's RDP accountant gives epsilon after ``steps`` (cached: it takes seconds)."""
+    return get_noise_multiplier(
+        target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant="rdp"
+    )
+
+
 def train(
     base: Path,
     *,
@@ -129,14 +139,12 @@ def train(
     )
     model.train()  # Opacus checks the mode
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    engine = PrivacyEngine()
-    model, optimizer, loader = engine.make_private_with_epsilon(
+    engine = PrivacyEngine(accountant="rdp")
+    model, optimizer, loader = engine.make_private(
         module=model,
         optimizer=optimizer,
         data_loader=loader,
-        target_epsilon=target_epsilon,
-        target_delta=delta,
-        epochs=epochs,
+        noise_multiplier=noise_multiplier_for(target_epsilon, delta, 1 / len(loader), epochs * len(loader)),
         max_grad_norm=1.0,
         poisson_sampling=variant != "shuffled",
         noise_generator=torch.Generator().manual_seed(seed + 1),
