@@ -25,6 +25,7 @@ import numpy as np
 from privaudit import __version__
 from privaudit.errors import PrivauditError
 from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, OneRunBounds
+from privaudit.stats.gaussian_fit import GaussianFitEstimate, gaussian_fit_estimate
 
 SCHEMA = "privaudit.dp-audit/1"
 DEFAULT_DELTA = 1e-5
@@ -73,6 +74,8 @@ class DpAuditResult:
         delta: delta of the bounds.
         bounds: the three bounds and the audit's counts.
         seed: always 0 (the analysis draws nothing), kept for baselines.
+        estimate: the equal-variance Gaussian fit of the scores, an estimate and NOT a bound (``None`` with fewer
+            than two canaries on a side).
     """
 
     model: dict
@@ -81,6 +84,7 @@ class DpAuditResult:
     delta: float
     bounds: OneRunBounds
     seed: int = 0
+    estimate: GaussianFitEstimate | None = None
 
     def to_dict(self) -> dict:
         """The JSON document (``privaudit.dp-audit/1``), without the gate."""
@@ -106,6 +110,7 @@ class DpAuditResult:
                 "gaussian": b.gaussian.to_dict(),
                 "steinke": b.steinke.to_dict(),
             },
+            **({"estimate": self.estimate.to_dict()} if self.estimate is not None else {}),
         }
 
 
@@ -223,7 +228,9 @@ def run_dp_audit(
         source = "scores"
     elif _kind(request) == "audit":
         if request.model_dir is None:
-            raise PrivauditError(f"{request.canaries}: input-space audit canaries are scored on a model: give MODEL_DIR")
+            raise PrivauditError(
+                f"{request.canaries}: input-space audit canaries are scored on a model: give MODEL_DIR"
+            )
         scores, inserted, fingerprint = _input_space_scores(request, progress)
         model = {"path": str(request.model_dir), "fingerprint": fingerprint, "canaries": str(request.canaries)}
         source = "audit-canaries"
@@ -238,9 +245,15 @@ def run_dp_audit(
     bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(
         request.alpha, delta, Bonferroni(), one_sided=request.one_sided
     )
+    inserted = np.asarray(inserted, dtype=bool)
+    estimate = None
+    if min(inserted.sum(), (~inserted).sum()) >= 2:
+        estimate = gaussian_fit_estimate(scores, inserted, delta=delta, alpha=request.alpha)
     if progress is not None:
         progress("one-run analysis", 1, 1)
-    return DpAuditResult(model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds)
+    return DpAuditResult(
+        model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds, estimate=estimate
+    )
 
 
 def _kind(request: DpAuditRequest) -> str:

@@ -177,7 +177,9 @@ class GradientCanaries:
         if not overwrite and (self.out.exists() or record_path(self.out).exists()):
             raise PrivauditError(f"{self.out}: already exists; choose another out= or pass overwrite=True")
         if not math.isfinite(self.canary_norm) or self.canary_norm < 1:
-            raise PrivauditError(f"canary_norm must be a finite number >= 1 (units of the clipping norm), got {canary_norm}")
+            raise PrivauditError(
+                f"canary_norm must be a finite number >= 1 (units of the clipping norm), got {canary_norm}"
+            )
         self.sample_rate = self._rate(sample_rate, dataset_size)
         weight, padding = _input_embedding(model, embedding)
         if not any(p is weight for p in optimizer.params):

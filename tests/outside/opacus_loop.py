@@ -134,9 +134,7 @@ def train(
     enc = tokenizer(texts, padding="max_length", truncation=True, max_length=16, return_tensors="pt")
     # Every input with the batch's size, position_ids and token_type_ids too, as Opacus needs for per-example gradients.
     dataset = TensorDataset(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], torch.tensor(labels))
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
-    )
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     model.train()  # Opacus checks the mode
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     engine = PrivacyEngine(accountant="rdp")
