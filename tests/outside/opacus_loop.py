@@ -52,10 +52,12 @@ def make_texts(n: int, *, seed: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def make_base(directory: Path, *, seed: int = 0) -> Path:
-    """Write a tiny BERT base model and its tokenizer (vocabulary far wider than the data) to ``directory``."""
+def make_base(directory: Path, *, seed: int = 0, texts: list[str] | None = None, num_labels: int = 3) -> Path:
+    """Write a tiny BERT base model and its tokenizer to ``directory``: a vocabulary of the words of ``texts`` (by
+    default this module's) and thousands of words they never use."""
     directory.mkdir(parents=True, exist_ok=True)
-    vocab = SPECIALS + sorted(set(WORDS.split()) | {str(h) for h in range(1, 13)})
+    words = {w for text in texts for w in text.lower().split()} if texts else set(WORDS.split())
+    vocab = SPECIALS + sorted(words | {str(h) for h in range(1, 13)})
     vocab += [f"unseen{i}" for i in range(EXTRA_WORDS)]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
@@ -67,7 +69,7 @@ def make_base(directory: Path, *, seed: int = 0) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=32,
-        num_labels=3,
+        num_labels=num_labels,
     )
     BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
