@@ -193,3 +193,54 @@ def test_save_without_steps_is_an_error(tmp_path):
     with pytest.raises(PrivauditError, match="recorded no step"):
         hook.save()
     assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_ghost_clipping_optimizer_records_in_units_of_c(tmp_path):
+    # Ghost clipping clips inside the module: the canaries enter clipped (norm C), and the noise is the optimizer's.
+    torch.manual_seed(0)
+    ids = torch.randint(0, USED, (40, 5))
+    data = TensorDataset(ids, torch.randint(0, 2, (40,)))
+    model = Bag()
+    model, optimizer, criterion, loader = PrivacyEngine(accountant="rdp").make_private(
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        criterion=nn.CrossEntropyLoss(),
+        data_loader=DataLoader(data, batch_size=10),
+        noise_multiplier=0.5,
+        max_grad_norm=2.0,
+        grad_sample_mode="ghost",
+        noise_generator=torch.Generator().manual_seed(0),
+    )
+    assert type(optimizer).__name__ == "DPOptimizerFastGradientClipping"
+    out = tmp_path / "g.jsonl"
+    with GradientCanaries(optimizer, model=model, token_ids=ids, sample_rate=1.0, out=out, count=2000) as hook:
+        for _ in range(10):
+            for x, y in loader:
+                optimizer.zero_grad()
+                criterion(model(x), y).backward()
+                optimizer.step()
+    record = read_gradient_canaries(out)
+    x_in, x_out = record.observations[:, record.inserted], record.observations[:, ~record.inserted]
+    assert hook.steps == record.observations.shape[0] > 0
+    assert x_in.mean() == pytest.approx(1.0, abs=0.03) and x_out.mean() == pytest.approx(0.0, abs=0.03)
+    assert x_out.std() == pytest.approx(0.5, rel=0.05)
+
+
+def test_accumulated_micro_batches_make_one_step(tmp_path):
+    # BatchMemoryManager's way: signal_skip_step(True) makes a step only clip and accumulate; the noise step after it
+    # adds the canaries once, and the record has one row per noise step.
+    model, optimizer, loader, ids = make_private(sigma=0.5)
+    out = tmp_path / "acc.jsonl"
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    with GradientCanaries(optimizer, model=model, token_ids=ids, sample_rate=1.0, out=out, count=2000) as hook:
+        for _ in range(10):
+            for micro, (x, y) in enumerate(loader):
+                optimizer.zero_grad()  # after a skipped step it keeps the accumulated clipped sum
+                if micro % 2 == 0:
+                    optimizer.signal_skip_step(True)
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+    record = read_gradient_canaries(out)
+    assert hook.steps == record.observations.shape[0] == 20  # 4 micro-batches an epoch, 2 noise steps
+    x_in, x_out = record.observations[:, record.inserted], record.observations[:, ~record.inserted]
+    assert x_in.mean() == pytest.approx(1.0, abs=0.03) and x_out.std() == pytest.approx(0.5, rel=0.05)
