@@ -188,6 +188,20 @@ def test_nothing_imports_the_front_door():
     assert bad == []
 
 
+def test_integrations_sit_on_training_and_nothing_imports_them():
+    # The hooks into users' own training loops (privaudit.integrations) reuse training's canaries and format, and the
+    # ground floor; they are a front door of their own, so nothing in privaudit imports them.
+    assert _violations("integrations", {"cli", "api", "gate", "report", "mia", "canary", "sweep", "endpoint"}) == []
+    bad = [
+        f"{module} -> {target}"
+        for module, imported in GRAPH.items()
+        if _stage(module) != "integrations"
+        for target in imported
+        if _stage(target) == "integrations"
+    ]
+    assert bad == [] and "privaudit.training.canary_insertion" in GRAPH["privaudit.integrations.opacus"]
+
+
 def test_report_never_imports_training_or_target():
     assert _violations("report", {"training", "target"}) == []
 

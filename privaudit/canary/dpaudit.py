@@ -25,6 +25,7 @@ import numpy as np
 from privaudit import __version__
 from privaudit.errors import PrivauditError
 from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, OneRunBounds
+from privaudit.stats.gaussian_fit import GaussianFitEstimate, gaussian_fit_estimate
 
 SCHEMA = "privaudit.dp-audit/1"
 DEFAULT_DELTA = 1e-5
@@ -73,6 +74,8 @@ class DpAuditResult:
         delta: delta of the bounds.
         bounds: the three bounds and the audit's counts.
         seed: always 0 (the analysis draws nothing), kept for baselines.
+        estimate: the equal-variance Gaussian fit of the scores, an estimate and NOT a bound (``None`` with fewer
+            than two canaries on a side).
     """
 
     model: dict
@@ -81,6 +84,7 @@ class DpAuditResult:
     delta: float
     bounds: OneRunBounds
     seed: int = 0
+    estimate: GaussianFitEstimate | None = None
 
     def to_dict(self) -> dict:
         """The JSON document (``privaudit.dp-audit/1``), without the gate."""
@@ -106,6 +110,7 @@ class DpAuditResult:
                 "gaussian": b.gaussian.to_dict(),
                 "steinke": b.steinke.to_dict(),
             },
+            **({"estimate": self.estimate.to_dict()} if self.estimate is not None else {}),
         }
 
 
@@ -206,8 +211,12 @@ def run_dp_audit(
     Raises:
         PrivauditError: a bad scores or canary file, a model that cannot be loaded, no audit canaries, bad levels.
     """
-    if (request.scores is None) == (request.model_dir is None):
+    if request.scores is not None and request.model_dir is not None:
         raise PrivauditError("give --scores FILE, or MODEL_DIR with --canaries FILE (not both)")
+    if request.scores is None and request.model_dir is None and request.canaries is None:
+        raise PrivauditError(
+            "give --scores FILE, --canaries FILE (gradient canaries), or MODEL_DIR with --canaries FILE"
+        )
     if request.model_dir is not None and request.canaries is None:
         raise PrivauditError("MODEL_DIR needs --canaries FILE (audit canaries of 'privaudit train --audit-canaries')")
     if request.scores is not None and request.canaries is not None:
@@ -218,21 +227,33 @@ def run_dp_audit(
         model: dict = {"scores": str(request.scores)}
         source = "scores"
     elif _kind(request) == "audit":
+        if request.model_dir is None:
+            raise PrivauditError(
+                f"{request.canaries}: input-space audit canaries are scored on a model: give MODEL_DIR"
+            )
         scores, inserted, fingerprint = _input_space_scores(request, progress)
         model = {"path": str(request.model_dir), "fingerprint": fingerprint, "canaries": str(request.canaries)}
         source = "audit-canaries"
     else:
         scores, inserted = _gradient_scores(request.canaries)
-        model = {"path": str(request.model_dir), "fingerprint": None, "canaries": str(request.canaries)}
+        # The record is the audit: a model directory is optional (the hook of privaudit.integrations has none).
+        path = None if request.model_dir is None else str(request.model_dir)
+        model = {"path": path, "fingerprint": None, "canaries": str(request.canaries)}
         source = "gradient-canaries"
     if progress is not None:
         progress("one-run analysis", 0, 1)
     bounds = CanaryScoreAuditor.from_inclusion(scores, inserted).audit(
         request.alpha, delta, Bonferroni(), one_sided=request.one_sided
     )
+    inserted = np.asarray(inserted, dtype=bool)
+    estimate = None
+    if min(inserted.sum(), (~inserted).sum()) >= 2:
+        estimate = gaussian_fit_estimate(scores, inserted, delta=delta, alpha=request.alpha)
     if progress is not None:
         progress("one-run analysis", 1, 1)
-    return DpAuditResult(model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds)
+    return DpAuditResult(
+        model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds, estimate=estimate
+    )
 
 
 def _kind(request: DpAuditRequest) -> str:

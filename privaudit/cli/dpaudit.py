@@ -31,7 +31,10 @@ def dp_audit(
     ctx: typer.Context,
     model_dir: Annotated[
         Path | None,
-        typer.Argument(help="The audited model directory, with --canaries (or give --scores instead)."),
+        typer.Argument(
+            help="The audited model directory, with --canaries (or give --scores instead); optional for gradient "
+            "canaries, whose record is the audit (the Opacus hook of privaudit.integrations writes no model)."
+        ),
     ] = None,
     scores: Annotated[
         Path | None,
@@ -116,7 +119,8 @@ def dp_audit(
     Guesses "in" for the top-scoring canaries at every threshold of the score frontier and reports, beside the
     theoretical epsilon, three lower bounds at confidence 1 - alpha: f-DP with the (eps, delta) family (a strict
     bound, the one --fail-if-bound-exceeds-epsilon checks), f-DP with the Gaussian family (tighter, but it assumes a
-    Gaussian trade-off curve) and Steinke et al. (2023). Example:
+    Gaussian trade-off curve) and Steinke et al. (2023). Beside them, a likelihood estimate (an equal-variance Gaussian
+    fit of the scores as mu-GDP, with its lower limit): an estimate, not a bound, never what the gate checks. Example:
 
         privaudit dp-audit --scores canary-scores.jsonl --epsilon 8
 
@@ -125,6 +129,11 @@ def dp_audit(
 
         privaudit dp-audit model -c model.canaries.jsonl \\
             --fail-if-bound-exceeds-epsilon --format github
+
+    On the gradient canaries that privaudit.integrations.opacus.GradientCanaries recorded in your own Opacus loop:
+
+        privaudit dp-audit -c run.canaries.jsonl --epsilon 8 \\
+            --fail-if-bound-exceeds-epsilon
 
     Defaults come from \\[tool.privaudit.dp-audit] in pyproject.toml or \\[dp-audit] in privaudit.toml; flags
     override them.

@@ -55,6 +55,33 @@ def print_dp_audit(result: DpAuditResult, console: Console) -> None:
             f"note: the Gaussian-family bound {result.bounds.gaussian.epsilon:.3f} exceeds ε {eps:.3f}; it "
             "assumes a Gaussian trade-off curve, so this is a warning sign, not a proof."
         )
+    for line in (estimate_line(result), estimate_warning(result)):
+        if line is not None:
+            console.print(line, style="yellow" if line.startswith("warning") else None, markup=False)
+
+
+def estimate_line(result: DpAuditResult) -> str | None:
+    """The Gaussian-fit estimate as one line, labelled as no bound; ``None`` when there is none."""
+    e = result.estimate
+    if e is None:
+        return None
+    return (
+        f"likelihood estimate ({e.label}): equal-variance Gaussian fit μ {e.mu:.3f} (lower limit {e.mu_lower:.3f}), "
+        f"ε {e.epsilon:.3f} (lower limit {e.epsilon_lower:.3f}) at δ = {e.delta:g}, {1 - e.alpha:.0%} confidence "
+        "if the scores are Gaussian"
+    )
+
+
+def estimate_warning(result: DpAuditResult) -> str | None:
+    """A warning when the claimed epsilon lies below the estimate's lower limit: a sign, not a proof."""
+    e, eps = result.estimate, result.theoretical_epsilon
+    if e is None or eps is None or not eps < e.epsilon_lower:
+        return None
+    return (
+        f"warning: the claimed ε {eps:.3f} is below the likelihood estimate's lower limit {e.epsilon_lower:.3f}; "
+        "the estimate is not a bound, but a claim this far below it deserves a look at the noise, clipping and "
+        "sampling"
+    )
 
 
 def dp_audit_markdown(result: DpAuditResult, gate: GateResult) -> str:
@@ -70,6 +97,7 @@ def dp_audit_markdown(result: DpAuditResult, gate: GateResult) -> str:
         f"(δ={result.delta:g}); {1 - b.alpha:.0%} confidence, Bonferroni over {b.n_hypotheses} thresholds.",
         "",
         *bounds_markdown(b),
+        *(f"\n{line}" for line in (estimate_line(result), estimate_warning(result)) if line is not None),
     ]
     gate_part = markdown_gate(gate)
     return "\n".join(lines) + ("\n\n" + gate_part if gate_part else "") + "\n"

@@ -134,7 +134,7 @@ class GradientCanaries:
         # Poisson sampling at the data's rate, independently at every step: never every step when q < 1.
         sampled = self.inserted & (self._sampling.random(self.m) < self.sample_rate)
         self.times_sampled += sampled
-        index = self._index[torch.from_numpy(sampled)]
+        index = self._index[torch.from_numpy(sampled)].to(flat.device)  # index_add_ wants the index beside the sum
         flat.index_add_(0, index, flat.new_full((len(index),), self.max_grad_norm * scale))
 
     def add_noise(self, grad: torch.Tensor, p: nn.Parameter, std: float, generator: torch.Generator) -> None:
@@ -149,7 +149,7 @@ class GradientCanaries:
 
     def observe(self, noisy_sum: torch.Tensor, *, scale: float = 1.0) -> None:
         """Record the noisy sum at every canary coordinate, in units of ``C`` (``scale`` undoes the engine's)."""
-        values = noisy_sum.detach().reshape(-1)[self._index].double()
+        values = noisy_sum.detach().reshape(-1)[self._index].double().cpu()
         self._observations.append((values * (scale / self.max_grad_norm)).float())
 
     @property
