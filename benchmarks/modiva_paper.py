@@ -22,8 +22,15 @@ checkout's job lacks one (``--arch``, ``--char-embeddings``, ``--early-stopping`
 and convolutional classifiers of issue 19), the configuration's row is skipped with a note naming the missing flag,
 never approximated by another model. ``MODIVA_PAPER_MODELS``, ``MODIVA_PAPER_ARCHES``, ``MODIVA_PAPER_DEFENCES``
 (names, comma-separated), ``MODIVA_PAPER_REPEATS`` and ``MODIVA_PAPER_LABEL`` (``random``: an existing label drawn per
-model, the default; ``new``: a label of the secret's own, once ``--canary-label new`` exists) scale or change the
-run; a run that leaves out part of the design is marked partial. Models and audits are cached under
+model, the default; ``new``: a label of the secret's own, once ``--canary-label new`` exists) and ``MODIVA_PAPER_EPOCHS`` (every
+architecture's epochs) scale or change the run; a run that leaves out part of the design is marked partial.
+
+One secret per model has a consequence the pooled study does not: the template's words alone tell the secret's label
+(no other text of the template is in the data), so the model needs none of the digits to fit it, and the loss ranks
+the true code first only once training goes on past fitting the label. On the tiny BERT at the fixture's 30 epochs
+the smoke run's two undefended secrets ranked 5,248th and (with DP) 692nd of 10,000; issue 19 saw the true code
+ranked first for 4 of 4 secrets after 100 epochs. The recipes' epochs therefore decide much of what is measured;
+they are fixed here, before the run, and recorded with the results. Models and audits are cached under
 ``.cache/bench/modiva-paper``.
 """
 
@@ -327,6 +334,7 @@ def run(repeats: int) -> dict:
     defences = [d for d in DEFENCES if d.name in names]
     configs = grid(_pick("MODIVA_PAPER_ARCHES", ARCHES), defences, _pick("MODIVA_PAPER_REPEATS", REPEATS, int))
     fields = {f.name for f in dataclasses.fields(TrainJob)}
+    epochs = os.environ.get("MODIVA_PAPER_EPOCHS")  # every architecture's epochs, in place of its recipe's
     rows, seconds = [], {}
     with torch_threads(int(os.environ.get("BENCH_THREADS", THREADS))):
         for config in configs:
@@ -334,6 +342,8 @@ def run(repeats: int) -> dict:
             if note is not None:
                 rows.append(skipped(config, note))
                 continue
+            if epochs:
+                options["epochs"] = int(epochs)
             start = time.perf_counter()
             models = [audit_model(options, seed, label) for seed in range(n)]
             seconds[config.name] = time.perf_counter() - start
@@ -344,7 +354,9 @@ def run(repeats: int) -> dict:
         "rows": rows,
         "models_per_configuration": n,
         "canary_label": label,
-        "full": full,
+        "full": full and not epochs,
+        "recipes": {arch: {**r.options, "dp": dict(r.dp_options)} for arch, r in RECIPES.items()},
+        "epochs_override": int(epochs) if epochs else None,
         "paper_comparison": dataclasses.asdict(PAPER_COMPARISON),
         "verdicts": verdicts(rows),
         "what": (
