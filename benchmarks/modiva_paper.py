@@ -27,10 +27,12 @@ architecture's epochs) scale or change the run; a run that leaves out part of th
 
 One secret per model has a consequence the pooled study does not: the template's words alone tell the secret's label
 (no other text of the template is in the data), so the model needs none of the digits to fit it, and the loss ranks
-the true code first only once training goes on past fitting the label. On the tiny BERT at the fixture's 30 epochs
-the smoke run's two undefended secrets ranked 5,248th and (with DP) 692nd of 10,000; issue 19 saw the true code
-ranked first for 4 of 4 secrets after 100 epochs. The recipes' epochs therefore decide much of what is measured;
-they are fixed here, before the run, and recorded with the results. Models and audits are cached under
+the true code first only once training goes on past fitting the label. Smoke runs on the tiny BERT (10 repeats, 2
+models a row, label drawn from the data's): at the fixture's 30 epochs the undefended secrets ranked 5,248th and
+113th of 10,000 by loss (under DP ε 8: 692nd and 55th), at 100 epochs 8th and 5th; none first, so none recovered.
+Issue 19 saw the true code ranked first for 4 of 4 single secrets with a new label after 100 epochs. The recipes'
+epochs therefore decide much of what is measured; they are fixed here, before the run, and recorded with the
+results. Models and audits are cached under
 ``.cache/bench/modiva-paper``.
 """
 
