@@ -47,4 +47,5 @@ class ExposureAttack(ExtractionAttack):
             seed=context.seed,
             batch_size=context.batch_size,
             progress=lambda done, total: context.tell("exposure", done, total),
+            scored=context.scored,
         )

@@ -13,13 +13,15 @@ class ModivaAttack(ExtractionAttack):
     """Search each canary's secret by gradient descent on Gumbel-softmax slot distributions fed as ``inputs_embeds``.
 
     Parikh, Dupuy, Gupta, "Canary Extraction in Natural Language Understanding Models", ACL 2022. White-box: it
-    needs gradients through the token embeddings. The algorithm is :mod:`privaudit.canary.modiva`; the parameters
-    are those of :class:`~privaudit.canary.modiva.ModivaConfig`, with the same defaults, and the audit's seed.
+    needs gradients through the token embeddings, and the label scores of texts to score every secret of a space
+    within ``exact_budget`` (default 10^5; 0: never), whose lowest-loss secret is then the guess, the search's own
+    guess beside it. The algorithm is :mod:`privaudit.canary.modiva`; the parameters are those of
+    :class:`~privaudit.canary.modiva.ModivaConfig`, with the same defaults, and the audit's seed.
     """
 
     name = "modiva"
     description = "White-box inversion of each secret from its label via inputs_embeds (Parikh et al. 2022)"
-    requires = frozenset({"inputs_embeds"})
+    requires = frozenset({"inputs_embeds", "scores"})
 
     def __init__(
         self,
@@ -32,6 +34,7 @@ class ModivaAttack(ExtractionAttack):
         entropy_weight: float = 0.1,
         top_k: int = 10,
         rescore: int = 256,
+        exact_budget: int = 100_000,
     ) -> None:
         super().__init__(
             steps=steps,
@@ -42,6 +45,7 @@ class ModivaAttack(ExtractionAttack):
             entropy_weight=entropy_weight,
             top_k=top_k,
             rescore=rescore,
+            exact_budget=exact_budget,
         )
 
     def check(self, target) -> None:
@@ -53,10 +57,17 @@ class ModivaAttack(ExtractionAttack):
         # Imported here: torch is slow to import, and `privaudit attacks` lists this class without running it.
         from privaudit.canary.modiva import ModivaConfig
 
-        for key, value in self.get_params().items():
+        params = self.get_params()
+        for key, value in params.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise PrivauditError(f"extraction attack 'modiva': {key} must be a number, got {value!r}")
-        return ModivaConfig(**self.get_params(), seed=seed)
+        budget = params["exact_budget"]
+        if isinstance(budget, float) and budget.is_integer():  # 1e5 on the command line reads as a float
+            params["exact_budget"] = int(budget)
+        try:
+            return ModivaConfig(**params, seed=seed)
+        except PrivauditError as err:
+            raise PrivauditError(f"extraction attack 'modiva': {err}") from None
 
     def extract(self, target, canaries: Sequence[Canary], context: ExtractionContext) -> list:
         """One :class:`~privaudit.canary.modiva.ModivaResult` per canary."""
@@ -70,6 +81,8 @@ class ModivaAttack(ExtractionAttack):
             context.tell("ModIvA extraction", done[0], len(canaries))
 
         context.tell("ModIvA extraction", 0, len(canaries))
-        results = extract_all(target, canaries, config=config, on_canary=one_done)
+        results = extract_all(
+            target, canaries, config=config, on_canary=one_done, batch_size=context.batch_size, scored=context.scored
+        )
         context.tell("ModIvA extraction", len(canaries), len(canaries))
         return results

@@ -12,6 +12,9 @@ rank among all 10,000 candidates by the model's loss for the canary's label (exp
 best any search for the lowest-loss secret could return. Rates carry 95% Clopper-Pearson intervals; a random guess is
 exact with probability 1e-4. Models are cached under ``.cache/bench/modiva-study``; ``MODIVA_STUDY_SECRETS`` (default
 4) and ``MODIVA_STUDY_CONFIGS`` (comma-separated names) scale the run down.
+
+This study pools several secrets in one model. Its paper mode, one secret per model and N models per architecture x
+defence x repeat count, as Parikh et al. measured, is ``benchmarks/modiva_paper.py`` (``make bench-modiva-paper``).
 """
 
 from __future__ import annotations
@@ -151,9 +154,11 @@ def _audit(model: Path, canary_file: Path, defence: Defence) -> tuple[list[dict]
                 "repeats": r.canary.repeats,
                 "label": r.canary.label,
                 "secret": "".join(r.canary.secret),
-                "guess": "".join(r.extraction.guess),
-                "recovered": bool(r.extraction.recovered),
-                "slot_accuracy": r.extraction.slot_accuracy,
+                # The search's own guess: within its exact budget ModIvA's final guess is the exhaustive rank 1
+                # (exhaustive_rank below), and this study sets the search against it.
+                "guess": "".join(r.extraction.search_guess),
+                "recovered": bool(r.extraction.search_recovered),
+                "slot_accuracy": float(np.mean([g == s for g, s in zip(r.extraction.search_guess, r.canary.secret)])),
                 "modiva_rank": r.extraction.rank,
                 # exposure = log2 |space| - log2 rank (Carlini et al. 2019), over all 10,000 candidates
                 "exhaustive_rank": int(round(2 ** (math.log2(10_000) - r.exposure))),

@@ -303,6 +303,7 @@ def write_markdown(results: Path, out: Path) -> None:
         "sweep-minilm",
         "tightness",
         "modiva-study",
+        "modiva-paper",
     ):
         file = results / f"{name}.json"
         if not file.is_file():
@@ -385,6 +386,8 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += __import__("benchmarks.tightness", fromlist=["markdown"]).markdown(data)
         elif name == "modiva-study":
             parts += _modiva_study(data)
+        elif name == "modiva-paper":
+            parts += __import__("benchmarks.modiva_paper", fromlist=["markdown"]).markdown(data)
         else:
             parts += _table(seconds, None)
         if name in TARGETS:

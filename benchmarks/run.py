@@ -19,6 +19,8 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - tightness: the one-run audits against the claimed epsilon at 1, 2, 4, 8 (benchmarks/tightness.py);
 - modiva-study: ModIvA's exact recovery against repeats, dropout and DP, beside the exhaustive rank
   (benchmarks/modiva_study.py; ``make bench-modiva``, not part of the default run).
+- modiva-paper: the study in paper mode: exact recovery over N models of one secret each, per architecture x defence
+  x repeats, with Clopper-Pearson intervals (benchmarks/modiva_paper.py; ``make bench-modiva-paper``, on request).
 
 Run ``python benchmarks/run.py [--only dp,mia,...] [--out BENCHMARKS.md]``.
 """
@@ -363,9 +365,11 @@ SECTIONS = {
     "sweep-minilm": lambda repeats: __import__("benchmarks.sweep_minilm", fromlist=["run"]).run(repeats),
     "tightness": lambda repeats: __import__("benchmarks.tightness", fromlist=["run"]).run(repeats),
 }
-# Run on request only (``--only modiva-study``, ``make bench-modiva``): it trains a model per configuration.
+# Run on request only (``--only modiva-study``, ``make bench-modiva``; ``--only modiva-paper``,
+# ``make bench-modiva-paper``): they train a model per configuration, or N.
 EXTRA_SECTIONS = {
     "modiva-study": lambda repeats: __import__("benchmarks.modiva_study", fromlist=["run"]).run(repeats),
+    "modiva-paper": lambda repeats: __import__("benchmarks.modiva_paper", fromlist=["run"]).run(repeats),
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from privaudit.canary.canaries import Canary
@@ -40,11 +40,15 @@ class ExtractionContext:
         seed: the audit's seed: the same seed must give the same results.
         batch_size: texts per forward pass, for attacks that score many candidates.
         progress: ``progress(stage, done, total)``, for long attacks; ``None`` when nobody listens.
+        scored: each enumerated secret space's label log-probabilities, by ``(template, alphabets)``: the first
+            attack that scores a space fills it and the others read it
+            (:func:`privaudit.canary.exposure.enumerated_log_probs`), so exposure and ModIvA score it once.
     """
 
     seed: int = 0
     batch_size: int = 512
     progress: Callable[[str, int, int | None], None] | None = None
+    scored: dict = field(default_factory=dict, repr=False, compare=False)
 
     def tell(self, stage: str, done: int, total: int | None) -> None:
         """Report progress, if anyone listens (attacks never print)."""

@@ -157,15 +157,20 @@ class CanaryExposure:
         return {"exposure": self.exposure, "loss": self.loss, "method": self.method}
 
 
+def candidates_count(canary: Canary) -> int:
+    """The number of secrets of the canary's template."""
+    return int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
+
+
 def candidates(canary: Canary) -> tuple[list[str], int]:
     """Every secret of the canary's template, as texts, in a fixed order, and the space size."""
-    space = int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
+    space = candidates_count(canary)
     return [fill(canary.template, values) for values in itertools.product(*canary.alphabets)], space
 
 
 def candidate_log_probs(target, canary: Canary, *, sample: int | None, rng, batch_size: int):
     """Log-probabilities of every label for every candidate of the template (or a sample of them)."""
-    space = int(np.prod([len(a) for a in canary.alphabets], dtype=np.float64))
+    space = candidates_count(canary)
     if space <= MAX_ENUMERATE and sample is None:
         texts, _ = candidates(canary)
         method = "rank"
@@ -182,6 +187,24 @@ def candidate_log_probs(target, canary: Canary, *, sample: int | None, rng, batc
     return log_softmax(target.logits(texts, batch_size=batch_size)), method, space
 
 
+def enumerated_log_probs(target, canary: Canary, *, batch_size: int, scored: dict | None = None) -> np.ndarray:
+    """Log-probabilities of every label for every candidate of the canary's space, in :func:`candidates` order.
+
+    Scored once per audit: ``scored`` (the audit's :attr:`~privaudit.canary.attack.ExtractionContext.scored`) keeps
+    each enumerated space, so exposure and ModIvA's exhaustive guess read the same numbers from one pass.
+
+    Raises:
+        PrivauditError: the space has more than :data:`MAX_ENUMERATE` candidates.
+    """
+    key = (canary.template, canary.alphabets)
+    if scored is not None and key in scored:
+        return scored[key]
+    logp, _, _ = candidate_log_probs(target, canary, sample=None, rng=None, batch_size=batch_size)
+    if scored is not None:
+        scored[key] = logp
+    return logp
+
+
 def canary_exposures(
     target,
     canaries: Sequence[Canary],
@@ -190,6 +213,7 @@ def canary_exposures(
     seed: int = 0,
     batch_size: int = 512,
     progress: Callable[[int, int], None] | None = None,
+    scored: dict | None = None,
 ) -> list[CanaryExposure]:
     """Exposure of every canary under the target (Carlini et al. 2019), one scoring pass per template.
 
@@ -200,6 +224,7 @@ def canary_exposures(
         seed: seeds the sampled candidates.
         batch_size: candidates per forward pass.
         progress: called with (templates done, templates).
+        scored: the audit's enumerated spaces, shared with the other attacks (:func:`enumerated_log_probs`).
 
     Returns:
         One exposure per canary, in input order.
@@ -218,9 +243,12 @@ def canary_exposures(
     for g, members in enumerate(groups.values()):
         if progress is not None:
             progress(g, len(groups))
-        logp, method, space = candidate_log_probs(
-            target, canaries[members[0]], sample=sample, rng=rng, batch_size=batch_size
-        )
+        first = canaries[members[0]]
+        if sample is None:
+            logp, method = enumerated_log_probs(target, first, batch_size=batch_size, scored=scored), "rank"
+            space = candidates_count(first)
+        else:
+            logp, method, space = candidate_log_probs(target, first, sample=sample, rng=rng, batch_size=batch_size)
         for i in members:
             cand = -logp[:, labels[i]]
             if method == "rank":

@@ -23,6 +23,14 @@ together. The true secret's rank under it is ``1 + #{other secrets with probabil
 against the secret, as in :mod:`privaudit.canary.exposure`, so the rank is never overstated. The whole space is enumerated
 when it has at most ``MAX_ENUMERATED`` secrets; above that the rank is ``None`` and ``top_k`` comes from each
 restart's exact top-k (beam search over slots), re-scored under the mixture.
+
+Exact where exact is cheap: when the secret space has at most ``exact_budget`` secrets (default 10^5), every one is
+scored with the model, through exposure's enumeration (:func:`privaudit.canary.exposure.enumerated_log_probs`: one
+pass per space and audit, shared with the exposure attack), and the guess is the secret of lowest loss for the
+label: the exhaustive rank 1, which no search can beat. The search still runs, and its own guess is reported beside
+(``search_guess``, ``search_recovered``): how well the relaxation alone does. Over the budget the search's guess is
+the guess, and ``guess_method`` says so. On a freshly trained model the search guessed a code ranked 454th while
+the true code had loss rank 1 of 10,000 (issue 21): a search that only shortlists can miss what enumeration finds.
 """
 
 from __future__ import annotations
@@ -37,12 +45,15 @@ import numpy as np
 import torch
 
 from privaudit.canary.canaries import Canary
+from privaudit.canary.exposure import MAX_ENUMERATE, enumerated_log_probs
+from privaudit.canary.secret_distribution import beam_top_k, enumerate_log_prob, mixture_log_prob
 from privaudit.canary.slots import SlotLayout, slot_layout
 from privaudit.errors import PrivauditError
 from privaudit.target import Target
 
 MAX_ENUMERATED = 1_000_000  # secrets; above this the true secret's rank is not computed
 RESCORE_BATCH = 256  # candidates per forward pass when scoring them exactly
+EXACT_BUDGET = 100_000  # secrets; up to this many, the guess is the exhaustive argmin of the loss
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class ModivaConfig:
         top_k: guesses reported from the final distribution.
         rescore: the most likely secrets of the final distribution scored exactly (a forward pass each), beside
             every restart's argmax; the lowest loss among them is the guess.
+        exact_budget: secret spaces of at most this many secrets are scored whole, and the guess is the one of
+            lowest loss (0: never; at most exposure's ``MAX_ENUMERATE``); larger spaces rely on the search alone.
         seed: seeds the starting points and the Gumbel noise; the same seed gives the same result.
     """
 
@@ -71,6 +84,7 @@ class ModivaConfig:
     entropy_weight: float = 0.1
     top_k: int = 10
     rescore: int = 256
+    exact_budget: int = EXACT_BUDGET
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +94,13 @@ class ModivaConfig:
             raise PrivauditError("ModIvA needs 0 < temperature_end <= temperature_start")
         if self.lr <= 0 or self.entropy_weight < 0:
             raise PrivauditError("ModIvA needs lr > 0 and entropy_weight >= 0")
+        if isinstance(self.exact_budget, bool) or not isinstance(self.exact_budget, int):
+            raise PrivauditError(f"ModIvA's exact_budget must be a whole number of secrets, got {self.exact_budget!r}")
+        if not 0 <= self.exact_budget <= MAX_ENUMERATE:
+            raise PrivauditError(
+                f"ModIvA's exact_budget must be between 0 (never enumerate) and {MAX_ENUMERATE:,} "
+                f"(exposure's enumeration limit), got {self.exact_budget:,}"
+            )
 
 
 @dataclass(frozen=True)
@@ -88,7 +109,8 @@ class ModivaResult:
 
     Attributes:
         secret: the true secret.
-        guess: the attack's answer: the decoded candidate with the lowest loss under the model.
+        guess: the attack's answer: within the exact budget, the secret of lowest loss of the whole space (the
+            exhaustive rank 1); over it, the search's guess.
         recovered: whether the guess is the secret.
         slot_accuracy: share of slots the guess has right.
         rank: rank of the true secret under the final distribution (1 = most likely); ``None`` above
@@ -96,7 +118,12 @@ class ModivaResult:
         top_k: the most likely secrets under the final distribution, with their probabilities.
         space_size: number of possible secrets.
         random_baseline: ``1 / space_size``, the chance that a random guess is exact.
-        seconds: wall-clock time of the attack.
+        guess_method: ``"exhaustive"`` (every secret scored: ``space_size <= exact_budget``) or ``"search"``.
+        search_guess: the search's own guess: the decoded candidate of lowest loss among the restarts' argmaxes and
+            the ``rescore`` likeliest secrets of its final distribution.
+        search_recovered: whether the search's own guess is the secret.
+        exact_budget: the budget the space was held against.
+        seconds: wall-clock time of the attack; not in :meth:`to_dict`, so that the same seed gives the same report.
         inserted: whether the canary was in the training data (``False`` for a control).
     """
 
@@ -108,6 +135,10 @@ class ModivaResult:
     top_k: tuple[tuple[tuple[str, ...], float], ...]
     space_size: int
     random_baseline: float
+    guess_method: str
+    search_guess: tuple[str, ...]
+    search_recovered: bool
+    exact_budget: int
     seconds: float
     inserted: bool = True
 
@@ -121,7 +152,10 @@ class ModivaResult:
             "top_k": [{"secret": list(s), "probability": p} for s, p in self.top_k],
             "space_size": self.space_size,
             "random_baseline": self.random_baseline,
-            "seconds": self.seconds,
+            "guess_method": self.guess_method,
+            "search_guess": list(self.search_guess),
+            "search_recovered": self.search_recovered,
+            "exact_budget": self.exact_budget,
             "inserted": self.inserted,
         }
 
@@ -205,38 +239,6 @@ def _losses(target: Target, layout: SlotLayout, label_id: int, candidates: np.nd
     return np.concatenate(losses)
 
 
-def _mixture_log_prob(log_ps: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
-    """Log-probability of candidates under the uniform mixture over restarts of product distributions."""
-    per_restart = sum(lp[:, candidates[:, slot]] for slot, lp in enumerate(log_ps))  # (restarts, n)
-    return np.logaddexp.reduce(per_restart, axis=0) - math.log(per_restart.shape[0])
-
-
-def _enumerate_log_prob(log_ps: list[np.ndarray]) -> np.ndarray:
-    """Mixture log-probability of every secret, C order over slots (as ``itertools.product``)."""
-    total = None
-    for r in range(log_ps[0].shape[0]):
-        joint = np.zeros(())
-        for lp in log_ps:
-            joint = np.add.outer(joint, lp[r])
-        joint = joint.ravel()
-        total = joint if total is None else np.logaddexp(total, joint)
-    return total - math.log(log_ps[0].shape[0])
-
-
-def _beam_top_k(log_ps: list[np.ndarray], k: int) -> np.ndarray:
-    """Each restart's exact top-k secrets under its product distribution (beam search over slots), merged."""
-    found = set()
-    for r in range(log_ps[0].shape[0]):
-        beam = [((), 0.0)]
-        for lp in log_ps:
-            beam = sorted(
-                ((s + (v,), score + lp[r, v]) for s, score in beam for v in range(lp.shape[1])),
-                key=lambda item: -item[1],
-            )[:k]
-        found.update(s for s, _ in beam)
-    return np.array(sorted(found), dtype=np.int64)
-
-
 def _label_id(target: Target, canary: Canary) -> int:
     if canary.label not in target.label2id:
         raise PrivauditError(
@@ -257,7 +259,7 @@ def _result(
     k = min(config.top_k, space_size)
     shortlist = min(max(config.rescore, k), space_size)
     if space_size <= MAX_ENUMERATED:
-        log_prob = _enumerate_log_prob(log_ps)
+        log_prob = enumerate_log_prob(log_ps)
         truth = [a.index(v) for a, v in zip(canary.alphabets, canary.secret)]
         # The secret itself is counted once, so it ranks 1 when nothing else is as likely.
         rank = int((log_prob >= log_prob[np.ravel_multi_index(truth, sizes)]).sum())
@@ -265,8 +267,8 @@ def _result(
         likely, likely_log_prob = np.stack(np.unravel_index(order, sizes), axis=1), log_prob[order]
     else:
         rank = None
-        pool = _beam_top_k(log_ps, shortlist)
-        pool_log_prob = _mixture_log_prob(log_ps, pool)
+        pool = beam_top_k(log_ps, shortlist)
+        pool_log_prob = mixture_log_prob(log_ps, pool)
         order = np.argsort(-pool_log_prob, kind="stable")[:shortlist]
         likely, likely_log_prob = pool[order], pool_log_prob[order]
     top, top_log_prob = likely[:k], likely_log_prob[:k]
@@ -278,7 +280,7 @@ def _result(
         secret=canary.secret,
         guess=guess,
         recovered=guess == canary.secret,
-        slot_accuracy=float(np.mean([g == s for g, s in zip(guess, canary.secret)])),
+        slot_accuracy=_slot_accuracy(guess, canary.secret),
         rank=rank,
         top_k=tuple(
             (tuple(alphabet[v] for alphabet, v in zip(canary.alphabets, row)), float(math.exp(lp)))
@@ -286,26 +288,59 @@ def _result(
         ),
         space_size=space_size,
         random_baseline=1.0 / space_size,
+        guess_method="search",
+        search_guess=guess,
+        search_recovered=guess == canary.secret,
+        exact_budget=config.exact_budget,
         seconds=time.perf_counter() - started,
         inserted=canary.inserted,
     )
 
 
-def extract(target: Target, canary: Canary, *, config: ModivaConfig = ModivaConfig()) -> ModivaResult:
+def _slot_accuracy(guess: tuple[str, ...], secret: tuple[str, ...]) -> float:
+    return float(np.mean([g == s for g, s in zip(guess, secret)]))
+
+
+def _exhaustive(
+    target: Target, canary: Canary, label_id: int, result: ModivaResult, *, batch_size: int, scored: dict | None
+) -> ModivaResult:
+    """The result with the exhaustive guess: the secret of lowest loss for the label among every secret of the space.
+
+    The loss is exposure's (``-log p(label)`` of each candidate text, from the same enumeration), and ties go to
+    the first secret in enumeration order, so the guess is the secret whenever exposure ranks it 1.
+    """
+    started = time.perf_counter()
+    log_probs = enumerated_log_probs(target, canary, batch_size=batch_size, scored=scored)
+    index = np.unravel_index(int(np.argmax(log_probs[:, label_id])), [len(a) for a in canary.alphabets])
+    guess = tuple(alphabet[int(v)] for alphabet, v in zip(canary.alphabets, index))
+    return replace(
+        result,
+        guess=guess,
+        recovered=guess == canary.secret,
+        slot_accuracy=_slot_accuracy(guess, canary.secret),
+        guess_method="exhaustive",
+        seconds=result.seconds + time.perf_counter() - started,
+    )
+
+
+def extract(
+    target: Target, canary: Canary, *, config: ModivaConfig = ModivaConfig(), batch_size: int = 512
+) -> ModivaResult:
     """Invert one canary: search for its secret knowing only the model, the template and the label.
 
     Args:
         target: the white-box model.
         canary: the canary to extract; its secret is used only to score the attack.
         config: the attack's settings.
+        batch_size: candidates per forward pass when the space is enumerated (within ``config.exact_budget``).
 
     Returns:
-        The guess, whether it is right, the true secret's rank and the top guesses.
+        The guess, whether it is right, the search's own guess, the true secret's rank and the top guesses.
 
     Raises:
         PrivauditError: the label is not one of the model's, or an alphabet value is not a single token.
     """
-    return extract_all(target, [canary], config=config)[0]
+    return extract_all(target, [canary], config=config, batch_size=batch_size)[0]
 
 
 def extract_all(
@@ -314,6 +349,8 @@ def extract_all(
     *,
     config: ModivaConfig = ModivaConfig(),
     on_canary: Callable[[ModivaResult], None] | None = None,
+    batch_size: int = 512,
+    scored: dict | None = None,
 ) -> list[ModivaResult]:
     """Invert many canaries, batching those that share a template.
 
@@ -325,6 +362,9 @@ def extract_all(
         canaries: the canaries to extract.
         config: the attack's settings.
         on_canary: called with each result as it is ready.
+        batch_size: candidates per forward pass when a space is enumerated (within ``config.exact_budget``).
+        scored: the audit's enumerated spaces, shared with exposure
+            (:attr:`~privaudit.canary.attack.ExtractionContext.scored`); ``None``: a space is scored for this call.
 
     Returns:
         One result per canary, in input order.
@@ -348,6 +388,9 @@ def extract_all(
         for i in members:
             row = labels.index(label_ids[i])
             result = _result(target, canaries[i], layouts[key], label_ids[i], [lg[row] for lg in logits], config)
+            if result.space_size <= config.exact_budget:
+                scored = {} if scored is None else scored
+                result = _exhaustive(target, canaries[i], label_ids[i], result, batch_size=batch_size, scored=scored)
             results[i] = replace(result, seconds=result.seconds + shared)
             if on_canary is not None:
                 on_canary(results[i])

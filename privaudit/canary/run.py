@@ -132,7 +132,12 @@ class CanaryResult:
         return float(np.mean(values)) if values else None
 
     def extracted(self, inserted: bool = True) -> int:
+        """Secrets ModIvA's guess recovered exactly (the exhaustive rank 1 within its budget, else the search's)."""
         return sum(1 for r in self.group(inserted) if r.extraction is not None and r.extraction.recovered)
+
+    def search_extracted(self, inserted: bool = True) -> int:
+        """Secrets ModIvA's search alone recovered exactly, whatever the exhaustive guess found."""
+        return sum(1 for r in self.group(inserted) if r.extraction is not None and r.extraction.search_recovered)
 
     def to_dict(self) -> dict:
         """The JSON document of ``--format json``, less the ``gate`` section that the gate's run adds.
@@ -147,6 +152,8 @@ class CanaryResult:
             ),
             "extracted_inserted": self.extracted(True),
             "extracted_controls": self.extracted(False),
+            "search_extracted_inserted": self.search_extracted(True),
+            "search_extracted_controls": self.search_extracted(False),
             "n_inserted": len(self.group(True)),
             "n_controls": len(self.group(False)),
         }

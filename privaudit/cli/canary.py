@@ -68,8 +68,8 @@ def canary(
         typer.Option(
             "--attack-option",
             metavar="ATTACK:PARAM=VALUE",
-            help="Set an extraction attack's parameter (repeatable), e.g. modiva:steps=100, exposure:sample=2000; "
-            "wins over --steps, --restarts and --sample.",
+            help="Set an extraction attack's parameter (repeatable), e.g. modiva:steps=100, modiva:exact_budget=0, "
+            "exposure:sample=2000; wins over --steps, --restarts and --sample.",
             rich_help_panel="Attacks",
         ),
     ] = None,
@@ -158,7 +158,9 @@ def canary(
     """Canary extraction: can an attacker read planted secrets back?
 
     Reports each secret's exposure (log2 of the candidate space minus log2 of its rank), whether ModIvA rebuilds
-    it from the weights, and with --one-run an epsilon lower bound from a single training run. --attack picks the
+    it from the weights (within modiva:exact_budget, default 100000 secrets, its guess is the lowest-loss secret of
+    the whole space, its search's own guess beside), and with --one-run an epsilon lower bound from a single
+    training run. --attack picks the
     extraction attacks (built-in or plugins); --no-exposure and --no-extract take exposure and modiva out of the pick
     (naming one in --attack and turning it off exits 2). Example:
 

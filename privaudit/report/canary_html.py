@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from privaudit.canary.run import CanaryResult
-from privaudit.report.canary_table import loss_rank_text, plugin_attacks, plugin_cell
+from privaudit.report.canary_table import extraction_summary, loss_rank_text, plugin_attacks, plugin_cell
 from privaudit.report.formats import GAUSSIAN_NOTE, bound_rows
 from privaudit.report.html import _e, _img, page, write_document
 from privaudit.report.plots import candidate_loss_figure
@@ -47,10 +47,13 @@ def render_canary_html(result: CanaryResult) -> str:
             value = summary[key]
             shown = "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
             body.append(f"<p>{_e(key.replace('_', ' '))}: <b>{shown}</b></p>")
+        extraction = extraction_summary(result)
+        if extraction is not None:
+            body.append(f"<p>{_e(extraction)}.</p>")
         plugins = plugin_attacks(result)
         body.append(
             '<table class="metrics"><tr><th>secret</th><th>label</th><th>inserted</th><th>exposure</th>'
-            "<th>loss rank</th><th>ModIvA guess</th><th>slots right</th><th>ModIvA rank</th>"
+            "<th>loss rank</th><th>ModIvA guess</th><th>search's own guess</th><th>slots right</th><th>ModIvA rank</th>"
             + "".join(f"<th>{_e(name)} guess</th>" for name in plugins)
             + "</tr>"
         )
@@ -63,6 +66,7 @@ def render_canary_html(result: CanaryResult) -> str:
                 "-" if row.exposure is None else f"{row.exposure:.2f}",
                 loss_rank_text(row),
                 "-" if x is None else " ".join(x.guess) + (" ✓" if x.recovered else ""),
+                "-" if x is None else " ".join(x.search_guess) + (" ✓" if x.search_recovered else ""),
                 "-" if x is None else f"{x.slot_accuracy:.0%}",
                 "-" if x is None or x.rank is None else f"{x.rank} / {x.space_size}",
             ]
@@ -73,8 +77,10 @@ def render_canary_html(result: CanaryResult) -> str:
         body.append("</table>")
         body.append(
             '<p class="muted">loss rank: the secret\'s rank by loss among the candidates of its space (1 = the '
-            "lowest loss; ~ when estimated from a sample); ModIvA rank: its rank under ModIvA's final "
-            "distribution.</p>"
+            "lowest loss; ~ when estimated from a sample); ModIvA guess: the lowest-loss secret of the whole space "
+            "when it has at most the exact budget of secrets (exhaustive), else its search's; search's own guess: "
+            "what the Gumbel-softmax search found on its own; ModIvA rank: the secret's rank under the search's "
+            "final distribution.</p>"
         )
     for name, losses in result.candidate_losses.items():
         inserted = [r for r in result.rows if r.canary.inserted and f"{r.canary.template} -> {r.canary.label}" == name]

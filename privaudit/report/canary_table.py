@@ -36,13 +36,15 @@ def canary_table(result: CanaryResult) -> Table:
     spaces = {r.extraction.space_size for r in result.rows if r.extraction is not None}
     caption = (
         f"seed {result.seed}. exposure in bits; loss rank: the secret's rank by loss among its space's candidates "
-        "(~ when extrapolated); ModIvA rank: its rank under ModIvA's final distribution"
+        "(~ when extrapolated); ModIvA guess: " + guess_method_text(result) + "; search: the search's own guess; "
+        "ModIvA rank: the secret's rank under the search's final distribution"
     )
     if len(spaces) == 1:
         caption += f", out of {spaces.pop()} candidates"
     table = Table(title=f"canaries: {result.model.get('path') or result.model.get('endpoint')}", caption=caption)
-    for column in ("secret", "label", "inserted", "exposure", "loss rank", "ModIvA guess", "slots", "ModIvA rank"):
-        table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess") else "right")
+    columns = ("secret", "label", "inserted", "exposure", "loss rank", "ModIvA guess", "search", "slots", "ModIvA rank")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess", "search") else "right")
     plugins = plugin_attacks(result)
     for name in plugins:
         table.add_column(f"{name} guess")
@@ -52,17 +54,46 @@ def canary_table(result: CanaryResult) -> Table:
         exposure = "-" if row.exposure is None else f"{row.exposure:.2f}"
         loss_rank = loss_rank_text(row)
         if x is None:
-            guess = slots = rank = "-"
+            guess = search = slots = rank = "-"
         else:
             guess = " ".join(x.guess) + (" [bold red]✓[/]" if x.recovered else "")
+            search = " ".join(x.search_guess) + (" [bold red]✓[/]" if x.search_recovered else "")
             slots = f"{x.slot_accuracy:.0%}"
             rank = "-" if x.rank is None else str(x.rank)
         extra = []
         for name in plugins:
             text, recovered = plugin_cell(row.extraction_attacks.get(name))
             extra.append(escape(text) + (" [bold red]✓[/]" if recovered else ""))
-        table.add_row(" ".join(c.secret), c.label, inserted, exposure, loss_rank, guess, slots, rank, *extra)
+        table.add_row(" ".join(c.secret), c.label, inserted, exposure, loss_rank, guess, search, slots, rank, *extra)
     return table
+
+
+def guess_method_text(result: CanaryResult) -> str:
+    """How ModIvA's guesses were made: exhaustively (within its budget), by its search alone, or both."""
+    found = [r.extraction for r in result.rows if r.extraction is not None]
+    if not found:
+        return "not run"
+    budget = found[0].exact_budget
+    methods = {x.guess_method for x in found}
+    if methods == {"exhaustive"}:
+        return f"the lowest-loss secret of the whole space (exhaustive: at most {budget:,} secrets)"
+    if methods == {"search"}:
+        return f"the search's (space over the exact budget of {budget:,} secrets)"
+    return f"exhaustive for spaces of at most {budget:,} secrets, the search's above"
+
+
+def extraction_summary(result: CanaryResult) -> str | None:
+    """One line: what ModIvA's guess and its search alone recovered, inserted and controls."""
+    extracted = [r for r in result.group(True) if r.extraction is not None]
+    if not extracted:
+        return None
+    baseline = extracted[0].extraction.random_baseline
+    return (
+        f"ModIvA recovered {result.extracted(True)} of {len(extracted)} inserted secrets exactly "
+        f"(controls: {result.extracted(False)}; random guessing: {baseline:.0e} each); its search alone "
+        f"{result.search_extracted(True)} (controls: {result.search_extracted(False)}). Guesses: "
+        f"{guess_method_text(result)}"
+    )
 
 
 def loss_rank_text(row) -> str:
@@ -88,13 +119,9 @@ def print_canary(result: CanaryResult, console: Console) -> None:
             if controls is not None
             else f"mean exposure: inserted {inserted:.2f} bits"
         )
-    extracted = [r for r in result.group(True) if r.extraction is not None]
-    if extracted:
-        baseline = extracted[0].extraction.random_baseline
-        lines.append(
-            f"ModIvA recovered {result.extracted(True)} of {len(extracted)} inserted secrets exactly "
-            f"(controls: {result.extracted(False)}; random guessing: {baseline:.0e} each)"
-        )
+    extraction = extraction_summary(result)
+    if extraction is not None:
+        lines.append(extraction)
     for name in plugin_attacks(result):
         found = [r.extraction_attacks[name] for r in result.group(True) if name in r.extraction_attacks]
         if found and all("recovered" in f for f in found):

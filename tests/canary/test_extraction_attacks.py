@@ -44,7 +44,8 @@ def test_builtins_of_each_kind_stay_apart():
         assert issubclass(cls, ExtractionAttack) and cls.requires <= TARGET_ACCESS
         assert cls.description and "\n" not in cls.description
     assert EXTRACTION.get_class("exposure").requires == {"scores"}
-    assert EXTRACTION.get_class("modiva").requires == {"inputs_embeds"}
+    # White-box inversion, and the label scores of texts for the exhaustive guess within its budget.
+    assert EXTRACTION.get_class("modiva").requires == {"inputs_embeds", "scores"}
 
 
 def test_modiva_parameters_are_modiva_config_with_the_same_defaults():
@@ -140,6 +141,17 @@ def test_parameters_are_checked_before_any_canary_is_attacked():
             build_attacks(request(attack_options=(option,)))[1].check(_WhiteBox())
     with pytest.raises(PrivauditError, match="'exposure': sample must be at least 3"):
         build_attacks(request(attack_options=("exposure:sample=2",)))[0].check(_WhiteBox())
+    for option, message in (
+        ("modiva:exact_budget=2e6", r"'modiva': ModIvA's exact_budget must be between 0 .* and 1,000,000"),
+        ("modiva:exact_budget=-1", r"exact_budget must be between 0"),
+        ("modiva:exact_budget=2.5", r"exact_budget must be a whole number of secrets, got 2.5"),
+    ):
+        with pytest.raises(PrivauditError, match=message):
+            build_attacks(request(attack_options=(option,)))[1].check(_WhiteBox())
+    # 1e5 reads as a float on the command line: a whole number is taken as one.
+    assert (
+        build_attacks(request(attack_options=("modiva:exact_budget=1e5",)))[1]._config(seed=0).exact_budget == 100_000
+    )
 
 
 class _WhiteBox:

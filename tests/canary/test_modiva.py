@@ -139,14 +139,16 @@ def test_space_too_large_to_enumerate_reports_no_rank(target):
 
 
 def test_rescoring_the_whole_space_returns_the_exhaustive_rank_one(target, canaries):
-    """With ``rescore`` as large as the space, the guess is the candidate of lowest loss among all 10,000, which the
-    exposure code's own enumeration (texts through ``Target.logits``) finds independently."""
+    """With ``rescore`` as large as the space, the search's own guess is the candidate of lowest loss among all 10,000
+    (scored from token ids), which the exposure code's own enumeration (texts through ``Target.logits``) finds
+    independently."""
     from privaudit.canary.canaries import fill
     from privaudit.canary.exposure import candidates
     from privaudit.stats.logits import losses
 
     canary = next(c for c in canaries if c.inserted)
-    found = extract(target, canary, config=replace(SMALL, rescore=10_000))
+    found = extract(target, canary, config=replace(SMALL, rescore=10_000, exact_budget=0))
+    assert found.guess_method == "search" and found.guess == found.search_guess
     texts, _ = candidates(canary)
     label = target.label2id[canary.label]
     by_loss = losses(target.logits(texts), np.full(len(texts), label))

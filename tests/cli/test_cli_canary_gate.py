@@ -70,6 +70,10 @@ def extraction(canary: Canary, recovered: bool) -> ModivaResult:
         top_k=((guess, 0.5),),
         space_size=10_000,
         random_baseline=1e-4,
+        guess_method="exhaustive",
+        search_guess=guess,
+        search_recovered=recovered,
+        exact_budget=100_000,
         seconds=0.1,
         inserted=canary.inserted,
     )
