@@ -64,7 +64,10 @@ class TokenEmbedding(nn.Module):
         words = self.word(input_ids)
         if not self.uses_chars:
             return words
-        chars = self.char(self.char_ids[input_ids])  # (batch, length, characters, char dim)
+        char_ids = self.char_ids[input_ids]
+        # Padding characters read zeros with no gradient at all, not only none into the padding row: Opacus's
+        # per-example embedding gradients ignore padding_idx, so this keeps its DP-SGD and book-keeping's identical.
+        chars = self.char(char_ids) * (char_ids != PAD_CHAR)[..., None]  # (batch, length, characters, char dim)
         features = self.char_conv(windows(chars, self.width, dim=2)).amax(dim=2)  # max over the word's windows
         return torch.cat([words, features], dim=-1)
 
