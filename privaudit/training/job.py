@@ -299,7 +299,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         canary_summary = {
             "template": job.canary,
             "label": job.canary_label,
-            "new_labels": new_labels,
+            **({"new_labels": new_labels} if new_labels else {}),  # --canary-label new only
             "count": job.canary_count if job.canary else 0,
             "repeats": job.canary_repeats if job.canary else 0,
             "audit_canaries": job.audit_canaries,
