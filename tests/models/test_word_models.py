@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import CANARY_TEMPLATE, make_records, write_jsonl
+from servers import harness
 
 from privaudit.models import register
 from privaudit.target import Target
 from privaudit.training import job as trainjob
 from privaudit.training.word_models import WordModel
+
+serve = harness.serve  # pytest fixture: start a test inference server
 
 TINY = {"embedding_dim": 12, "hidden_size": 10, "num_filters": 6, "char_embedding_dim": 5, "char_filters": 6}
 
@@ -178,3 +181,23 @@ def test_dropout_applies(data):
         model.eval()
         third, fourth = model(**enc).logits, model(**enc).logits
     assert not torch.equal(first, second) and torch.equal(third, fourth)
+
+
+def test_mia_through_an_endpoint_serving_a_bilstm_matches_the_model_directory(models, data, serve, tmp_path, run_cli):
+    kserve = serve("kserve", model=models["bilstm"].out)
+    audits = {}
+    # The model's labels include --canary-label new's, which the audited data lacks: the endpoint is told them.
+    labels = "get_weather,play_music,set_alarm,canary-1,canary-2"
+    remote = ["--endpoint", kserve.endpoint, "--endpoint-format", "v2", "--endpoint-labels", labels]
+    for side, where in (("remote", remote), ("local", [])):
+        report = tmp_path / f"{side}.json"
+        result = run_cli(
+            "mia", *(where or [models["bilstm"].out]), "--members", data["members"],
+            "--non-members", data["non_members"], "-a", "loss,entropy", "--json-out", report, "--device", "cpu",
+            *(["--endpoint-cache", tmp_path / "cache"] if where else []),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        audits[side] = {a["name"]: a["auc"]["value"] for a in json.loads(report.read_text())["attacks"]}
+    assert audits["remote"].keys() == {"loss", "entropy"}
+    for name, auc in audits["local"].items():
+        assert audits["remote"][name] == pytest.approx(auc, abs=1e-6), name
