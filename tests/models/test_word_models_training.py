@@ -150,3 +150,45 @@ def test_frozen_word_vectors_stay_as_read(tiny_data, tmp_path, run_cli):
     vocab = target.tokenizer.get_vocab()
     assert table.shape[1] == 3 and target.model.config.freeze_embeddings
     assert table[vocab["play"]].tolist() == [1, 2, 3] and table[vocab["alarm"]].tolist() == [4, 5, 6]
+
+
+def test_the_fused_lstm_computes_what_the_step_by_step_one_does() -> None:
+    # Scoring and ordinary training run PyTorch's fused LSTM on the Linear layers' weights; DP-SGD, whose hooks
+    # watch those layers, runs them step by step. Same logits and same gradients, padding included.
+    from privaudit.models import BiLSTMConfig
+    from privaudit.models.recurrent import BiLSTMForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BiLSTMForSequenceClassification(
+        BiLSTMConfig(vocab_size=30, embedding_dim=6, hidden_size=5, num_labels=3)
+    ).eval()
+    ids = torch.randint(1, 30, (4, 7), generator=torch.Generator().manual_seed(2))
+    mask = (torch.arange(7)[None, :] < torch.tensor([7, 2, 5, 4])[:, None]).long()
+    ids = ids * mask
+
+    def logits_and_grads():
+        model.zero_grad(set_to_none=True)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        logits.square().sum().backward()
+        return logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    fused = logits_and_grads()
+    handle = model.forward_lstm.recurrent.register_forward_hook(lambda *_: None)  # watched: step by step
+    calls = []
+    counter = model.forward_lstm.recurrent.register_forward_hook(lambda *_: calls.append(1))
+    stepwise = logits_and_grads()
+    handle.remove()
+    counter.remove()
+    assert len(calls) == 7  # one call a time step: the step-by-step path ran
+    torch.testing.assert_close(stepwise[0], fused[0], rtol=1e-5, atol=1e-6)
+    for name in fused[1]:
+        torch.testing.assert_close(stepwise[1][name], fused[1][name], rtol=1e-4, atol=1e-6)
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    def weights(seed: int) -> dict[str, torch.Tensor]:
+        return train_dp(arch="bilstm", chars=True, mode="bk", seed=seed).model.state_dict()
+
+    first, second, other = weights(0), weights(0), weights(1)
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)
