@@ -94,8 +94,8 @@ def train(
     A BiLSTM over word embeddings with character features, dropout and early stopping, as the NLU models Parikh et
     al. (2022) attacked with ModIvA:
 
-        privaudit train DATA --out model --arch bilstm --char-embeddings --dropout 0.5 --early-stopping 3
-        --validation-fraction 0.1
+        privaudit train DATA --out model --arch bilstm --char-embeddings \\
+            --dropout 0.5 --early-stopping 3 --validation-fraction 0.1
 
     On a GPU, in bf16 (non-DP training only; DP-SGD trains in fp32):
 

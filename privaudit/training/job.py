@@ -87,6 +87,8 @@ def _check_model_flags(job: TrainJob) -> None:
             "--embedding-dim, --char-embeddings and --word-vectors apply to --arch bilstm or cnn, not bert"
         )
     if job.arch != "bert":
+        if job.architecture is not None:
+            raise PrivauditError(f"architecture= sizes the small BERT; --arch {job.arch} takes word-model sizes")
         if job.base is not None:
             raise PrivauditError(
                 f"--arch {job.arch} trains from scratch; --base fine-tunes a transformer (--arch bert)"
