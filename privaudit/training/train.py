@@ -70,7 +70,7 @@ class TrainConfig:
                 f"--early-stopping must be 0 (off) or a patience of 1 or more epochs, not {self.early_stopping}"
             )
         if not 0 <= self.validation_fraction < 1:
-            raise PrivauditError(f"--validation-fraction must be in (0, 1), not {self.validation_fraction}")
+            raise PrivauditError(f"--validation-fraction must be in [0, 1) (0: off), not {self.validation_fraction}")
         if self.early_stopping and not (self.validation_fraction or self.validation_file):
             raise PrivauditError(
                 "--early-stopping needs validation data: pass --validation FILE or --validation-fraction F"
@@ -193,9 +193,8 @@ def train_classifier(
         model = apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
     else:
         freeze_for(model, parse_train_layers(config.train_layers))
-    for p in getattr(
-        model, "frozen_parameters", list
-    )():  # family: pretrained word vectors (privaudit.models) stay frozen
+    # family: privaudit.models' pretrained word vectors stay frozen, whatever the line above unfroze
+    for p in getattr(model, "frozen_parameters", list)():
         p.requires_grad_(False)
     trainable = trainable_names(model)
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
