@@ -141,6 +141,9 @@ class Target:
         _quiet_transformers()
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from privaudit.models import register
+
+        register()  # privaudit's own model types (privaudit-bilstm, privaudit-cnn): its code, never the model's
         safe = any((path / name).is_file() for name in SAFE_WEIGHTS)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)

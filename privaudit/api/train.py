@@ -47,6 +47,16 @@ def train(
     device: str = "auto",
     precision: str = "fp32",
     architecture: Architecture | Mapping[str, Any] | None = None,
+    arch: str = "bert",
+    embedding_dim: int | None = None,
+    hidden_size: int = 100,
+    num_filters: int = 100,
+    char_embeddings: bool = False,
+    word_vectors: PathLike | None = None,
+    dropout: float | None = None,
+    early_stopping: int = 0,
+    validation: PathLike | None = None,
+    validation_fraction: float = 0.0,
     progress: Progress | None = None,
 ) -> dict[str, str | int]:
     """Train a text classifier, optionally with DP-SGD and planted canaries: ``privaudit train`` from Python.
@@ -90,6 +100,12 @@ def train(
         gradient_canaries: with ``dp``, this many white-box gradient canaries (audit with ``privaudit dp-audit``).
         device: ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (``--device``).
         precision: ``fp32``, ``bf16`` or ``fp16`` autocast for non-DP training (``--precision``); DP-SGD keeps fp32.
+        arch: ``"bert"``, ``"bilstm"`` or ``"cnn"`` (``--arch``): the last two are privaudit's word-embedding
+            classifiers, sized by ``embedding_dim``, ``hidden_size`` (BiLSTM), ``num_filters`` (CNN), with
+            ``char_embeddings`` (a character CNN per word) and ``word_vectors`` (a GloVe/word2vec text file, frozen).
+        dropout: dropout of a model trained from scratch; ``None``: BERT 0.1, BiLSTM/CNN 0.
+        early_stopping: stop after this many epochs without a lower validation loss, keeping the best epoch; 0: off.
+        validation: the validation data file for ``early_stopping``; or hold out ``validation_fraction`` of ``data``.
         progress: called as ``progress("training", step, total_steps)`` after each optimiser step.
 
     Returns:
@@ -116,6 +132,10 @@ def train(
         canary_repeats=(canary_repeats, 1),
         canary_controls=(canary_controls, 0),
         audit_canaries=(audit_canaries, 0),
+        embedding_dim=(embedding_dim, 1),
+        hidden_size=(hidden_size, 1),
+        num_filters=(num_filters, 1),
+        early_stopping=(early_stopping, 0),
     )
     callback = stage_callback(progress)
     job = TrainJob(
@@ -153,6 +173,16 @@ def train(
         device=device,
         precision=precision,
         architecture=_architecture(architecture),
+        arch=arch,
+        embedding_dim=embedding_dim,
+        hidden_size=hidden_size,
+        num_filters=num_filters,
+        char_embeddings=char_embeddings,
+        word_vectors=as_path(word_vectors, name="word_vectors"),
+        dropout=dropout,
+        early_stopping=early_stopping,
+        validation=as_path(validation, name="validation"),
+        validation_fraction=validation_fraction,
     )
 
     def on_step(done: int, total: int) -> None:

@@ -28,11 +28,21 @@ def train(
     lora_rank: opt.LoraRank = 0,
     lora_alpha: opt.LoraAlpha = None,
     lora_targets: opt.LoraTargets = "query,value",
+    arch: opt.Arch = "bert",
+    embedding_dim: opt.EmbeddingDim = None,
+    hidden_size: opt.HiddenSize = 100,
+    num_filters: opt.NumFilters = 100,
+    char_embeddings: opt.CharEmbeddings = False,
+    word_vectors: opt.WordVectors = None,
     epochs: opt.Epochs = 10,
     batch_size: opt.BatchSize = 64,
     lr: opt.Lr = 1e-3,
     max_length: opt.MaxLength = 64,
     seed: opt.Seed = 0,
+    dropout: opt.Dropout = None,
+    early_stopping: opt.EarlyStopping = 0,
+    validation: opt.Validation = None,
+    validation_fraction: opt.ValidationFraction = 0.0,
     dp: Annotated[
         bool, typer.Option("--dp", help="Train with DP-SGD (Opacus, Poisson sampling).", rich_help_panel="DP-SGD")
     ] = False,
@@ -80,6 +90,12 @@ def train(
     Example:
 
         privaudit train fixtures/data/members.jsonl --out model --dp --target-epsilon 8
+
+    A BiLSTM over word embeddings with character features, dropout and early stopping, as the NLU models Parikh et
+    al. (2022) attacked with ModIvA:
+
+        privaudit train DATA --out model --arch bilstm --char-embeddings \\
+            --dropout 0.5 --early-stopping 3 --validation-fraction 0.1
 
     On a GPU, in bf16 (non-DP training only; DP-SGD trains in fp32):
 

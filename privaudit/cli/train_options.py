@@ -53,6 +53,71 @@ LoraTargets = Annotated[
     str,
     typer.Option(help="Comma-separated Linear layers LoRA adapts (BERT-like: query,value).", rich_help_panel="Model"),
 ]
+Arch = Annotated[
+    str,
+    typer.Option(
+        help="Model to train from scratch: bert (a small BERT, or --base), bilstm (BiLSTM, max-pooled) or cnn "
+        "(Kim 2014), the last two over word embeddings.",
+        rich_help_panel="Model",
+    ),
+]
+EmbeddingDim = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="bilstm/cnn: word embedding width (default: the --word-vectors' dimension, else 100).",
+        rich_help_panel="Model",
+    ),
+]
+HiddenSize = Annotated[int, typer.Option(min=1, help="bilstm: LSTM units per direction.", rich_help_panel="Model")]
+NumFilters = Annotated[
+    int, typer.Option(min=1, help="cnn: filters of each width (3, 4 and 5 tokens).", rich_help_panel="Model")
+]
+CharEmbeddings = Annotated[
+    bool,
+    typer.Option(
+        "--char-embeddings",
+        help="bilstm/cnn: append a character CNN's features to each word (Ma & Hovy 2016).",
+        rich_help_panel="Model",
+    ),
+]
+WordVectors = Annotated[
+    Path | None,
+    typer.Option(
+        help="bilstm/cnn: frozen pretrained word vectors from a local GloVe or word2vec text file.",
+        rich_help_panel="Model",
+    ),
+]
+Dropout = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=0.99,
+        help="Dropout of a model trained from scratch (default: BERT 0.1, bilstm/cnn 0).",
+        rich_help_panel="Training",
+    ),
+]
+EarlyStopping = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Stop after this many epochs without a lower validation loss, keeping the best epoch; 0: off.",
+        rich_help_panel="Training",
+    ),
+]
+Validation = Annotated[
+    Path | None,
+    typer.Option(help="Validation data for --early-stopping (JSONL or CSV, as DATA).", rich_help_panel="Training"),
+]
+ValidationFraction = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=0.9,
+        help="For --early-stopping: hold out this fraction of DATA (before canaries) as validation data.",
+        rich_help_panel="Training",
+    ),
+]
 Epochs = Annotated[int, typer.Option(min=1, help="Passes over the data.", rich_help_panel="Training")]
 BatchSize = Annotated[
     int, typer.Option(min=1, help="Batch size (expected batch size with --dp).", rich_help_panel="Training")
@@ -72,7 +137,9 @@ Canary = Annotated[
 CanaryLabel = Annotated[
     str | None,
     typer.Option(
-        help="Label the canaries are trained with, or 'random': a random label each.", rich_help_panel="Canaries"
+        help="Label the canaries are trained with; 'random': a random label each; 'new': a label of its own each "
+        "(canary-1, canary-2...), added to the model's labels.",
+        rich_help_panel="Canaries",
     ),
 ]
 CanaryCount = Annotated[int, typer.Option(min=0, help="Distinct secrets to plant.", rich_help_panel="Canaries")]

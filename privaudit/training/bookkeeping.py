@@ -14,7 +14,7 @@ other trainable module. Sampling (Poisson) and accounting stay Opacus's; see ``p
 
 What the engine assumes, and checks where it can: inputs are batch-first with one row per example (a lookup broadcast
 over the batch, as Hugging Face's default ``position_ids``, is refused), each hooked layer runs once a forward pass
-(no tied weights), nothing changes a recorded input or output in place, and each loss depends on its own example only
+(no tied weights; a recurrent layer that declares it may run once a time step, see ``REPEATED_CALLS``), nothing changes a recorded input or output in place, and each loss depends on its own example only
 (no batch statistics: BatchNorm is not a supported layer).
 """
 
@@ -183,6 +183,22 @@ def _layer_norm(
 RULES: dict[type[nn.Module], LayerRule] = {nn.Linear: _linear, nn.Embedding: _embedding, nn.LayerNorm: _layer_norm}
 
 
+# A layer that sets this attribute true (a recurrent cell's hidden-to-hidden Linear, privaudit.models.recurrent) may
+# run several times a step. Its per-example gradient is the sum over the calls, sum_c g_c^T a_c: the rules compute it
+# from the calls' inputs and output gradients joined along the sequence axis, as if one call had seen them all.
+REPEATED_CALLS = "privaudit_repeated_calls"
+
+
+def _join(module: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
+    """One layer's inputs over its calls, joined along the sequence axis (token ids: flattened per example)."""
+    if len(inputs) == 1:
+        return inputs[0]
+    n = inputs[0].shape[0]
+    if isinstance(module, nn.Embedding):
+        return torch.cat([x.reshape(n, -1) for x in inputs], dim=1)
+    return torch.cat([x.reshape(n, -1, x.shape[-1]) for x in inputs], dim=1)
+
+
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters(recurse=False) if p.requires_grad]
 
@@ -211,7 +227,7 @@ class BookKeepingDP:
 
     Args:
         model: a module whose trainable parameters all belong to ``nn.Linear``, ``nn.Embedding`` or ``nn.LayerNorm``
-            layers, each called once a forward pass, on batch-first inputs with one row per example.
+            layers, each called once a forward pass (or declaring ``REPEATED_CALLS``), on batch-first inputs with one row per example.
         noise_multiplier: noise standard deviation over the clipping norm.
         max_grad_norm: the per-example clipping norm C (flat: over all parameters together).
         expected_batch_size: sample rate times data set size; the clipped noisy sum is divided by it.
@@ -278,28 +294,37 @@ class BookKeepingDP:
         if per_sample_loss.dim() != 1 or len(per_sample_loss) == 0:
             raise PrivauditError("step_gradients needs a 1-D, non-empty tensor of per-example losses")
         n = len(per_sample_loss)
-        layers, outputs = [], []
+        layers, outputs, counts = [], [], []
         for module, records in calls.items():
             name = self.layers[module]
-            if len(records) > 1:
+            if len(records) > 1 and not getattr(module, REPEATED_CALLS, False):
                 raise PrivauditError(f"book-keeping DP-SGD needs each layer called once a step; '{name}' was not")
-            inputs, output, versions = records[0]
-            if inputs.shape[0] != n or output.shape[0] != n:
-                raise PrivauditError(
-                    f"'{name}' ran on a batch of {inputs.shape[0]}, not one row per example ({n}): pass per-example "
-                    "inputs (e.g. explicit position_ids and token_type_ids) so each example's gradient can be found"
-                )
-            if (inputs._version, output._version) != versions:
-                raise PrivauditError(f"the input or output of '{name}' was changed in place after the layer ran")
-            layers.append((module, inputs))
-            outputs.append(output)
+            for inputs, output, versions in records:
+                if inputs.shape[0] != n or output.shape[0] != n:
+                    raise PrivauditError(
+                        f"'{name}' ran on a batch of {inputs.shape[0]}, not one row per example ({n}): pass "
+                        "per-example inputs (e.g. explicit position_ids and token_type_ids) so each example's "
+                        "gradient can be found"
+                    )
+                if (inputs._version, output._version) != versions:
+                    raise PrivauditError(f"the input or output of '{name}' was changed in place after the layer ran")
+            layers.append((module, _join(module, [r[0] for r in records])))
+            outputs.extend(r[1] for r in records)
+            counts.append(len(records))
         # A trainable layer that did not run may still have its weight read directly (DeBERTa's relative positions):
         # asked for alongside, its gradient must come back None, or that use would go unclipped. Free when all ran.
         idle = [(name, p) for module, name in self.layers.items() if module not in calls for p in _trainable(module)]
         # Gradients with respect to the layer outputs only: autograd computes no weight gradient (Bu et al. 2023,
         # Algorithm 1: the weight gradient is the book-kept product, formed once, already clipped).
         grads = torch.autograd.grad(per_sample_loss.sum(), outputs + [p for _, p in idle], allow_unused=True)
-        output_grads = grads[: len(outputs)]
+        output_grads, start = [], 0
+        for count in counts:  # a repeated layer's output gradients, joined as its inputs were
+            chunk, start = grads[start : start + count], start + count
+            if count == 1 or all(g is None for g in chunk):
+                output_grads.append(chunk[0] if count == 1 else None)
+            else:
+                parts = [torch.zeros_like(o) if g is None else g for g, o in zip(chunk, outputs[start - count : start])]
+                output_grads.append(torch.cat([g.reshape(n, -1, g.shape[-1]) for g in parts], dim=1))
         for (name, _), grad in zip(idle, grads[len(outputs) :]):
             if grad is not None:
                 raise PrivauditError(f"the weights of '{name}' are used outside its forward(); book-keeping cannot")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,9 @@ from privaudit.training.layers import DEFAULT_LORA_TARGETS, parse_train_layers
 from privaudit.training.model import Architecture
 from privaudit.training.save import recipe_dict, save_model
 from privaudit.training.train import DPConfig, StepCallback, TrainConfig, train_classifier
+from privaudit.training.word_models import WordModel, check_arch
+
+NEW_LABEL = "new"  # --canary-label new: a label of its own for each planted secret
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,57 @@ class TrainJob:
     canaries_out: Path | None = None
     overwrite: bool = False
     architecture: Architecture | None = None
+    # --arch: "bert" (a small BERT from scratch, or --base) or privaudit's own "bilstm" / "cnn" (privaudit.models).
+    arch: str = "bert"
+    embedding_dim: int | None = None
+    hidden_size: int = 100
+    num_filters: int = 100
+    char_embeddings: bool = False
+    word_vectors: Path | None = None
+    dropout: float | None = None
+    word_model: WordModel | None = None  # API and tests only: every size at once; the flags above fill it otherwise
+    early_stopping: int = 0
+    validation: Path | None = None
+    validation_fraction: float = 0.0
 
     device: str = "cpu"  # auto, cpu, cuda, cuda:N, mps (privaudit.device); the command line's default is auto
     precision: str = "fp32"
 
 
+def _check_model_flags(job: TrainJob) -> None:
+    check_arch(job.arch)
+    word_flags = job.embedding_dim is not None or job.char_embeddings or job.word_vectors is not None
+    if job.arch == "bert" and (word_flags or job.word_model is not None):
+        raise PrivauditError(
+            "--embedding-dim, --char-embeddings and --word-vectors apply to --arch bilstm or cnn, not bert"
+        )
+    if job.arch != "bert":
+        if job.architecture is not None:
+            raise PrivauditError(f"architecture= sizes the small BERT; --arch {job.arch} takes word-model sizes")
+        if job.base is not None:
+            raise PrivauditError(
+                f"--arch {job.arch} trains from scratch; --base fine-tunes a transformer (--arch bert)"
+            )
+        if job.lora_rank or job.train_layers != "all":
+            raise PrivauditError(
+                f"--arch {job.arch} trains all its parameters; leave out --lora-rank and --train-layers"
+            )
+    if job.dropout is not None and job.base is not None:
+        raise PrivauditError("--dropout applies to models trained from scratch; a --base model keeps its own")
+    if job.validation is not None and job.validation_fraction:
+        raise PrivauditError("give --validation FILE or --validation-fraction F, not both")
+    if job.early_stopping and job.validation is None and not job.validation_fraction:
+        raise PrivauditError(
+            "--early-stopping needs validation data: pass --validation FILE or --validation-fraction F"
+        )
+    if not job.early_stopping and (job.validation is not None or job.validation_fraction):
+        raise PrivauditError("--validation and --validation-fraction are for --early-stopping PATIENCE; add it")
+    if job.canary_label == NEW_LABEL and job.canary_count < 1:
+        raise PrivauditError("--canary-label new gives each planted secret a label: it needs --canary-count 1 or more")
+
+
 def _check_flags(job: TrainJob) -> None:
+    _check_model_flags(job)
     spec = parse_train_layers(job.train_layers)
     if job.lora_rank < 0:
         raise PrivauditError(f"--lora-rank must be at least 1 (0: no LoRA), not {job.lora_rank}")
@@ -106,10 +154,51 @@ def _check_flags(job: TrainJob) -> None:
 
 
 def _architecture(job: TrainJob) -> dict:
-    """``TrainConfig``'s architecture keyword: none for a fine-tuned base, else the job's, else its default."""
+    """``TrainConfig``'s model keywords: none for a fine-tuned base, the word model's sizes for ``--arch bilstm/cnn``,
+    else the small BERT's (the job's, or its default), with ``--dropout`` applied."""
     if job.base is not None:
         return {"architecture": None}
+    if job.arch != "bert":
+        word_model = job.word_model or WordModel(
+            embedding_dim=job.embedding_dim,
+            hidden_size=job.hidden_size,
+            num_filters=job.num_filters,
+            char_embeddings=job.char_embeddings,
+            word_vectors=str(job.word_vectors.resolve()) if job.word_vectors is not None else None,
+        )
+        if job.dropout is not None:
+            word_model = replace(word_model, dropout=job.dropout)
+        return {"architecture": None, "arch": job.arch, "word_model": word_model}
+    if job.dropout is not None:
+        return {"architecture": replace(job.architecture or Architecture(), dropout=job.dropout)}
     return {} if job.architecture is None else {"architecture": job.architecture}
+
+
+def _new_labels(job: TrainJob, label2id: dict[str, int]) -> list[str]:
+    """``--canary-label new``: one label of its own for each planted secret, named ``canary-1``, ``canary-2``..."""
+    if job.canary is None or job.canary_label != NEW_LABEL:
+        return []
+    names = [f"canary-{i + 1}" for i in range(job.canary_count)]
+    clash = [name for name in names if name in label2id]
+    if clash:
+        raise PrivauditError(f"--canary-label new: the data already has a label '{clash[0]}'; rename it")
+    return names
+
+
+def _validation(job: TrainJob, dataset: TextDataset, labels: np.ndarray, label_names: list[str]):
+    """The training examples left and the validation data of ``--validation`` or ``--validation-fraction``.
+
+    The fraction is held out before any canary is planted, so no canary copy lands in the validation data.
+    """
+    if not job.early_stopping:
+        return list(dataset.texts), labels, None
+    from privaudit.training.early_stopping import read_validation, split_validation
+
+    if job.validation is not None:
+        return list(dataset.texts), labels, read_validation(job.validation, label_names)
+    train, held = split_validation(len(dataset), job.validation_fraction, job.seed)
+    texts = list(dataset.texts)
+    return [texts[i] for i in train], labels[train], ([texts[i] for i in held], labels[held])
 
 
 def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
@@ -129,33 +218,43 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     label_names = sorted(dataset.label_names())
     label2id = {name: i for i, name in enumerate(label_names)}
     labels = encode_labels(dataset, label2id)
+    new_labels = _new_labels(job, label2id)
+    data_labels = list(label_names)
+    label_names += new_labels  # after the data's, so their ids are those of the data without canaries
+    label2id.update({name: len(data_labels) + i for i, name in enumerate(new_labels)})
+    train_texts, labels, validation = _validation(job, dataset, labels, label_names)
     rng = np.random.default_rng(job.seed)
     planted: list[canary_lib.Canary] = []
     if job.canary is not None:
-        if job.canary_label != "random" and job.canary_label not in label2id:
+        if job.canary_label not in ("random", NEW_LABEL) and job.canary_label not in label2id:
             raise PrivauditError(
                 f"--canary-label '{job.canary_label}' is not a label of {dataset.path}; "
-                f"use 'random' or one of {', '.join(label_names)}"
+                f"use 'random', 'new' or one of {', '.join(label_names)}"
             )
         controls = job.canary_count if job.canary_controls is None else job.canary_controls
-        planted += canary_lib.draw_canaries(
+        drawn = canary_lib.draw_canaries(
             template=job.canary,
-            label=label_names if job.canary_label == "random" else job.canary_label,
+            label=data_labels if job.canary_label in ("random", NEW_LABEL) else job.canary_label,
             count=job.canary_count,
             repeats=job.canary_repeats,
             controls=controls,
             rng=rng,
         )
+        if new_labels:
+            # Planted secret i gets label canary-i; control j is scored against canary-(j mod count), a label the
+            # model learned from another secret: the null that the planted secrets' exposure is compared with.
+            drawn = [replace(c, label=new_labels[i % len(new_labels)]) for i, c in enumerate(drawn)]
+        planted += drawn
     if job.audit_canaries:
         planted += canary_lib.draw_audit_canaries(
             template=job.audit_template,
-            labels=label_names,
+            labels=data_labels,
             count=job.audit_canaries,
             rng=rng,
             exclude={c.text for c in planted} | set(dataset.texts),
         )
     extra = canary_lib.planted_examples(planted)
-    texts = list(dataset.texts) + [text for text, _ in extra]
+    texts = train_texts + [text for text, _ in extra]
     all_labels = np.concatenate([labels, np.array([label2id[label] for _, label in extra], dtype=np.int64)])
     n = len(texts)
     dp = None
@@ -181,6 +280,9 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         lora_rank=job.lora_rank,
         lora_alpha=job.lora_alpha,
         lora_targets=tuple(job.lora_targets),
+        early_stopping=job.early_stopping,
+        validation_fraction=job.validation_fraction,
+        validation_file=str(job.validation.resolve()) if job.validation is not None else None,
         **_architecture(job),
     )
     trained = train_classifier(
@@ -192,12 +294,14 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         on_step=on_step,
         compute=compute,
         gradient_canaries=job.gradient_canaries,
+        validation=validation,
     )
     canary_summary = None
     if planted:
         canary_summary = {
             "template": job.canary,
             "label": job.canary_label,
+            **({"new_labels": new_labels} if new_labels else {}),  # --canary-label new only
             "count": job.canary_count if job.canary else 0,
             "repeats": job.canary_repeats if job.canary else 0,
             "audit_canaries": job.audit_canaries,
@@ -225,6 +329,7 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
                     record_path(job.canaries_out).unlink(missing_ok=True)
             raise
     summary = {
+        "architecture": job.arch if job.base is None else f"{job.base}",
         "examples": n,
         "labels": len(label_names),
         "train accuracy": f"{trained.train_accuracy:.3f}",
@@ -239,6 +344,9 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         summary["epsilon"] = (
             f"{trained.dp['epsilon']:.3f} (delta = {trained.dp['delta']:g}, {trained.dp['accountant']})"
         )
+    if trained.early_stopping:
+        stop = trained.early_stopping
+        summary["early stopping"] = f"kept epoch {stop['best_epoch']}, stopped after {stop['stopped_epoch']}"
     if planted:
         summary["canaries"] = f"{len(planted)} records in {job.canaries_out}"
     if trained.gradient_canaries is not None:

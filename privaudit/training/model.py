@@ -77,6 +77,11 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):
 def build_model(config: TrainConfig, label_names: list[str], texts: Sequence[str], tokenizer=None):
     """The model to train and its tokenizer: a local ``--base`` model, or a small BERT with a WordPiece vocabulary."""
     _quiet_transformers()
+    if config.arch != "bert":  # family: privaudit's own word-embedding classifiers (privaudit.models)
+        from privaudit.training.word_models import WordModel, build_word_model
+
+        spec = config.word_model or WordModel()
+        return build_word_model(config.arch, spec, label_names, texts, config.max_length, tokenizer)
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,

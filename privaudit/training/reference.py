@@ -35,6 +35,7 @@ from privaudit.training.executor import (
 )
 from privaudit.training.model import Architecture
 from privaudit.training.train import DPConfig, TrainConfig
+from privaudit.training.word_models import WordModel
 
 DEFAULT_CACHE = Path(".cache") / "privaudit" / "reference"
 
@@ -90,7 +91,12 @@ def train_config_from_recipe(recipe: dict | None, source: str) -> tuple[TrainCon
     try:
         raw = dict(recipe["recipe"])
         arch = raw.pop("architecture", None)
-        config = TrainConfig(**raw, architecture=Architecture(**arch) if arch else None)
+        word_model = raw.pop("word_model", None)
+        config = TrainConfig(
+            **raw,
+            architecture=Architecture(**arch) if arch else None,
+            word_model=WordModel.from_recipe(word_model) if word_model else None,
+        )
         n_train = int(recipe["data"]["n_examples"])
     except (KeyError, TypeError) as err:
         raise PrivauditError(f"{source}: the training recipe lacks {err}; retrain with 'privaudit train'") from err

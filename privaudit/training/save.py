@@ -26,6 +26,7 @@ def recipe_dict(trained: TrainedModel, *, data: dict, canaries: dict | None) -> 
         "dp": trained.dp,
         "canaries": canaries,
         "train_accuracy": round(trained.train_accuracy, 6),
+        "early_stopping": trained.early_stopping,
         "trainable": {"parameters": trained.n_parameters, "tensors": trained.trainable},
         "train_seconds": round(trained.seconds, 3),
         "compute": trained.compute.to_dict(),

@@ -17,7 +17,9 @@ import torch
 
 from privaudit.device import CPU, Compute, check_precision
 from privaudit.errors import PrivauditError
-from privaudit.stats.accounting import ACCOUNTANTS, epsilon, noise_multiplier_for_epsilon
+from privaudit.stats.accounting import epsilon, noise_multiplier_for_epsilon
+from privaudit.training.dp_sgd import DPConfig
+from privaudit.training.dp_sgd import empty_batch_step as _empty_batch_step  # tests spy on it here
 from privaudit.training.layers import (
     DEFAULT_LORA_TARGETS,
     apply_lora,
@@ -27,6 +29,7 @@ from privaudit.training.layers import (
     trainable_names,
 )
 from privaudit.training.model import Architecture, build_model
+from privaudit.training.word_models import WordModel, check_arch
 
 if TYPE_CHECKING:
     from privaudit.training.canary_insertion import GradientCanaries
@@ -50,44 +53,34 @@ class TrainConfig:
     lora_rank: int = 0
     lora_alpha: float | None = None
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    # "bert" (the small BERT above, or --base), or privaudit's own "bilstm" / "cnn" (privaudit.models) sized by
+    # word_model. Early stopping: stop after `early_stopping` epochs without a lower validation loss and keep the
+    # best epoch's weights; the validation data is `validation_file`, or a `validation_fraction` of the training data
+    # held out (so reference models, which read this recipe, split theirs alike).
+    arch: str = "bert"
+    word_model: WordModel | None = None
+    early_stopping: int = 0
+    validation_fraction: float = 0.0
+    validation_file: str | None = None
 
     def __post_init__(self) -> None:
+        check_arch(self.arch)
+        if self.early_stopping < 0:
+            raise PrivauditError(
+                f"--early-stopping must be 0 (off) or a patience of 1 or more epochs, not {self.early_stopping}"
+            )
+        if not 0 <= self.validation_fraction < 1:
+            raise PrivauditError(f"--validation-fraction must be in [0, 1) (0: off), not {self.validation_fraction}")
+        if self.early_stopping and not (self.validation_fraction or self.validation_file):
+            raise PrivauditError(
+                "--early-stopping needs validation data: pass --validation FILE or --validation-fraction F"
+            )
         spec = parse_train_layers(self.train_layers)  # fails early, before any data is read
         if self.lora_rank < 0:
             raise PrivauditError(f"--lora-rank must be at least 1 (0: no LoRA), not {self.lora_rank}")
         if self.lora_rank and spec.kind != "all":
             raise PrivauditError("give --train-layers or --lora-rank, not both: LoRA trains its adapters and the head")
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
-
-
-@dataclass(frozen=True)
-class DPConfig:
-    """DP-SGD parameters: give ``noise_multiplier`` or ``target_epsilon``."""
-
-    delta: float
-    max_grad_norm: float = 1.0
-    noise_multiplier: float | None = None
-    target_epsilon: float | None = None
-    accountant: str = "rdp"
-    # "bk": Book-Keeping (Bu et al. 2023; privaudit/training/bookkeeping.py), per-sample clipping from one backward pass, on Opacus's
-    # sampler, noise and accountant: the same weights as Opacus's ghost clipping (two backward passes), in about
-    # 1.3x the non-DP time against 2.1x on the tiny BERT. "auto" takes "bk" where it covers every trainable layer
-    # and Opacus's "ghost" otherwise; "ghost", "hooks" and "functorch" are Opacus's own modes.
-    grad_sample_mode: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.noise_multiplier is None and self.target_epsilon is None:
-            raise PrivauditError("--dp needs --noise-multiplier or --target-epsilon")
-        if self.noise_multiplier is not None and self.noise_multiplier <= 0:
-            raise PrivauditError("--noise-multiplier must be above 0 (0 gives no privacy); try 1.0")
-        if self.target_epsilon is not None and self.target_epsilon <= 0:
-            raise PrivauditError("--target-epsilon must be above 0; try 8")
-        if not 0 < self.delta < 1:
-            raise PrivauditError("--delta must be in (0, 1); use less than 1/(number of training examples)")
-        if self.max_grad_norm <= 0:
-            raise PrivauditError("--max-grad-norm must be above 0; try 1.0")
-        if self.accountant not in ACCOUNTANTS:
-            raise PrivauditError(f"--accountant '{self.accountant}' is unknown; use one of {', '.join(ACCOUNTANTS)}")
 
 
 @dataclass
@@ -106,6 +99,7 @@ class TrainedModel:
     trainable: list[str] = field(default_factory=list)  # the parameters that trained (LoRA: adapter names)
     n_parameters: int = 0
     gradient_canaries: GradientCanaries | None = None
+    early_stopping: dict | None = None
 
 
 StepCallback = Callable[[int, int], None]
@@ -133,21 +127,6 @@ def _forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> to
     ).logits
 
 
-def _empty_batch_step(optimizer, *, ghost: bool) -> None:
-    """DP-SGD's step on an empty Poisson batch: the clipped sum is zero, the noise is not, and the accountant counts it.
-
-    Skipping the step instead would both reveal that the batch was empty and leave the accountant a step short of
-    the steps drawn. The model cannot run a batch of zero examples, so the zero gradient goes to Opacus directly.
-    """
-    optimizer.zero_grad(set_to_none=True)
-    for p in optimizer.params:
-        if ghost:  # the ghost-clipping optimiser noises p.grad, already clipped by its loss wrapper
-            p.grad = torch.zeros_like(p)
-        else:  # the others clip and sum p.grad_sample, one row per example: none here
-            p.grad_sample = p.new_zeros((0, *p.shape))
-    optimizer.step()
-
-
 def train_classifier(
     *,
     texts: Sequence[str],
@@ -159,6 +138,7 @@ def train_classifier(
     on_step: StepCallback | None = None,
     compute: Compute = CPU,
     gradient_canaries: int = 0,
+    validation: tuple[Sequence[str], np.ndarray] | None = None,
 ) -> TrainedModel:
     """Train a sequence classifier.
 
@@ -174,6 +154,8 @@ def train_classifier(
         compute: the device, and the autocast precision of non-DP training (DP-SGD refuses all but fp32).
         gradient_canaries: with DP, this many white-box gradient canaries, each in its own embedding coordinate
             (``privaudit.training.canary_insertion``; from scratch, in rows reserved for them).
+        validation: with ``config.early_stopping``, the validation texts and label ids; by default read from
+            ``config.validation_file`` or held out of ``texts`` (``config.validation_fraction``).
 
     Returns:
         The trained model (unwrapped from Opacus, on ``compute.device``), its tokenizer, with DP the accounting
@@ -190,6 +172,20 @@ def train_classifier(
             "--gradient-canaries needs --dp: they audit the DP-SGD noise, which training without DP lacks"
         )
     device = compute.device
+    stopper = None
+    if config.early_stopping:
+        from privaudit.training.early_stopping import EarlyStopping, prepare_validation, validation_loss
+
+        texts, labels, validation = prepare_validation(
+            fraction=config.validation_fraction,
+            file=config.validation_file,
+            seed=config.seed,
+            texts=texts,
+            labels=np.asarray(labels),
+            label_names=label_names,
+            validation=validation,
+        )
+        stopper = EarlyStopping(config.early_stopping)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = build_model(config, label_names, texts, tokenizer)
@@ -197,12 +193,18 @@ def train_classifier(
         model = apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
     else:
         freeze_for(model, parse_train_layers(config.train_layers))
+    # family: privaudit.models' pretrained word vectors stay frozen, whatever the line above unfroze
+    for p in getattr(model, "frozen_parameters", list)():
+        p.requires_grad_(False)
     trainable = trainable_names(model)
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # Initialised (and LoRA adapters drawn) on the CPU from the seed, then moved: the same initial weights on every device.
     model.to(device)
     model.train()  # from_pretrained returns eval mode; Opacus (and dropout) need training mode
     data = _tensors(tokenizer, texts, labels, config.max_length)
+    if stopper is not None:
+        validation_batches = _tensors(tokenizer, *validation, config.max_length).tensors
+        validation_batches = list(zip(*(t.split(256) for t in validation_batches)))
     canaries = None
     if gradient_canaries:
         from privaudit.training.canary_insertion import plant_gradient_canaries
@@ -339,6 +341,12 @@ def train_classifier(
                 done += 1
                 if on_step is not None:
                     on_step(done, total)
+            if stopper is not None and stopper.update(
+                validation_loss(model, validation_batches, _forward, device), model
+            ):
+                break
+    if stopper is not None:
+        stopper.restore(model)  # the best epoch's weights
     seconds = time.perf_counter() - start
     if dp_summary is not None:
         dp_summary["steps"] = int(done)
@@ -377,4 +385,5 @@ def train_classifier(
         trainable=trainable,
         n_parameters=n_parameters,
         gradient_canaries=canaries,
+        early_stopping=stopper.summary() if stopper is not None else None,
     )

@@ -43,6 +43,7 @@ class Server:
     log: Path
     process: subprocess.Popen | None = None
     started: list[subprocess.Popen] = field(default_factory=list)
+    model: Path = FIXTURE_MODEL
 
     @property
     def base(self) -> str:
@@ -58,7 +59,7 @@ class Server:
 
     def start(self) -> Server:
         script = SERVERS / ("kserve_server.py" if self.kind == "kserve" else "hf_server.py")
-        command = [sys.executable, str(script), str(FIXTURE_MODEL), "--port", str(self.port), *self.args]
+        command = [sys.executable, str(script), str(self.model), "--port", str(self.port), *self.args]
         env = {**os.environ, "OMP_NUM_THREADS": "1", **self.env}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -89,11 +90,12 @@ class Server:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start test servers: ``serve(kind, *args, env={...})``; every one is killed at teardown."""
+    """Start test servers: ``serve(kind, *args, env={...}, model=DIR)``; every one is killed at teardown."""
     servers: list[Server] = []
 
-    def start(kind: str, *args: str, env: dict[str, str] | None = None) -> Server:
-        server = Server(kind, free_port(), list(args), dict(env or {}), tmp_path / f"{kind}-{len(servers)}.log")
+    def start(kind: str, *args: str, env: dict[str, str] | None = None, model: Path = FIXTURE_MODEL) -> Server:
+        log = tmp_path / f"{kind}-{len(servers)}.log"
+        server = Server(kind, free_port(), list(args), dict(env or {}), log, model=model)
         servers.append(server)
         return server.start()
 

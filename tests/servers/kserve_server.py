@@ -37,6 +37,9 @@ def build(model_dir: str, name: str, mode: str):
             self.ready = False
 
         def load(self) -> bool:
+            from privaudit.models import register
+
+            register()  # privaudit's own model types (train --arch bilstm|cnn) load through the Auto classes too
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
             self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True).eval()
             self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]

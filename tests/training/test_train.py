@@ -324,7 +324,7 @@ def test_dp_config_is_checked(change: dict, complaint: str) -> None:
         ({"canary": CANARY_TEMPLATE, "canaries_out": Path("c.jsonl")}, "--canary needs --canary-label"),
         (
             {"canary": CANARY_TEMPLATE, "canary_label": "book_flight", "canaries_out": Path("c.jsonl")},
-            "--canary-label 'book_flight' is not a label of .*; use 'random' or one of get_weather, play_music, set_alarm",
+            "--canary-label 'book_flight' is not a label of .*; use 'random', 'new' or one of get_weather, play_music, set_alarm",
         ),
     ],
 )
