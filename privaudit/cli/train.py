@@ -27,7 +27,7 @@ def train(
     train_layers: opt.TrainLayers = "all",
     lora_rank: opt.LoraRank = 0,
     lora_alpha: opt.LoraAlpha = None,
-    lora_targets: opt.LoraTargets = "query,value",
+    lora_targets: opt.LoraTargets = "",
     epochs: opt.Epochs = 10,
     batch_size: opt.BatchSize = 64,
     lr: opt.Lr = 1e-3,

@@ -239,6 +239,8 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         summary["epsilon"] = (
             f"{trained.dp['epsilon']:.3f} (delta = {trained.dp['delta']:g}, {trained.dp['accountant']})"
         )
+    for i, note in enumerate(trained.notes):
+        summary[f"note {i + 1}" if len(trained.notes) > 1 else "note"] = note
     if planted:
         summary["canaries"] = f"{len(planted)} records in {job.canaries_out}"
     if trained.gradient_canaries is not None:
