@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -88,9 +91,22 @@ def per_example_lookups(model: nn.Module) -> list[RemovableHandle]:
         ids = args[0]
         n = batch[0]
         if n > 1 and ids.dim() >= 1 and ids.shape[0] == 1:
-            return (ids.expand(n, *ids.shape[1:]), *args[1:])
+            return (ids.expand(n, *ids.shape[1:]).contiguous(), *args[1:])
+        if not ids.is_contiguous():  # an expanded buffer (BERT's token types): Opacus reads lookups with view()
+            return (ids.contiguous(), *args[1:])
         return None
 
     handles = [inner.register_forward_pre_hook(note_batch, with_kwargs=True)]
     handles += [m.register_forward_pre_hook(widen) for m in inner.modules() if isinstance(m, nn.Embedding)]
     return handles
+
+
+@contextlib.contextmanager
+def one_row_per_example(model: nn.Module) -> Iterator[None]:
+    """:func:`per_example_lookups` for the forward passes inside the ``with`` block."""
+    handles = per_example_lookups(model)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -19,7 +19,7 @@ import torch
 from privaudit.device import CPU, Compute, check_precision
 from privaudit.errors import PrivauditError
 from privaudit.families.adapter import adapter_for
-from privaudit.families.forward import per_example_lookups
+from privaudit.families.forward import one_row_per_example
 from privaudit.stats.accounting import ACCOUNTANTS, epsilon, noise_multiplier_for_epsilon
 from privaudit.training.ghost import ghost_refuses_ties
 from privaudit.training.layers import (
@@ -129,7 +129,9 @@ def _forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> to
     width = max(int(attention_mask.sum(dim=1).max()), 1)
     input_ids = input_ids[:, :width].contiguous()
     attention_mask = attention_mask[:, :width].contiguous()
-    return model(input_ids=input_ids, attention_mask=attention_mask).logits
+    # Batch-wide lookups (positions) widened to one row per example, with the same values, for DP-SGD's engines.
+    with one_row_per_example(model):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
 def _empty_batch_step(optimizer, *, ghost: bool) -> None:
@@ -203,9 +205,6 @@ def train_classifier(
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # Initialised (and LoRA adapters drawn) on the CPU from the seed, then moved: the same initial weights on every device.
     model.to(device)
-    # One embedding row per example in every lookup (positions too), for DP-SGD's per-example gradients; the values
-    # are the model's own, so the function trained is the one scored.
-    lookups = per_example_lookups(model)
     model.train()  # from_pretrained returns eval mode; Opacus (and dropout) need training mode
     data = _tensors(tokenizer, texts, labels, config.max_length)
     canaries = None
@@ -362,8 +361,6 @@ def train_classifier(
         else:
             model = train_model._module  # the plain module, without Opacus hooks
         engine = None
-    for handle in lookups:
-        handle.remove()
     # A plain classifier again: LoRA's adapters folded into the base weights, so the saved model needs no peft.
     model = merge_lora(model)
     model.eval()
