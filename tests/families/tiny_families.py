@@ -70,7 +70,7 @@ FAMILIES = [
 def corpus() -> list[str]:
     texts = [r["text"] for r in make_records(300, seed=7)]
     # Digits often enough that each is one token after a space ('1', 'Ġ1', '▁1'), as in real vocabularies.
-    digits = [" ".join(str((7 * i + 3 * j) % 10) for j in range(6)) for i in range(100)]
+    digits = [" ".join(str((7 * i + 3 * j) % 10) for j in range(6)) for i in range(400)]
     return texts + [CANARY_TEMPLATE.replace("{d}", d) for d in "0123456789"] + digits
 
 
@@ -119,7 +119,7 @@ def train_tokenizer(kind: str):
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=special, unk_token="<unk>", show_progress=False)
+    trainer = trainers.UnigramTrainer(vocab_size=600, special_tokens=special, unk_token="<unk>", show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
