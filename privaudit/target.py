@@ -256,7 +256,7 @@ class Target:
 
     def input_embeddings(self) -> torch.nn.Embedding:
         """The token embedding table, for white-box attacks that optimise in embedding space."""
-        return self.model.get_input_embeddings()
+        return self.family.input_embeddings(self.model)
 
     def logits_from_embeddings(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Differentiable logits from token embeddings (``inputs_embeds``), shape ``(batch, n_labels)``.

@@ -24,7 +24,7 @@ def _base_labels(base: Path) -> list[str] | None:
 
 
 def output_layer(model: nn.Module, n_labels: int) -> nn.Module:
-    """The head's last layer: the last Linear (or GPT-2 ``Conv1D``) outside the base model with one output per label.
+    """The head's last layer: the last Linear outside the base model with one output per label (GPT-2: ``score``).
 
     Raises:
         PrivauditError: no such layer.
