@@ -177,7 +177,7 @@ class Target:
         fp32 = dataclasses.replace(
             target, compute=dataclasses.replace(compute, precision="fp32"), max_length=min(max_length, PROBE_TOKENS)
         )
-        self_check(model=model, where=str(path), own=own, padded_logits=fp32.logits)
+        self_check(model=model, where=str(path), own=own, padded_logits=fp32._padded_logits)
         return target
 
     @property
@@ -215,6 +215,16 @@ class Target:
         target's device, in its precision (autocast); the logits come back to the CPU as float64.
         ``progress`` is called with the number of texts done after each batch.
         """
+        return self._padded_logits(texts, batch_size=batch_size, progress=progress)
+
+    def _padded_logits(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 128,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        # The scoring itself, which the load self-check runs too (so that it checks exactly this code).
         n = len(texts)
         out = np.empty((n, self.n_labels), dtype=np.float64)
         if n == 0:

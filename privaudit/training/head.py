@@ -70,10 +70,17 @@ def load_base(base: Path, label_names: list[str], tokenizer) -> tuple[nn.Module,
     )
     if own is not None:
         # Same number of labels, other names: from_pretrained would keep rows that mean other classes. Draw afresh.
+        # (transformers' _init_weights skips modules it already initialised, so the head is drawn here, as its
+        # initialisation does: normal(0, initializer_range) weights, zero biases.)
         prefix = model.base_model_prefix
-        for name, module in model.named_modules():
-            if name and not name.startswith(prefix):
-                model._init_weights(module)
+        std = float(getattr(model.config, "initializer_range", 0.02))
+        with torch.no_grad():
+            for name, module in model.named_modules():
+                if name.startswith(prefix) or not isinstance(module, nn.Linear):
+                    continue
+                module.weight.normal_(0.0, std)
+                if module.bias is not None:
+                    module.bias.zero_()
         shown = ", ".join(own[:6]) + (", ..." if len(own) > 6 else "")
         notes.append(
             f"--base {base}: its classification head (labels {shown}) does not match the data's labels; "

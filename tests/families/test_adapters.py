@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import FIXTURE_MODEL, LABELS, make_records, write_jsonl
 from tiny_families import FAMILIES, build
@@ -15,6 +16,7 @@ from privaudit.errors import PrivauditError
 from privaudit.families import ADAPTERS, GENERIC, FamilyAdapter, adapter_for, register
 from privaudit.target import Target
 from privaudit.training import job as trainjob
+from privaudit.training.head import output_layer
 
 runner = CliRunner()
 GPT2 = next(f for f in FAMILIES if f.name == "gpt2")
@@ -151,4 +153,9 @@ def test_base_head_is_kept_for_the_same_labels_and_replaced_with_a_line_otherwis
     job = trainjob.TrainJob(data=other, out=tmp_path / "new", base=base, lr=0.0, epochs=1)
     summary = trainjob.run_train(job)
     assert "a new head is initialised" in summary["note"]
+    drawn = Target.load(tmp_path / "new")  # lr 0: the weights as initialised
+    assert not np.allclose(
+        output_layer(drawn.model, 3).weight.detach().numpy(),
+        output_layer(base_target.model, 3).weight.detach().numpy(),
+    )
     assert sorted(LABELS) == sorted(base_target.label2id)
