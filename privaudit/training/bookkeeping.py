@@ -314,8 +314,9 @@ class BookKeepingDP:
             for inputs, output, versions in records:
                 if inputs.shape[0] != n or output.shape[0] != n:
                     raise PrivauditError(
-                        f"'{name}' ran on a batch of {inputs.shape[0]}, not one row per example ({n}): pass "
-                        "per-example inputs so each example's gradient can be found"
+                        f"'{name}' ran once for the whole batch ({inputs.shape[0]} row, not one per example), so "
+                        "no example's own gradient can be found (DeBERTa's relative positions do this); freeze it: "
+                        "--train-layers head, or --lora-rank"
                     )
                 if (inputs._version, output._version) != versions:
                     raise PrivauditError(f"the input or output of '{name}' was changed in place after the layer ran")
