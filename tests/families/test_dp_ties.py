@@ -80,3 +80,22 @@ def test_ghost_clipping_refuses_shared_weights_in_one_line_and_bookkeeping_train
         train_classifier(**kwargs, dp=DPConfig(delta=1e-3, noise_multiplier=1.0, grad_sample_mode="ghost"))
     trained = train_classifier(**kwargs, dp=DPConfig(delta=1e-3, noise_multiplier=1.0))
     assert trained.dp["grad_sample_mode"] == "bk"
+
+
+def test_deberta_relative_positions_are_refused_with_the_fix_and_train_frozen(tmp_path: Path) -> None:
+    # DeBERTa with relative attention projects its relative-position table once for the whole batch: no example's
+    # own gradient exists for that projection. Refused in one line; with it frozen (head only) DP-SGD trains.
+    deberta = next(f for f in FAMILIES if f.name == "deberta-v2")
+    relative = {"relative_attention": True, "position_biased_input": False, "pos_att_type": ["p2c", "c2p"]}
+    base = build(replace(deberta, kwargs={**deberta.kwargs, **relative}), tmp_path / "deberta")
+    records = make_records(32)
+    data = dict(
+        texts=[r["text"] for r in records],
+        labels=np.array([LABELS.index(r["label"]) for r in records]),
+        label_names=list(LABELS),
+        dp=DPConfig(delta=1e-3, noise_multiplier=1.0),
+    )
+    with pytest.raises(PrivauditError, match="ran once for the whole batch.*freeze it"):
+        train_classifier(**data, config=TrainConfig(epochs=1, batch_size=16, max_length=24, base=str(base)))
+    head = TrainConfig(epochs=1, batch_size=16, max_length=24, base=str(base), train_layers="head")
+    assert train_classifier(**data, config=head).dp["grad_sample_mode"] == "bk"
