@@ -14,7 +14,7 @@ from privaudit.families.adapter import FamilyAdapter, adapter_for
 
 def pad_token_id(model: nn.Module, tokenizer) -> int:
     """The id privaudit pads with: a decoder's ``config.pad_token_id`` (its head pools by it), else the tokenizer's."""
-    config_pad = getattr(model.config, "pad_token_id", None)
+    config_pad = getattr(getattr(model, "config", None), "pad_token_id", None)
     if adapter_for(model).needs_pad_token and config_pad is not None:
         return int(config_pad)
     if tokenizer.pad_token_id is not None:
@@ -60,7 +60,7 @@ def prepare(model: nn.Module, tokenizer, *, where: str) -> str | None:
         if tokenizer.pad_token_id != pad:
             tokenizer.pad_token = tokenizer.convert_ids_to_tokens(int(pad))
     elif tokenizer.pad_token_id is None:
-        pad = getattr(model.config, "pad_token_id", None)
+        pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         if pad is None:
             raise PrivauditError(f"{where}: the tokenizer has no pad token; set pad_token in tokenizer_config.json")
         tokenizer.pad_token = tokenizer.convert_ids_to_tokens(int(pad))

@@ -63,7 +63,7 @@ def self_check(
         family = (
             f"the {adapter.name} model"
             if adapter.known
-            else f"model_type '{getattr(model.config, 'model_type', None)}', which privaudit has no adapter for,"
+            else f"model_type '{getattr(getattr(model, 'config', None), 'model_type', None)}', which privaudit has no adapter for,"
         )
         raise PrivauditError(
             f"{where}: self-check failed: privaudit's padded, batched logits for {family} differ from the model's own "
