@@ -16,6 +16,7 @@ from conftest import CANARY_TEMPLATE, make_records, write_jsonl
 from tiny_families import FAMILIES, build
 from typer.testing import CliRunner
 
+from privaudit.families import adapter_for
 from privaudit.families.selfcheck import own_logits
 from privaudit.target import Target
 
@@ -123,7 +124,7 @@ def test_canary_exposure_and_modiva(trained) -> None:
     ids=["dp-bookkeeping", "head", "lora"],
 )
 def test_train_variants_are_their_own_function(family_base, data, tmp_path: Path, flags) -> None:
-    _, base = family_base
+    family, base = family_base
     out = tmp_path / "model"
     result = invoke("train", data["members"], "--base", base, "--out", out, *TRAIN, *flags)
     assert result.exit_code == 0, result.output
@@ -131,7 +132,9 @@ def test_train_variants_are_their_own_function(family_base, data, tmp_path: Path
     if "--dp" in flags:
         assert recipe["dp"]["grad_sample_mode"] == "bk"
     if "--lora-rank" in flags:
-        assert recipe["recipe"]["lora_targets"]  # the family's projections, recorded
+        # The family's attention projections (GPT-2: c_attn, a Conv1D), recorded for the reference models.
+        assert tuple(recipe["recipe"]["lora_targets"]) == adapter_for(family.name).lora_targets
+        assert any("lora" in name for name in recipe["trainable"]["tensors"])
     assert_own_function(out, member_texts(data))
 
 
