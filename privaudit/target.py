@@ -7,6 +7,7 @@ hub. Pickled weights (``pytorch_model.bin``) execute code on load, so they are r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -25,6 +26,10 @@ import torch  # noqa: E402
 
 from privaudit.device import CPU, Compute  # noqa: E402
 from privaudit.errors import PrivauditError  # noqa: E402
+from privaudit.families.adapter import FamilyAdapter, adapter_for  # noqa: E402
+from privaudit.families.forward import pad_token_id, prepare  # noqa: E402
+from privaudit.families.selfcheck import PROBE_TOKENS, PROBES, own_logits, self_check  # noqa: E402
+from privaudit.shards import shard_files  # noqa: E402
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -70,6 +75,7 @@ def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
                 )
         else:
             raise PrivauditError(f"{path}: no model weights (model.safetensors) in the directory")
+    shard_files(path)  # a sharded checkpoint: every shard a safetensors file inside the directory
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise PrivauditError(
             f"{path}: no tokenizer files (tokenizer.json or vocab.txt); save the tokenizer beside the model"
@@ -91,7 +97,8 @@ def _read_recipe(recipe_file: Path) -> dict | None:
 def directory_fingerprint(path: Path) -> str:
     """SHA-256 over the model's weights and config: names the audited model in reports and caches."""
     digest = hashlib.sha256()
-    for name in ("config.json", *SAFE_WEIGHTS, *PICKLED_WEIGHTS):
+    shards = [shard.name for shard in shard_files(path)]
+    for name in ("config.json", *SAFE_WEIGHTS, *shards, *PICKLED_WEIGHTS):
         file = path / name
         if file.is_file():
             digest.update(name.encode())
@@ -154,10 +161,13 @@ class Target:
             raise PrivauditError(f"{path}: cannot load the model ({str(err).splitlines()[0]})") from err
         model.eval()
         model.to(compute.device)
-        id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
         recipe = _read_recipe(path / RECIPE_FILE)
         max_length = int((recipe or {}).get("max_length", 64))
-        return cls(
+        # The model's own function, before privaudit sets anything (a decoder's pad token): one unpadded text at a time.
+        own = own_logits(model, tokenizer, PROBES, max_length=min(max_length, PROBE_TOKENS))
+        prepare(model, tokenizer, where=str(path))
+        id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
+        target = cls(
             path=path,
             model=model,
             tokenizer=tokenizer,
@@ -166,6 +176,17 @@ class Target:
             max_length=max_length,
             compute=compute,
         )
+        # Scored at fp32 whatever the precision, so a reduced precision's rounding is not taken for a wrong function.
+        fp32 = dataclasses.replace(
+            target, compute=dataclasses.replace(compute, precision="fp32"), max_length=min(max_length, PROBE_TOKENS)
+        )
+        self_check(model=model, where=str(path), own=own, padded_logits=fp32._padded_logits)
+        return target
+
+    @property
+    def family(self) -> FamilyAdapter:
+        """The model family's adapter (:mod:`privaudit.families`)."""
+        return adapter_for(self.model)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -197,6 +218,16 @@ class Target:
         target's device, in its precision (autocast); the logits come back to the CPU as float64.
         ``progress`` is called with the number of texts done after each batch.
         """
+        return self._padded_logits(texts, batch_size=batch_size, progress=progress)
+
+    def _padded_logits(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 128,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        # The scoring itself, which the load self-check runs too (so that it checks exactly this code).
         n = len(texts)
         out = np.empty((n, self.n_labels), dtype=np.float64)
         if n == 0:
@@ -219,7 +250,7 @@ class Target:
         flat = np.concatenate(pieces)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         order = np.argsort(lengths, kind="stable")
-        pad = self.tokenizer.pad_token_id or 0
+        pad = pad_token_id(self.model, self.tokenizer)
         device = self.compute.device
         with torch.inference_mode(), self.compute.autocast():
             for start in range(0, n, batch_size):
@@ -238,8 +269,13 @@ class Target:
 
     def input_embeddings(self) -> torch.nn.Embedding:
         """The token embedding table, for white-box attacks that optimise in embedding space."""
-        return self.model.get_input_embeddings()
+        return self.family.input_embeddings(self.model)
 
     def logits_from_embeddings(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Differentiable logits from token embeddings (``inputs_embeds``), shape ``(batch, n_labels)``."""
+        """Differentiable logits from token embeddings (``inputs_embeds``), shape ``(batch, n_labels)``.
+
+        Unpadded rows only for a decoder: its head finds the last token from ``input_ids``, which this path has not.
+        """
+        if self.family.needs_pad_token and not bool(attention_mask.all()):
+            raise PrivauditError(f"{self.family.name}: inputs_embeds scoring needs unpadded rows (all-ones mask)")
         return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits

@@ -42,7 +42,7 @@ def train(
     train_layers: str = "all",
     lora_rank: int = 0,
     lora_alpha: float | None = None,
-    lora_targets: str | Sequence[str] = "query,value",
+    lora_targets: str | Sequence[str] = "",
     gradient_canaries: int = 0,
     device: str = "auto",
     precision: str = "fp32",

@@ -233,7 +233,7 @@ def _losses(target: Target, layout: SlotLayout, label_id: int, candidates: np.nd
     with torch.inference_mode():
         for chunk in ids.split(RESCORE_BATCH):
             chunk = chunk.to(device)
-            logits = target.model(input_ids=chunk, attention_mask=mask.expand_as(chunk)).logits
+            logits = target.model(input_ids=chunk, attention_mask=mask.expand_as(chunk)).logits  # unpadded rows
             truth = torch.full((len(chunk),), label_id, device=device)
             losses.append(torch.nn.functional.cross_entropy(logits.float(), truth, reduction="none").cpu().numpy())
     return np.concatenate(losses)

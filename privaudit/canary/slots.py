@@ -1,4 +1,8 @@
-"""Where a canary's slots sit in the token sequence, and which token each alphabet value is (for ModIvA)."""
+"""Where a canary's slots sit in the token sequence, and which token each alphabet value is (for ModIvA).
+
+Values are tokenized in context, so any tokenizer kind works: WordPiece gives '1', byte-level BPE 'Ġ1' (the space
+before the value is part of its token) and sentencepiece '▁1'.
+"""
 
 from __future__ import annotations
 
@@ -62,7 +66,7 @@ def slot_layout(target: Target, canary: Canary) -> SlotLayout:
         )
     positions: list[int | None] = [None] * len(placeholder)
     token_ids: list[list[int]] = [[] for _ in placeholder]
-    for (slot, value), ids, offsets, (_, spans) in zip(
+    for (slot, value), ids, offsets, (text, spans) in zip(
         variants, encoded["input_ids"][1:], encoded["offset_mapping"][1:], filled[1:]
     ):
         start, end = spans[slot]
@@ -77,7 +81,10 @@ def slot_layout(target: Target, canary: Canary) -> SlotLayout:
         (index,) = inside
         if ids[index] == tokenizer.unk_token_id:
             raise PrivauditError(f"{where} is the unknown token for this tokenizer; use values in its vocabulary")
-        if offsets[index] != spans[slot]:
+        # The value's token may carry the space before it (byte-level BPE's 'Ġ1', sentencepiece's '▁1'): tokenized in
+        # context, a token is the slot's when it covers the value and nothing else but that whitespace.
+        a, b = offsets[index]
+        if b != end or a > start or text[a:start].strip():
             raise PrivauditError(f"{where} merges with the template's text around it; separate slots by spaces")
         fixed_same = len(ids) == len(base_ids) and all(
             a == b for i, (a, b) in enumerate(zip(ids, base_ids)) if i != index

@@ -74,7 +74,7 @@ def sweep(
     train_layers: opt.TrainLayers = "all",
     lora_rank: opt.LoraRank = 0,
     lora_alpha: opt.LoraAlpha = None,
-    lora_targets: opt.LoraTargets = "query,value",
+    lora_targets: opt.LoraTargets = "",
     arch: opt.Arch = "bert",
     embedding_dim: opt.EmbeddingDim = None,
     hidden_size: opt.HiddenSize = 100,

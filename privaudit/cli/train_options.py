@@ -51,7 +51,10 @@ LoraAlpha = Annotated[
 ]
 LoraTargets = Annotated[
     str,
-    typer.Option(help="Comma-separated Linear layers LoRA adapts (BERT-like: query,value).", rich_help_panel="Model"),
+    typer.Option(
+        help="Comma-separated layers LoRA adapts; default: the model family's attention projections (BERT query,value; GPT-2 c_attn; Llama, Qwen2 q_proj,v_proj; DeBERTa-v2 query_proj,value_proj).",
+        rich_help_panel="Model",
+    ),
 ]
 Arch = Annotated[
     str,

@@ -9,12 +9,15 @@ gradients with respect to layer outputs, and skips the weight branches of the gr
 
 This is a hand-written engine because neither reference implementation can be installed here: fastDP
 (awslabs/fast-differential-privacy) and private-transformers are not published on PyPI. It covers the trainable
-layers of Hugging Face BERT / MiniLM classifiers (``nn.Linear``, ``nn.Embedding``, ``nn.LayerNorm``) and refuses any
-other trainable module. Sampling (Poisson) and accounting stay Opacus's; see ``privaudit.training.train``.
+layers of Hugging Face classifiers (``nn.Linear``, ``nn.Embedding``, ``nn.LayerNorm``; GPT-2's ``Conv1D``, Llama's
+and Qwen2's RMSNorm) and refuses any other trainable module. Sampling (Poisson) and accounting stay Opacus's; see ``privaudit.training.train``.
 
 What the engine assumes, and checks where it can: inputs are batch-first with one row per example (a lookup broadcast
-over the batch, as Hugging Face's default ``position_ids``, is refused), each hooked layer runs once a forward pass
-(no tied weights; a recurrent layer that declares it may run once a time step, see ``REPEATED_CALLS``), nothing changes a recorded input or output in place, and each loss depends on its own example only
+over the batch, as Hugging Face's default ``position_ids``, is refused; training widens those), a weight used more
+than once a step (tied, or a layer run twice) has its per-example gradients summed in full before the norm
+(``privaudit.training.per_sample``; a recurrent layer that declares it runs once a time step, ``REPEATED_CALLS``, is
+joined along the sequence axis instead, at no extra memory), nothing changes a recorded input or output in place, and
+each loss depends on its own example only
 (no batch statistics: BatchNorm is not a supported layer).
 """
 
@@ -29,6 +32,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from privaudit.errors import PrivauditError
+from privaudit.families.forward import per_example_lookups
+from privaudit.training.per_sample import (
+    collect_calls,
+    is_conv1d,
+    is_rms_norm,
+    join_output_grads,
+    per_sample_grads,
+    rms_norm_rule,
+    shared_rule,
+)
 
 if TYPE_CHECKING:
     from privaudit.training.gradient_canaries import GradientCanaries
@@ -180,23 +193,32 @@ def _layer_norm(
     return sq, clipped
 
 
+def _conv1d(layer: nn.Module, a: torch.Tensor, g: torch.Tensor, shared: _Shared) -> tuple[torch.Tensor, ClippedSum]:
+    """GPT-2's ``Conv1D``: a Linear (``x @ W + b``) whose weight is stored as (d_in, d_out), so its sum transposes."""
+    sq, clipped = _linear(layer, a, g, shared)
+
+    def transposed(c: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+        out = clipped(c)
+        if layer.weight in out:
+            out[layer.weight] = out[layer.weight].mT.contiguous()
+        return out
+
+    return sq, transposed
+
+
 RULES: dict[type[nn.Module], LayerRule] = {nn.Linear: _linear, nn.Embedding: _embedding, nn.LayerNorm: _layer_norm}
+EXTRA_LAYERS = "Conv1D (GPT-2), RMSNorm (Llama, Qwen2)"
 
 
-# A layer that sets this attribute true (a recurrent cell's hidden-to-hidden Linear, privaudit.models.recurrent) may
-# run several times a step. Its per-example gradient is the sum over the calls, sum_c g_c^T a_c: the rules compute it
-# from the calls' inputs and output gradients joined along the sequence axis, as if one call had seen them all.
-REPEATED_CALLS = "privaudit_repeated_calls"
-
-
-def _join(module: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
-    """One layer's inputs over its calls, joined along the sequence axis (token ids: flattened per example)."""
-    if len(inputs) == 1:
-        return inputs[0]
-    n = inputs[0].shape[0]
-    if isinstance(module, nn.Embedding):
-        return torch.cat([x.reshape(n, -1) for x in inputs], dim=1)
-    return torch.cat([x.reshape(n, -1, x.shape[-1]) for x in inputs], dim=1)
+def _rule(module: nn.Module) -> LayerRule | None:
+    # Exact types: a subclass may change forward() and so what the rules assume about it.
+    if type(module) in RULES:
+        return RULES[type(module)]
+    if is_conv1d(module):
+        return _conv1d
+    if is_rms_norm(module):
+        return rms_norm_rule
+    return None
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -204,11 +226,11 @@ def _trainable(module: nn.Module) -> list[nn.Parameter]:
 
 
 def _check_layer(name: str, module: nn.Module) -> None:
-    # Exact types: a subclass may change forward() and so what the rules assume about it.
-    if type(module) not in RULES:
+    if _rule(module) is None:
         raise PrivauditError(
             f"book-keeping DP-SGD does not support the trainable layer '{name}' ({type(module).__name__}); "
-            f"it supports {', '.join(t.__name__ for t in RULES)}: freeze it, or use Opacus's ghost clipping"
+            f"it supports {', '.join(t.__name__ for t in RULES)}, {EXTRA_LAYERS}: freeze it, or use Opacus's "
+            "ghost clipping"
         )
     if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse or module.scale_grad_by_freq):
         raise PrivauditError(
@@ -259,18 +281,20 @@ class BookKeepingDP:
         self.generator = generator
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.layers: dict[nn.Module, str] = {}
-        owned: set[int] = set()
-        for name, module in model.named_modules():
+        owners: dict[int, list[nn.Module]] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
             trainable = _trainable(module)
-            if not trainable:
+            if not trainable or module in self.layers:
                 continue
             _check_layer(name, module)
-            if owned & {id(p) for p in trainable}:
-                raise PrivauditError(f"book-keeping DP-SGD does not support shared (tied) weights, as in '{name}'")
-            owned.update(id(p) for p in trainable)
+            for p in trainable:
+                owners.setdefault(id(p), []).append(module)
             self.layers[module] = name
+        # Layers holding a weight another layer holds too (tied): their per-example gradients are summed in full.
+        self.tied = {module for held in owners.values() if len(held) > 1 for module in held}
         self._calls: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]] = {}
-        self._handles = [module.register_forward_hook(self._record) for module in self.layers]
+        # Batch-wide lookups (positions) widened to one row per example, with the same values.
+        self._handles = per_example_lookups(model) + [m.register_forward_hook(self._record) for m in self.layers]
         self.per_sample_norms_: torch.Tensor | None = None
         self.canaries: GradientCanaries | None = None
 
@@ -294,37 +318,14 @@ class BookKeepingDP:
         if per_sample_loss.dim() != 1 or len(per_sample_loss) == 0:
             raise PrivauditError("step_gradients needs a 1-D, non-empty tensor of per-example losses")
         n = len(per_sample_loss)
-        layers, outputs, counts = [], [], []
-        for module, records in calls.items():
-            name = self.layers[module]
-            if len(records) > 1 and not getattr(module, REPEATED_CALLS, False):
-                raise PrivauditError(f"book-keeping DP-SGD needs each layer called once a step; '{name}' was not")
-            for inputs, output, versions in records:
-                if inputs.shape[0] != n or output.shape[0] != n:
-                    raise PrivauditError(
-                        f"'{name}' ran on a batch of {inputs.shape[0]}, not one row per example ({n}): pass "
-                        "per-example inputs (e.g. explicit position_ids and token_type_ids) so each example's "
-                        "gradient can be found"
-                    )
-                if (inputs._version, output._version) != versions:
-                    raise PrivauditError(f"the input or output of '{name}' was changed in place after the layer ran")
-            layers.append((module, _join(module, [r[0] for r in records])))
-            outputs.extend(r[1] for r in records)
-            counts.append(len(records))
+        layers, outputs, counts = collect_calls(calls, self.layers, self.tied, n)
         # A trainable layer that did not run may still have its weight read directly (DeBERTa's relative positions):
         # asked for alongside, its gradient must come back None, or that use would go unclipped. Free when all ran.
         idle = [(name, p) for module, name in self.layers.items() if module not in calls for p in _trainable(module)]
         # Gradients with respect to the layer outputs only: autograd computes no weight gradient (Bu et al. 2023,
         # Algorithm 1: the weight gradient is the book-kept product, formed once, already clipped).
         grads = torch.autograd.grad(per_sample_loss.sum(), outputs + [p for _, p in idle], allow_unused=True)
-        output_grads, start = [], 0
-        for count in counts:  # a repeated layer's output gradients, joined as its inputs were
-            chunk, start = grads[start : start + count], start + count
-            if count == 1 or all(g is None for g in chunk):
-                output_grads.append(chunk[0] if count == 1 else None)
-            else:
-                parts = [torch.zeros_like(o) if g is None else g for g, o in zip(chunk, outputs[start - count : start])]
-                output_grads.append(torch.cat([g.reshape(n, -1, g.shape[-1]) for g in parts], dim=1))
+        output_grads = join_output_grads(grads[: len(outputs)], outputs, counts, n)
         for (name, _), grad in zip(idle, grads[len(outputs) :]):
             if grad is not None:
                 raise PrivauditError(f"the weights of '{name}' are used outside its forward(); book-keeping cannot")
@@ -332,10 +333,19 @@ class BookKeepingDP:
             sq_norms = per_sample_loss.new_zeros(n)
             clipped_sums = []
             shared = _Shared()
-            for (module, inputs), g in zip(layers, output_grads):
+            summed: dict[nn.Parameter, torch.Tensor] = {}
+            for (module, inputs, in_full), g in zip(layers, output_grads):
                 if g is None:  # the layer did not reach the loss: a zero gradient
                     continue
-                sq, clipped = RULES[type(module)](module, inputs, g, shared)
+                if in_full:  # every use's per-example contribution, summed before the norm
+                    for p, grad in per_sample_grads(module, inputs, g).items():
+                        summed[p] = summed[p] + grad if p in summed else grad
+                    continue
+                sq, clipped = _rule(module)(module, inputs, g, shared)
+                sq_norms += sq
+                clipped_sums.append(clipped)
+            if summed:
+                sq, clipped = shared_rule(summed, n)
                 sq_norms += sq
                 clipped_sums.append(clipped)
             norms = sq_norms.sqrt()

@@ -24,7 +24,7 @@ _STREAM = 0x67636E79
 
 
 def _input_embedding(model: nn.Module) -> tuple[str, nn.Embedding]:
-    embedding = model.get_input_embeddings()
+    embedding = model.get_input_embeddings()  # every family's token table (privaudit.families.adapter)
     if not isinstance(embedding, nn.Embedding) or not embedding.weight.requires_grad:
         raise PrivauditError("gradient canaries need a trainable input embedding (nn.Embedding) to place them in")
     names = [name for name, p in model.named_parameters(remove_duplicate=False) if p is embedding.weight]

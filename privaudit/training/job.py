@@ -347,6 +347,8 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     if trained.early_stopping:
         stop = trained.early_stopping
         summary["early stopping"] = f"kept epoch {stop['best_epoch']}, stopped after {stop['stopped_epoch']}"
+    for i, note in enumerate(trained.notes):
+        summary[f"note {i + 1}" if len(trained.notes) > 1 else "note"] = note
     if planted:
         summary["canaries"] = f"{len(planted)} records in {job.canaries_out}"
     if trained.gradient_canaries is not None:

@@ -25,7 +25,7 @@ from torch import nn
 
 from privaudit.errors import PrivauditError
 
-DEFAULT_LORA_TARGETS = ("query", "value")
+DEFAULT_LORA_TARGETS: tuple[str, ...] = ()  # the family's own (privaudit.families.adapter)
 _LAST = re.compile(r"last:(\d+)")
 
 
@@ -106,6 +106,14 @@ def freeze_for(model: nn.Module, spec: LayerSpec) -> None:
         p.requires_grad_(_is_head(name, prefix) or name.startswith(trained_layers))
 
 
+def _adaptable(module: nn.Module) -> bool:
+    # nn.Linear, or transformers' Conv1D (GPT-2's projections: a Linear with its weight transposed), which peft
+    # adapts with fan_in_fan_out.
+    return type(module) is nn.Linear or (
+        type(module).__name__ == "Conv1D" and type(module).__module__ == "transformers.pytorch_utils"
+    )
+
+
 def apply_lora(model: nn.Module, *, rank: int, alpha: float | None, targets: tuple[str, ...]) -> nn.Module:
     """Wrap ``model`` with LoRA adapters (``peft``) on the Linear layers named ``targets``; train them and the head.
 
@@ -128,7 +136,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float | None, targets: tup
     except ImportError as err:
         raise PrivauditError("--lora-rank needs peft: pip install 'privaudit[lora]' (or pip install peft)") from err
     names = set(targets)
-    found = [name for name, m in model.named_modules() if name.rpartition(".")[2] in names and type(m) is nn.Linear]
+    found = [name for name, m in model.named_modules() if name.rpartition(".")[2] in names and _adaptable(m)]
     if not found:
         raise PrivauditError(
             f"--lora-rank: {type(model).__name__} has no Linear layer named {' or '.join(sorted(names))} for peft to "
@@ -140,6 +148,7 @@ def apply_lora(model: nn.Module, *, rank: int, alpha: float | None, targets: tup
         lora_alpha=float(alpha if alpha is not None else 2 * rank),
         lora_dropout=0.0,  # dropout would apply a second, per-example mask before A: book-keeping would still work
         target_modules=sorted(names),
+        fan_in_fan_out=any(not isinstance(m, nn.Linear) for name, m in model.named_modules() if name in found),
         bias="none",
     )
     try:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from privaudit.errors import PrivauditError
+from privaudit.families.forward import prepare
 from privaudit.target import _quiet_transformers
+from privaudit.training.head import load_base
 
 if TYPE_CHECKING:
     from privaudit.training.train import TrainConfig
@@ -75,39 +76,31 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):
 
 
 def build_model(config: TrainConfig, label_names: list[str], texts: Sequence[str], tokenizer=None):
-    """The model to train and its tokenizer: a local ``--base`` model, or a small BERT with a WordPiece vocabulary."""
+    """The model to train, its tokenizer, and notes for the user.
+
+    A local ``--base`` model, or a small BERT with a WordPiece vocabulary trained on ``texts``. A base that is already
+    a classifier over the same labels keeps its head, its rows put in ``label_names`` order; any other head is
+    replaced by a new one, and a note says so. A decoder base without a pad token gets one
+    (:func:`privaudit.families.forward.prepare`), and a note says which.
+
+    Returns:
+        ``(model, tokenizer, notes)``.
+    """
     _quiet_transformers()
     if config.arch != "bert":  # family: privaudit's own word-embedding classifiers (privaudit.models)
         from privaudit.training.word_models import WordModel, build_word_model
 
         spec = config.word_model or WordModel()
-        return build_word_model(config.arch, spec, label_names, texts, config.max_length, tokenizer)
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        BertConfig,
-        BertForSequenceClassification,
-    )
+        model, tokenizer = build_word_model(config.arch, spec, label_names, texts, config.max_length, tokenizer)
+        return model, tokenizer, []
+    from transformers import BertConfig, BertForSequenceClassification
 
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
     if config.base is not None:
-        base = Path(config.base)
-        if not (base / "config.json").is_file():
-            raise PrivauditError(f"{base}: --base must be a local model directory with config.json")
-        if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base,
-            local_files_only=True,
-            trust_remote_code=False,
-            use_safetensors=True,
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id=label2id,
-            ignore_mismatched_sizes=True,
-        )
-        return model, tokenizer
+        model, tokenizer, notes = load_base(Path(config.base), label_names, tokenizer)
+        note = prepare(model, tokenizer, where=f"--base {config.base}")
+        return model, tokenizer, notes + ([note] if note else [])
     arch = config.architecture or Architecture()
     if tokenizer is None:
         tokenizer = train_tokenizer(texts, vocab_size=arch.vocab_size, max_length=config.max_length)
@@ -126,4 +119,4 @@ def build_model(config: TrainConfig, label_names: list[str], texts: Sequence[str
         id2label=id2label,
         label2id=label2id,
     )
-    return BertForSequenceClassification(bert), tokenizer
+    return BertForSequenceClassification(bert), tokenizer, []

@@ -6,6 +6,7 @@ The recipe written to ``privaudit.json`` holds everything needed to train refere
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,11 +18,13 @@ import torch
 
 from privaudit.device import CPU, Compute, check_precision
 from privaudit.errors import PrivauditError
+from privaudit.families.adapter import adapter_for
+from privaudit.families.forward import one_row_per_example
 from privaudit.stats.accounting import epsilon, noise_multiplier_for_epsilon
 from privaudit.training.dp_sgd import DPConfig
 from privaudit.training.dp_sgd import empty_batch_step as _empty_batch_step  # tests spy on it here
+from privaudit.training.ghost import ghost_refuses_ties
 from privaudit.training.layers import (
-    DEFAULT_LORA_TARGETS,
     apply_lora,
     freeze_for,
     merge_lora,
@@ -52,7 +55,7 @@ class TrainConfig:
     train_layers: str = "all"
     lora_rank: int = 0
     lora_alpha: float | None = None
-    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    lora_targets: tuple[str, ...] = ()  # empty: the family's attention projections (privaudit.families)
     # "bert" (the small BERT above, or --base), or privaudit's own "bilstm" / "cnn" (privaudit.models) sized by
     # word_model. Early stopping: stop after `early_stopping` epochs without a lower validation loss and keep the
     # best epoch's weights; the validation data is `validation_file`, or a `validation_fraction` of the training data
@@ -97,6 +100,7 @@ class TrainedModel:
     compute: Compute = CPU
 
     trainable: list[str] = field(default_factory=list)  # the parameters that trained (LoRA: adapter names)
+    notes: list[str] = field(default_factory=list)  # lines for the user: a replaced head, a chosen pad token
     n_parameters: int = 0
     gradient_canaries: GradientCanaries | None = None
     early_stopping: dict | None = None
@@ -113,18 +117,15 @@ def _tensors(tokenizer, texts: Sequence[str], labels: np.ndarray, max_length: in
 
 
 def _forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    # Trim each batch to its longest example, and pass explicit, contiguous, full-batch position and token-type ids:
-    # Opacus computes per-sample gradients of batch size 1 from Hugging Face's broadcast buffers otherwise.
+    # The model's own forward on ids and mask, as privaudit scores it: each family numbers its own positions
+    # (RoBERTa from padding_idx + 1), and passing explicit ones trained another function than the one audited.
+    # Each batch is trimmed to its longest example, which right padding (every family's) makes exact.
     width = max(int(attention_mask.sum(dim=1).max()), 1)
     input_ids = input_ids[:, :width].contiguous()
     attention_mask = attention_mask[:, :width].contiguous()
-    positions = torch.arange(width, device=input_ids.device).unsqueeze(0).repeat(input_ids.shape[0], 1)
-    return model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        token_type_ids=torch.zeros_like(input_ids),
-        position_ids=positions,
-    ).logits
+    # Batch-wide lookups (positions) widened to one row per example, with the same values, for DP-SGD's engines.
+    with one_row_per_example(model):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
 def train_classifier(
@@ -188,8 +189,11 @@ def train_classifier(
         stopper = EarlyStopping(config.early_stopping)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    model, tokenizer = build_model(config, label_names, texts, tokenizer)
+    model, tokenizer, notes = build_model(config, label_names, texts, tokenizer)
     if config.lora_rank:
+        # No --lora-targets: the family's attention projections, recorded so reference models adapt the same ones.
+        targets = config.lora_targets or adapter_for(model).default_lora_targets()
+        config = dataclasses.replace(config, lora_targets=tuple(targets))
         model = apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
     else:
         freeze_for(model, parse_train_layers(config.train_layers))
@@ -226,6 +230,7 @@ def train_classifier(
     steps_per_epoch = len(loader)
     total = steps_per_epoch * config.epochs
     engine = None
+    mode = None
     book_keeping = None
     dp_summary = None
     train_model = model
@@ -311,7 +316,7 @@ def train_classifier(
     start = time.perf_counter()
     train_model.train()
     done = 0
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), ghost_refuses_ties(mode if dp is not None else None):
         warnings.simplefilter("ignore")
         for _epoch in range(config.epochs):
             for batch in loader:
@@ -383,6 +388,7 @@ def train_classifier(
         train_accuracy=correct / max(len(full), 1),
         compute=compute,
         trainable=trainable,
+        notes=notes,
         n_parameters=n_parameters,
         gradient_canaries=canaries,
         early_stopping=stopper.summary() if stopper is not None else None,

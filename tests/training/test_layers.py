@@ -158,7 +158,7 @@ def test_dp_training_clips_and_noises_only_the_trained_parameters(what: dict, mo
     from privaudit.training.model import build_model
 
     torch.manual_seed(config.seed)
-    fresh, _ = build_model(config, list(LABELS), [r["text"] for r in records], trained.tokenizer)
+    fresh, _, _ = build_model(config, list(LABELS), [r["text"] for r in records], trained.tokenizer)
     same = torch.equal(
         fresh.bert.embeddings.word_embeddings.weight, trained.model.bert.embeddings.word_embeddings.weight
     )
