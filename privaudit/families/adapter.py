@@ -42,6 +42,9 @@ class FamilyAdapter:
     lora_targets: tuple[str, ...] = ()
     positions: str = "0..T-1"
     known: bool = True
+    # The token table ModIvA searches: an ``nn.Embedding``, or (privaudit's word models, whose rows join a word's
+    # vector and its characters' features) any module with a computed 2-D ``weight`` of one row per token.
+    computed_table: bool = False
 
     @property
     def padding_side(self) -> str:
@@ -60,6 +63,8 @@ class FamilyAdapter:
             PrivauditError: the model has no ``nn.Embedding`` input embedding.
         """
         embedding = model.get_input_embeddings()
+        if self.computed_table and getattr(getattr(embedding, "weight", None), "ndim", 0) == 2:
+            return embedding
         if not isinstance(embedding, nn.Embedding):
             raise PrivauditError(f"{self.name}: the model's input embedding is not an nn.Embedding")
         return embedding
@@ -95,6 +100,14 @@ FAMILIES: tuple[FamilyAdapter, ...] = (
     FamilyAdapter("GPT-2", ("gpt2",), pooling=LAST, lora_targets=("c_attn",)),
     FamilyAdapter("Llama", ("llama",), pooling=LAST, lora_targets=("q_proj", "v_proj"), positions="rotary, 0..T-1"),
     FamilyAdapter("Qwen2", ("qwen2",), pooling=LAST, lora_targets=("q_proj", "v_proj"), positions="rotary, 0..T-1"),
+    # privaudit's own word models (privaudit.models): max-pooled over time, no positions, no attention for LoRA.
+    FamilyAdapter(
+        "privaudit BiLSTM / CNN",
+        ("privaudit-bilstm", "privaudit-cnn"),
+        pooling="max over time",
+        positions="none",
+        computed_table=True,
+    ),
 )
 
 ADAPTERS: dict[str, FamilyAdapter] = {}
