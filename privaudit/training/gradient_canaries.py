@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +93,11 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
         with np.load(path, allow_pickle=False) as npz:
             observations = np.asarray(npz["observations"], dtype=np.float64)
             params = {key: float(npz[key]) for key in ("noise_multiplier", "sample_rate", "max_grad_norm")}
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:  # truncated, zeroed or overwritten: not an .npz any more
+        raise PrivauditError(
+            f"{path}: the gradient canary record is damaged or truncated ({type(err).__name__}); it cannot be "
+            "rebuilt without retraining: rerun 'privaudit train --gradient-canaries'"
+        ) from err
     except (OSError, KeyError, ValueError) as err:
         raise PrivauditError(f"{path}: cannot read the gradient canary record ({err})") from err
     if observations.ndim != 2 or observations.shape[1] != len(lines):
