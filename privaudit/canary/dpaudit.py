@@ -24,6 +24,7 @@ import numpy as np
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
+from privaudit.ranges import check_epsilon
 from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, OneRunBounds
 
 SCHEMA = "privaudit.dp-audit/1"
@@ -274,6 +275,7 @@ def _gradient_scores(canaries: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _theoretical(request: DpAuditRequest) -> tuple[float | None, float]:
     """The claimed epsilon and the delta of the bounds: the flags, else the model's ``privaudit.json``."""
+    check_epsilon(request.epsilon, where="--epsilon")
     from privaudit.stats.accounting import epsilon_from_model
 
     found = None

@@ -16,7 +16,7 @@ from privaudit.errors import PrivauditError
 from privaudit.training.gradient_canaries import record_path
 from privaudit.training.layers import DEFAULT_LORA_TARGETS, parse_train_layers
 from privaudit.training.model import Architecture
-from privaudit.training.save import recipe_dict, save_model
+from privaudit.training.save import publish_model, recipe_dict, stage_model
 from privaudit.training.train import DPConfig, StepCallback, TrainConfig, train_classifier
 
 
@@ -97,6 +97,11 @@ def _check_flags(job: TrainJob) -> None:
             )
         if job.canaries_out.is_dir():
             raise PrivauditError(f"{job.canaries_out}: is a directory; --canaries-out names the file to write")
+    if job.canary is not None and job.canary_count < 1:
+        raise PrivauditError(
+            f"--canary-count {job.canary_count}: with --canary give at least 1 secret to plant; a canary file "
+            "without one is refused by 'privaudit canary'"
+        )
     if job.canary is None and job.canary_label is not None:
         raise PrivauditError("--canary-label needs --canary TEMPLATE")
     if job.canary is not None and job.canary_label is None:
@@ -110,6 +115,34 @@ def _architecture(job: TrainJob) -> dict:
     if job.base is not None:
         return {"architecture": None}
     return {} if job.architecture is None else {"architecture": job.architecture}
+
+
+def _write_canary_outputs(canaries_out: Path, trained, planted: list[canary_lib.Canary]) -> None:
+    """Write the canary file (and the gradient canaries' record beside it), each atomically; if either fails, the
+    record that was there before is put back, so an earlier model's canary outputs stay whole.
+
+    Raises:
+        PrivauditError: a file cannot be written.
+    """
+    record = record_path(canaries_out)
+    previous = record.with_name(record.name + ".previous")
+    kept = False
+    try:
+        if trained.gradient_canaries is not None and record.is_file():
+            record.replace(previous)
+            kept = True
+        gradient_lines = trained.gradient_canaries.save(canaries_out) if trained.gradient_canaries else []
+        canary_lib.write_canaries(canaries_out, planted, extra_lines=gradient_lines)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the canary file's folder may be missing or a file
+            if kept:
+                previous.replace(record)
+            elif trained.gradient_canaries is not None:
+                record.unlink(missing_ok=True)
+        raise
+    if kept:
+        with contextlib.suppress(OSError):
+            previous.unlink()
 
 
 def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
@@ -213,17 +246,16 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         },
         canaries=canary_summary,
     )
-    save_model(trained, job.out, recipe, overwrite=job.overwrite)
-    if job.canaries_out is not None:
-        try:
-            gradient_lines = trained.gradient_canaries.save(job.canaries_out) if trained.gradient_canaries else []
-            canary_lib.write_canaries(job.canaries_out, planted, extra_lines=gradient_lines)
-        except PrivauditError:
-            shutil.rmtree(job.out, ignore_errors=True)  # everything or nothing: a model without its ground truth
-            if trained.gradient_canaries is not None:
-                with contextlib.suppress(OSError):  # the canary file's folder may be missing or a file
-                    record_path(job.canaries_out).unlink(missing_ok=True)
-            raise
+    # Everything or nothing, and nothing lost: the new model is written beside --out, its canary files next, and only
+    # then does it take the old model's place (--overwrite). A failure before that leaves the old model as it was.
+    staged = stage_model(trained, job.out, recipe, overwrite=job.overwrite)
+    try:
+        if job.canaries_out is not None:
+            _write_canary_outputs(job.canaries_out, trained, planted)
+        publish_model(staged, job.out)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
     summary = {
         "examples": n,
         "labels": len(label_names),
