@@ -338,7 +338,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         if request.train_config is not None:
             try:
                 recipe = json.loads(Path(request.train_config).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as err:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise PrivauditError(f"{request.train_config}: cannot read the training recipe ({err})") from err
         tell("reference models", 0, request.reference_models)
         reference = reference_signals(

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from privaudit.errors import PrivauditError
+from privaudit.textfile import read_utf8
 
 # The canary file's ``kind`` for gradient canaries (input-space ones are "exposure" and "audit").
 KIND = "gradient"
@@ -66,7 +67,7 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
             f"{canaries_file}: no such canary file; 'privaudit train --gradient-canaries M' writes one"
         )
     lines = []
-    for number, line in enumerate(canaries_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(canaries_file, what="canary file").splitlines(), start=1):
         try:
             obj = json.loads(line) if line.strip() else None
         except json.JSONDecodeError as err:
@@ -79,6 +80,8 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
         )
     try:
         lines.sort(key=lambda obj: int(obj["index"]))
+        if any(obj["inserted"] not in (0, 1) or isinstance(obj["inserted"], float) for obj in lines):
+            raise ValueError("'inserted' must be true/false")
         inserted = np.array([bool(obj["inserted"]) for obj in lines])
         times_sampled = np.array([int(obj.get("times_sampled", 0)) for obj in lines])
         names = {obj["record"] for obj in lines}
