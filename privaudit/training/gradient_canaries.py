@@ -93,6 +93,8 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
         raise PrivauditError(f"{canaries_file}: gradient canaries must be numbered 0..m-1 and share one record")
     path = canaries_file.parent / Path(names.pop()).name  # beside the canary file, whatever the line says
     try:
+        if path.is_file() and not zipfile.is_zipfile(path):  # np.load would take it for a pickle and say so
+            raise zipfile.BadZipFile("not a zip archive")
         with np.load(path, allow_pickle=False) as npz:
             observations = np.asarray(npz["observations"], dtype=np.float64)
             params = {key: float(npz[key]) for key in ("noise_multiplier", "sample_rate", "max_grad_norm")}
