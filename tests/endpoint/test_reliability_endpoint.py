@@ -126,7 +126,7 @@ def test_the_cli_line_holds_no_piece_of_the_token(server, tmp_path: Path, run_cl
     result = run_cli(
         "mia", "--endpoint", server, "--endpoint-format", "hf", "--header", "Authorization=@PRIVAUDIT_TEST_TOKEN",
         "--endpoint-retries", 0, "--members", members, "--non-members", non_members,
-        "--cache-dir", tmp_path / "cache", "--json-out", tmp_path / "r.json",
+        "--endpoint-cache", tmp_path / "cache", "--json-out", tmp_path / "r.json",
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "HTTP 400" in result.stderr and not leaked(result.output), result.output
@@ -139,7 +139,7 @@ def test_debug_keeps_exit_2_on_an_endpoint_500(server, tmp_path: Path, run_cli, 
     members, non_members = disjoint_data(tmp_path)
     args = (
         "mia", "--endpoint", server, "--endpoint-format", "hf", "--header", "Authorization=@PRIVAUDIT_TEST_TOKEN",
-        "--endpoint-retries", 0, "--members", members, "--non-members", non_members, "--cache-dir", tmp_path / "c",
+        "--endpoint-retries", 0, "--members", members, "--non-members", non_members, "--endpoint-cache", tmp_path / "c",
     )  # fmt: skip
     plain, debug = run_cli(*args), run_cli("--debug", *args)
     assert plain.exit_code == debug.exit_code == 2, debug.output
