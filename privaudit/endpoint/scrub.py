@@ -31,6 +31,7 @@ class Scrubber:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         # Every MIN_PIECE-long window of every secret: a match of any window marks a piece of that secret.
         self._windows = {s[i : i + MIN_PIECE] for s in self._secrets for i in range(len(s) - MIN_PIECE + 1)}
+        self._names: dict[str, str] = {}  # class names scrubbed so far: the same few recur in every answer
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -71,5 +72,12 @@ class Scrubber:
         if not self._secrets:
             return prediction
         return Prediction(
-            label=self(prediction.label), scores={self(name): score for name, score in prediction.scores.items()}
+            label=self._name(prediction.label),
+            scores={self._name(name): score for name, score in prediction.scores.items()},
         )
+
+    def _name(self, name: str) -> str:
+        scrubbed = self._names.get(name)
+        if scrubbed is None:
+            scrubbed = self._names[name] = self(name)
+        return scrubbed

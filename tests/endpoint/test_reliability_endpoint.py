@@ -63,7 +63,8 @@ class Handler(BaseHTTPRequestHandler):
         type(self).asked.extend(texts)
         answers = []
         for text in texts:
-            p = probabilities(text)
+            # "sigmoid": a score per class, each in [0, 1], not a distribution (the endpoint summed to 18)
+            p = [0.9, 0.8, 0.7] if mode == "sigmoid" else probabilities(text)
             names = [header if mode == "label" else name for name in LABELS]
             answers.append([{"label": n, "score": s} for n, s in zip(names, p)])
         return self._send(200, json.dumps(answers).encode())
@@ -146,6 +147,19 @@ def test_debug_keeps_exit_2_on_an_endpoint_500(server, tmp_path: Path, run_cli, 
     assert "HTTP 500" in plain.stderr and "Traceback" not in plain.stderr
     assert "Traceback (most recent call last):" in debug.stderr
     assert not leaked(plain.output) and not leaked(debug.output)
+
+
+def test_an_endpoint_whose_probabilities_do_not_sum_to_1_is_refused(server, tmp_path: Path, run_cli) -> None:
+    Handler.mode = "sigmoid"
+    members, non_members = disjoint_data(tmp_path)
+    result = run_cli(
+        "mia", "--endpoint", server, "--endpoint-format", "hf", "--members", members, "--non-members", non_members,
+        "--endpoint-cache", tmp_path / "cache", "--json-out", tmp_path / "r.json",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "probabilities sum to 2.4, not 1 (within 0.001)" in line and "internal error" not in line, line
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_the_scrubber_removes_pieces_and_scrubs_before_cutting() -> None:
