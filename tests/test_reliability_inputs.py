@@ -307,3 +307,17 @@ def test_probabilities_that_do_not_sum_to_1_are_refused() -> None:
         parse_response("hf", json.dumps(hf).encode(), n=1, label_names=None)
     top1 = [[{"label": "a", "score": 0.6}]]  # fewer classes than the model has: top-k, which may sum below 1
     assert parse_response("hf", json.dumps(top1).encode(), n=1, label_names=None)[0].scores == {"a": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("flags", "needles"),
+    [
+        (["--target-epsilon", "nan"], ["--target-epsilon", "NaN"]),
+        (["--target-epsilon", "inf"], ["--target-epsilon", ">= 0 and finite"]),
+        (["--noise-multiplier", "1", "--delta", "nan"], ["--delta nan", "0 < delta < 1/N"]),
+    ],
+)
+def test_train_refuses_a_dp_value_that_cannot_be_right(run_cli, tmp_path: Path, tiny_data: Path, flags, needles):
+    result = run_cli("train", tiny_data, "--out", tmp_path / "m", "--epochs", 1, "--dp", *flags)
+    fails_with_one_line(result, *needles)
+    assert not (tmp_path / "m").exists()

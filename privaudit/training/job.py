@@ -13,6 +13,7 @@ from privaudit.canary import canaries as canary_lib
 from privaudit.data import TextDataset, encode_labels, fingerprint, read_dataset
 from privaudit.device import Compute, describe
 from privaudit.errors import PrivauditError
+from privaudit.ranges import check_epsilon
 from privaudit.training.gradient_canaries import record_path
 from privaudit.training.layers import DEFAULT_LORA_TARGETS, parse_train_layers
 from privaudit.training.model import Architecture
@@ -76,6 +77,8 @@ def _check_flags(job: TrainJob) -> None:
         raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
     if job.dp and job.noise_multiplier is not None and job.target_epsilon is not None:
         raise PrivauditError("give --noise-multiplier or --target-epsilon, not both")
+    if check_epsilon(job.target_epsilon, where="--target-epsilon") == 0:
+        raise PrivauditError("--target-epsilon must be above 0; try 8")
     if job.out.exists() and not job.overwrite:
         raise PrivauditError(f"{job.out}: already exists; choose another --out or pass --overwrite")
     if job.gradient_canaries < 0:
@@ -194,8 +197,11 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     dp = None
     if job.dp:
         delta = job.delta if job.delta is not None else 1e-5
-        if delta >= 1 / n:
-            raise PrivauditError(f"--delta {delta:g} is not below 1/N = {1 / n:.2g}; it would allow leaking an example")
+        if not 0 < delta < 1 / n:  # NaN included
+            raise PrivauditError(
+                f"--delta {delta:g} is not below 1/N = {1 / n:.2g}, or not above 0: give 0 < delta < 1/N (at 1/N or "
+                "more it would allow leaking an example)"
+            )
         dp = DPConfig(
             delta=delta,
             max_grad_norm=job.max_grad_norm,
