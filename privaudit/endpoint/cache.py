@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -77,14 +78,24 @@ class ResponseCache:
         directory: where the cache files live, or ``None`` to cache in memory only.
         endpoint: the endpoint URL.
         fmt: its wire format.
+        scrub: applied to every answer read from the file (:meth:`privaudit.endpoint.scrub.Scrubber.prediction`), so
+            that a class name an older privaudit cached unscrubbed reaches no message or report.
     """
 
-    def __init__(self, directory: Path | None, *, endpoint: str, fmt: str) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        endpoint: str,
+        fmt: str,
+        scrub: Callable[[Prediction], Prediction] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.fmt = fmt
         name = hashlib.sha256(f"{endpoint}\n{fmt}".encode()).hexdigest()[:16]
         self.path = None if directory is None else Path(directory) / f"{name}.jsonl"
         self._answers: dict[str, Prediction] = {}
+        self._scrub = scrub
         self._prefix = hashlib.sha256(json.dumps([endpoint, fmt]).encode("utf-8") + b"\n")
         self._keys: dict[str, str] = {}  # text -> key, computed once
         self._handle = None  # the file, opened for appending on the first answer kept
@@ -110,7 +121,7 @@ class ResponseCache:
             except ValueError as err:
                 damaged.append(f"line {number}: {err}")
                 continue
-            self._answers[key] = prediction
+            self._answers[key] = prediction if self._scrub is None else self._scrub(prediction)
         if damaged:
             self._heal(damaged)
 

@@ -69,7 +69,12 @@ class RemoteTarget:
     ) -> None:
         self.config = config
         self.label2id = {} if label_names is None else {name: i for i, name in enumerate(label_names)}
-        self.cache = ResponseCache(cache_dir or DEFAULT_CACHE, endpoint=config.url, fmt=config.fmt)
+        self.cache = ResponseCache(
+            cache_dir or DEFAULT_CACHE,
+            endpoint=config.url,
+            fmt=config.fmt,
+            scrub=Scrubber(config.headers.values()).prediction,
+        )
         self.queries = 0  # texts asked for in this process
 
     @property

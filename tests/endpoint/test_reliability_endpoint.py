@@ -248,3 +248,14 @@ def test_a_damaged_endpoint_cache_is_moved_aside_and_the_rerun_gives_the_first_n
     third = remote(server, cache).outputs(texts)
     np.testing.assert_array_equal(third.log_probs, first.log_probs)
     assert Handler.asked == []
+
+
+def test_a_token_an_older_privaudit_cached_as_a_label_is_scrubbed_when_read(tmp_path: Path) -> None:
+    target = remote("http://127.0.0.1:9/", tmp_path / "cache")  # nothing is asked: the answer is cached
+    key = target.cache.key("wake me at 7")
+    line = {"key": key, "label": TOKEN, "scores": {TOKEN: 0.7, "play_music": 0.2, "set_alarm": 0.1}}  # no sha256
+    target.cache.path.parent.mkdir(parents=True)
+    target.cache.path.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    with pytest.raises(PrivauditError) as err:
+        remote("http://127.0.0.1:9/", tmp_path / "cache").outputs(["wake me at 7"])
+    assert "answered label '***'" in str(err.value) and not leaked(str(err.value))
