@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ENTRY_RECORD = "privaudit-entry.json"
@@ -33,10 +35,20 @@ def _files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).iterdir() if p.is_file() and p.name != ENTRY_RECORD)
 
 
-def write_entry_record(directory: Path) -> None:
-    """Record the SHA-256 of every file in ``directory`` in its :data:`ENTRY_RECORD` (call it before publishing)."""
-    record = {"files": {p.name: sha256_file(p) for p in _files(directory)}}
-    (Path(directory) / ENTRY_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+def write_entry_record(directory: Path, *, beside: Sequence[Path] = ()) -> None:
+    """Record the SHA-256 of every file in ``directory`` in its :data:`ENTRY_RECORD` (call it before publishing).
+
+    Args:
+        directory: the entry.
+        beside: files outside the entry that belong to it (a sweep point's canary file), recorded by their path
+            relative to the entry.
+    """
+    directory = Path(directory)
+    record = {
+        "files": {p.name: sha256_file(p) for p in _files(directory)},
+        "beside": {os.path.relpath(p, directory): sha256_file(p) for p in beside},
+    }
+    (directory / ENTRY_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def entry_problem(directory: Path) -> str | None:
@@ -48,12 +60,13 @@ def entry_problem(directory: Path) -> str | None:
     if not record_file.exists():
         return None
     try:
-        files = json.loads(record_file.read_text(encoding="utf-8"))["files"]
-        if not isinstance(files, dict):
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        files, beside = record["files"], record.get("beside", {})
+        if not isinstance(files, dict) or not isinstance(beside, dict):
             raise TypeError
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         return f"its record {ENTRY_RECORD} is damaged"
-    for name, expected in sorted(files.items()):
+    for name, expected in [*sorted(files.items()), *sorted(beside.items())]:
         file = Path(directory) / str(name)
         if not file.is_file():
             return f"{name} is missing"
