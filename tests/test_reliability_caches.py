@@ -91,6 +91,22 @@ def test_a_successful_overwrite_swaps_in_the_new_model(run_cli, tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "model", "train.jsonl"]
 
 
+def test_a_swap_that_fails_puts_the_old_canary_file_back(run_cli, tmp_path: Path, tiny_data: Path, monkeypatch):
+    out, canaries = tmp_path / "model", tmp_path / "c.jsonl"
+    flags = ("--canary", CANARY_TEMPLATE, "--canary-label", "random", "--canaries-out", canaries)
+    assert _train(run_cli, tiny_data, out, *flags).exit_code == 0
+    before = {p.name: sha(p) for p in [*out.iterdir(), canaries]}
+
+    def refuse(staged: Path, out_dir: Path) -> None:
+        raise PrivauditError(f"{out_dir}: cannot put the new model in place (simulated)")
+
+    monkeypatch.setattr(trainjob, "publish_model", refuse)
+    result = _train(run_cli, tiny_data, out, "--overwrite", "--seed", 1, *flags)
+    assert result.exit_code == 2 and "simulated" in result.stderr, result.output
+    assert {p.name: sha(p) for p in [*out.iterdir(), canaries]} == before  # model and its ground truth, as they were
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "model", "train.jsonl"]
+
+
 # --- reference models -------------------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,32 +121,28 @@ def _architecture(job: TrainJob) -> dict:
     return {} if job.architecture is None else {"architecture": job.architecture}
 
 
-def _write_canary_outputs(canaries_out: Path, trained, planted: list[canary_lib.Canary]) -> None:
-    """Write the canary file (and the gradient canaries' record beside it), each atomically; if either fails, the
-    record that was there before is put back, so an earlier model's canary outputs stay whole.
-
-    Raises:
-        PrivauditError: a file cannot be written.
-    """
-    record = record_path(canaries_out)
-    previous = record.with_name(record.name + ".previous")
-    kept = False
+@contextlib.contextmanager
+def _keep_previous(paths: list[Path]) -> Iterator[None]:
+    """Move the files at ``paths`` aside (``NAME.previous``) while the block writes new ones; if the block fails, put
+    them back (and remove what it wrote), so an earlier model's canary outputs stay whole; else drop them."""
+    kept = []
+    for path in paths:
+        with contextlib.suppress(OSError):  # the folder may be missing or a file: nothing to keep then
+            if path.is_file():
+                path.replace(path.with_name(path.name + ".previous"))
+                kept.append(path)
     try:
-        if trained.gradient_canaries is not None and record.is_file():
-            record.replace(previous)
-            kept = True
-        gradient_lines = trained.gradient_canaries.save(canaries_out) if trained.gradient_canaries else []
-        canary_lib.write_canaries(canaries_out, planted, extra_lines=gradient_lines)
+        yield
     except BaseException:
-        with contextlib.suppress(OSError):  # the canary file's folder may be missing or a file
-            if kept:
-                previous.replace(record)
-            elif trained.gradient_canaries is not None:
-                record.unlink(missing_ok=True)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+                if path in kept:
+                    path.with_name(path.name + ".previous").replace(path)
         raise
-    if kept:
+    for path in kept:
         with contextlib.suppress(OSError):
-            previous.unlink()
+            path.with_name(path.name + ".previous").unlink()
 
 
 def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
@@ -255,10 +252,15 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     # Everything or nothing, and nothing lost: the new model is written beside --out, its canary files next, and only
     # then does it take the old model's place (--overwrite). A failure before that leaves the old model as it was.
     staged = stage_model(trained, job.out, recipe, overwrite=job.overwrite)
+    outputs = [] if job.canaries_out is None else [job.canaries_out]
+    if trained.gradient_canaries is not None:
+        outputs.append(record_path(job.canaries_out))
     try:
-        if job.canaries_out is not None:
-            _write_canary_outputs(job.canaries_out, trained, planted)
-        publish_model(staged, job.out)
+        with _keep_previous(outputs):
+            if job.canaries_out is not None:
+                gradient_lines = trained.gradient_canaries.save(job.canaries_out) if trained.gradient_canaries else []
+                canary_lib.write_canaries(job.canaries_out, planted, extra_lines=gradient_lines)
+            publish_model(staged, job.out)
     finally:
         if staged.exists():
             shutil.rmtree(staged, ignore_errors=True)
