@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from privaudit.errors import PrivauditError
+from privaudit.textfile import read_utf8
 
 SUPPORTED = (".jsonl", ".json", ".csv")
 
@@ -69,10 +70,8 @@ def read_dataset(path: str | Path | TextDataset, *, min_examples: int = 1) -> Te
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise PrivauditError(f"{path}: unsupported file type '{suffix}'; use .jsonl or .csv")
-    try:
-        raw = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheet exports often start with a byte-order mark
-    except (OSError, UnicodeDecodeError) as err:
-        raise PrivauditError(f"{path}: cannot read the file ({err}); it must be UTF-8 text") from err
+    # bom: spreadsheet exports often start with a byte-order mark
+    raw = read_utf8(path, what="data file", bom=True)
     records = _read_csv(path, raw) if suffix == ".csv" else _read_jsonl(path, raw)
     _check_count(path, len(records), min_examples)
     texts, labels = zip(*records) if records else ((), ())

@@ -24,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from privaudit import model_files  # noqa: E402
 from privaudit.device import CPU, Compute  # noqa: E402
 from privaudit.errors import PrivauditError  # noqa: E402
 from privaudit.families.adapter import FamilyAdapter, adapter_for  # noqa: E402
@@ -49,6 +50,7 @@ def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
     """Refuse, with one clear line, a directory that is not a safely loadable sequence classifier."""
     if not path.is_dir():
         raise PrivauditError(f"{path}: no such model directory; give a directory written by 'privaudit train'")
+    model_files.check_no_escaping_links(path)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise PrivauditError(
@@ -80,6 +82,18 @@ def check_model_dir(path: Path, *, allow_pickle: bool = False) -> None:
         raise PrivauditError(
             f"{path}: no tokenizer files (tokenizer.json or vocab.txt); save the tokenizer beside the model"
         )
+    _check_files_before_loading(path, config_file, config)
+
+
+def _check_files_before_loading(path: Path, config_file: Path, config: dict) -> int:
+    """The checks of :mod:`privaudit.model_files`, before torch reads anything: safetensors headers, labels against
+    the head, and ``max_length`` against the position embeddings. Returns the recipe's ``max_length``.
+
+    Raises:
+        PrivauditError: one line naming the file and field.
+    """
+    model_files.check_weights(path, config_file, config)
+    return model_files.check_max_length(path / RECIPE_FILE, _read_recipe(path / RECIPE_FILE), config)
 
 
 def _read_recipe(recipe_file: Path) -> dict | None:
@@ -162,7 +176,7 @@ class Target:
         model.eval()
         model.to(compute.device)
         recipe = _read_recipe(path / RECIPE_FILE)
-        max_length = int((recipe or {}).get("max_length", 64))
+        max_length = model_files.check_max_length(path / RECIPE_FILE, recipe, model.config.to_dict())
         # The model's own function, before privaudit sets anything (a decoder's pad token): one unpadded text at a time.
         own = own_logits(model, tokenizer, PROBES, max_length=min(max_length, PROBE_TOKENS))
         prepare(model, tokenizer, where=str(path))

@@ -153,7 +153,8 @@ def test_unreadable_recipe(tmp_path: Path, content: str) -> None:
 def test_recipe_is_optional(tmp_path: Path, target: Target) -> None:
     loaded = Target.load(copy_model(tmp_path, without=("privaudit.json",)))
     assert loaded.recipe is None
-    assert loaded.max_length == 64  # the default when no recipe says otherwise
+    # The default when no recipe says otherwise: 64 tokens, or the position embeddings (32 here) if fewer.
+    assert loaded.max_length == min(64, loaded.model.config.max_position_embeddings) == 32
     assert loaded.label2id == target.label2id
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from privaudit.errors import PrivauditError
+from privaudit.textfile import read_utf8
 
 ALPHABETS = {"d": tuple(string.digits), "l": tuple(string.ascii_lowercase)}
 SLOT = re.compile(r"\{([a-z]+)\}")
@@ -198,6 +199,64 @@ def write_canaries(path: Path, canaries: Sequence[Canary], *, extra_lines: Seque
         raise PrivauditError(f"{path}: cannot write the canary file ({err.strerror or err})") from err
 
 
+def _field(obj: dict, name: str, kind: type | tuple[type, ...], where: str, *, default: object = ...) -> object:
+    """``obj[name]``, checked to be of ``kind`` (``bool`` is never an ``int``); the message names the line and field."""
+    if name not in obj:
+        if default is ...:
+            raise PrivauditError(f"{where}: field '{name}' is missing; a canary needs 'template', 'secret' and 'label'")
+        return default
+    value = obj[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        expected = " or ".join(
+            {str: "text", int: "a whole number", bool: "true/false", list: "a list"}[k] for k in kinds
+        )
+        raise PrivauditError(f"{where}: field '{name}' must be {expected}, got {json.dumps(value)[:40]}")
+    return value
+
+
+def _canary_from_record(obj: dict, where: str) -> Canary:
+    """One canary from its record, field by field.
+
+    Raises:
+        PrivauditError: names the line and the field.
+    """
+    template = _field(obj, "template", str, where)
+    secret = _field(obj, "secret", list, where)
+    label = _field(obj, "label", (str, int), where)
+    if not all(isinstance(v, str) for v in secret):
+        raise PrivauditError(f"{where}: field 'secret' must be a list of texts, got {json.dumps(secret)[:40]}")
+    alphabets = _field(obj, "alphabets", list, where, default=None)
+    if alphabets is not None and not all(isinstance(a, list) and all(isinstance(x, str) for x in a) for a in alphabets):
+        raise PrivauditError(f"{where}: field 'alphabets' must be a list of lists of texts, one per slot")
+    inserted = _field(obj, "inserted", bool, where, default=True)
+    repeats = _field(obj, "repeats", int, where, default=1 if inserted else 0)
+    if repeats < 0:
+        raise PrivauditError(f"{where}: field 'repeats' must be 0 or more, got {repeats}")
+    kind = _field(obj, "kind", str, where, default="exposure")
+    n_slots = len(SLOT.findall(template))
+    if n_slots == 0:
+        raise PrivauditError(f"{where}: field 'template' ('{template[:60]}') has no slot")
+    try:
+        alphabets = tuple(tuple(a) for a in alphabets or parse_template(template))
+    except PrivauditError as err:
+        raise PrivauditError(f"{where}: field 'template': {err}") from None
+    if len(alphabets) != n_slots or len(secret) != n_slots:
+        raise PrivauditError(f"{where}: field 'secret' {secret} does not fit the {n_slots} slots of '{template[:60]}'")
+    for value, alphabet in zip(secret, alphabets):
+        if value not in alphabet:
+            raise PrivauditError(f"{where}: field 'secret': value '{value}' is not in its slot's alphabet")
+    return Canary(
+        template=template,
+        alphabets=alphabets,
+        secret=tuple(secret),
+        label=str(label),
+        repeats=repeats,
+        inserted=inserted,
+        kind=kind,
+    )
+
+
 def read_canaries(path: str | Path) -> list[Canary]:
     """Read and validate a canary file.
 
@@ -209,39 +268,22 @@ def read_canaries(path: str | Path) -> list[Canary]:
         raise PrivauditError(f"{path}: no such canary file; 'privaudit train --canaries-out FILE' writes one")
     canaries = []
     gradient = 0
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path, what="canary file").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
             obj = json.loads(line)
-            if isinstance(obj, dict) and obj.get("kind") == GRADIENT_KIND:
-                gradient += 1  # white-box gradient canaries: privaudit.training.gradient_canaries reads them
-                continue
-            template, secret, label = obj["template"], tuple(obj["secret"]), str(obj["label"])
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise PrivauditError(f"{where}: each line needs 'template', 'secret' and 'label' ({err})") from err
-        alphabets = tuple(tuple(a) for a in obj.get("alphabets") or parse_template(template))
-        n_slots = len(SLOT.findall(template))
-        if n_slots == 0:
-            raise PrivauditError(f"{where}: template '{template}' has no slot")
-        if len(alphabets) != n_slots or len(secret) != n_slots:
-            raise PrivauditError(f"{where}: the secret {list(secret)} does not fit the {n_slots} slots of '{template}'")
-        for value, alphabet in zip(secret, alphabets):
-            if value not in alphabet:
-                raise PrivauditError(f"{where}: secret value '{value}' is not in its slot's alphabet")
-        inserted = bool(obj.get("inserted", True))
-        canaries.append(
-            Canary(
-                template=template,
-                alphabets=alphabets,
-                secret=secret,
-                label=label,
-                repeats=int(obj.get("repeats", 1 if inserted else 0)),
-                inserted=inserted,
-                kind=str(obj.get("kind", "exposure")),
-            )
-        )
+        except json.JSONDecodeError as err:
+            raise PrivauditError(
+                f"{where}: not JSON ({err.msg}); each line needs 'template', 'secret' and 'label'"
+            ) from None
+        if not isinstance(obj, dict):
+            raise PrivauditError(f"{where}: a canary record must be a JSON object")
+        if obj.get("kind") == GRADIENT_KIND:
+            gradient += 1  # white-box gradient canaries: privaudit.training.gradient_canaries reads them
+            continue
+        canaries.append(_canary_from_record(obj, where))
     if not canaries and gradient:
         raise PrivauditError(
             f"{path}: holds only gradient canaries, which the weights cannot show; "

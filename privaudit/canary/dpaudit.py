@@ -24,8 +24,10 @@ import numpy as np
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
+from privaudit.ranges import check_epsilon
 from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, OneRunBounds
 from privaudit.stats.gaussian_fit import GaussianFitEstimate, gaussian_fit_estimate
+from privaudit.textfile import read_utf8
 
 SCHEMA = "privaudit.dp-audit/1"
 DEFAULT_DELTA = 1e-5
@@ -129,28 +131,27 @@ def read_scores_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise PrivauditError(f"{path}: no such scores file")
     scores: list[float] = []
     inserted: list[bool] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PrivauditError(
-                    f'{where}: not JSON ({err.msg}); each line is {{"score": S, "inserted": 0|1}}'
-                ) from None
-            if not isinstance(record, dict) or "score" not in record or "inserted" not in record:
-                raise PrivauditError(
-                    f"{where}: each line needs 'score' and 'inserted', e.g. {{\"score\": 1.5, \"inserted\": 1}}"
-                )
-            score, bit = record["score"], record["inserted"]
-            if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
-                raise PrivauditError(f"{where}: 'score' must be a finite number, got {score!r}")
-            if bit not in (0, 1) or isinstance(bit, float):
-                raise PrivauditError(f"{where}: 'inserted' must be 0 or 1 (or true/false), got {bit!r}")
-            scores.append(float(score))
-            inserted.append(bool(bit))
+    for number, line in enumerate(read_utf8(path, what="scores file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PrivauditError(
+                f'{where}: not JSON ({err.msg}); each line is {{"score": S, "inserted": 0|1}}'
+            ) from None
+        if not isinstance(record, dict) or "score" not in record or "inserted" not in record:
+            raise PrivauditError(
+                f"{where}: each line needs 'score' and 'inserted', e.g. {{\"score\": 1.5, \"inserted\": 1}}"
+            )
+        score, bit = record["score"], record["inserted"]
+        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+            raise PrivauditError(f"{where}: 'score' must be a finite number, got {score!r}")
+        if bit not in (0, 1) or isinstance(bit, float):
+            raise PrivauditError(f"{where}: 'inserted' must be 0 or 1 (or true/false), got {bit!r}")
+        scores.append(float(score))
+        inserted.append(bool(bit))
     bits = np.array(inserted, dtype=bool)
     if bits.size == 0:
         raise PrivauditError(f"{path}: the scores file has no canaries")
@@ -174,21 +175,20 @@ def canary_file_kinds(path: Path) -> set[str]:
         raise PrivauditError(f"{path}: no such canary file")
     kinds: set[str] = set()
     seen = False
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            seen = True
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PrivauditError(f"{path}:{number}: not JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                continue
-            if record.get("kind") == "gradient" or "template" not in record:
-                kinds.add("gradient")
-            elif record.get("kind") == "audit":
-                kinds.add("audit")
+    for number, line in enumerate(read_utf8(path, what="canary file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        seen = True
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PrivauditError(f"{path}:{number}: not JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            continue
+        if record.get("kind") == "gradient" or "template" not in record:
+            kinds.add("gradient")
+        elif record.get("kind") == "audit":
+            kinds.add("audit")
     if not seen:
         raise PrivauditError(f"{path}: the canary file is empty")
     return kinds
@@ -295,6 +295,7 @@ def _gradient_scores(canaries: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _theoretical(request: DpAuditRequest) -> tuple[float | None, float]:
     """The claimed epsilon and the delta of the bounds: the flags, else the model's ``privaudit.json``."""
+    check_epsilon(request.epsilon, where="--epsilon")
     from privaudit.stats.accounting import epsilon_from_model
 
     found = None

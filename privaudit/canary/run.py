@@ -34,6 +34,7 @@ from privaudit.canary.targets import audit_canary_scores, describe_target, load_
 from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
 from privaudit.plugins import parse_attack_options
+from privaudit.ranges import check_epsilon
 from privaudit.stats.accounting import epsilon_from_model
 from privaudit.stats.logits import losses
 
@@ -333,6 +334,7 @@ def _loss_key(c: Canary) -> str:
 
 
 def _theoretical(request: CanaryRequest) -> tuple[float | None, float]:
+    check_epsilon(request.epsilon, where="--epsilon")
     if request.epsilon is not None:
         return request.epsilon, request.delta if request.delta is not None else 1e-5
     has_recipe = request.model_dir is not None and (request.model_dir / "privaudit.json").is_file()

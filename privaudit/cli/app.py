@@ -9,6 +9,8 @@ Exit codes follow ruff and mypy: 0 all gates passed, 1 a leak over a threshold, 
 from __future__ import annotations
 
 import inspect
+import sys
+import traceback
 from typing import Annotated
 
 import click
@@ -63,6 +65,15 @@ def tidy_help(text: str | None) -> str | None:
     return "\n\n".join(paragraphs)
 
 
+def _traceback_if_debug() -> None:
+    """With ``--debug``, the traceback of the exception being handled, on stderr, before its one line.
+
+    ``--debug`` adds the traceback and changes nothing else: the line and the exit code stay those of a run without it.
+    """
+    if state["debug"]:
+        traceback.print_exc(file=sys.stderr)
+
+
 class _Group(TyperGroup):
     """Turns errors into one clear line and exit code 2, for the console script and for tests alike."""
 
@@ -78,16 +89,14 @@ class _Group(TyperGroup):
         except _PASS_THROUGH:
             raise
         except PrivauditError as err:
-            if state["debug"]:
-                raise
+            _traceback_if_debug()
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from err
         except KeyboardInterrupt as err:
             err_console.print("interrupted")
             raise typer.Exit(2) from err
         except Exception as err:  # a bug or an unexpected library failure: exit 2, never a silent 0
-            if state["debug"]:
-                raise
+            _traceback_if_debug()
             err_console.print(
                 f"[bold red]internal error:[/] {type(err).__name__}: {escape(str(err))} "
                 "(rerun with --debug for the traceback)",

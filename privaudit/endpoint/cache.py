@@ -2,24 +2,31 @@
 
 One JSONL file per endpoint and format (named by a hash of both), one line per text::
 
-    {"key": "<sha256 of endpoint, format and text>", "label": "...", "scores": {"label": p, ...}}
+    {"key": "<sha256 of endpoint, format and text>", "label": "...", "scores": {"label": p, ...}, "sha256": "..."}
 
-Texts themselves are not stored, only their hashes; headers never are. Each batch is appended and flushed to the
+Texts themselves are not stored, only their hashes; headers never are (answers pass the client's scrubber,
+:mod:`privaudit.endpoint.scrub`, before they are kept). Each line carries the SHA-256 of its own content, verified
+when the cache is read, with its probabilities: finite, in [0, 1], summing to at most 1. A file with a line that
+fails (flipped bytes, zeroed bytes, a NaN or a 7.5 written by another tool) is moved aside with one warning line naming
+it, the good lines are kept in a fresh file, and the damaged answers are asked for again. Each batch is appended and flushed to the
 operating system as it arrives, so a killed audit loses only the batches in flight; each is then ``fsync``ed to the
 disk by a background thread (the next requests need not wait for the disk), and :meth:`ResponseCache.close` waits for
-the last one. A torn last line, or any line that does not parse, is skipped on reading.
+the last one. A torn last line (no newline: a killed run) is skipped on reading, without a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from privaudit.endpoint.formats import Prediction
+from privaudit.endpoint.formats import SUM_TOLERANCE, Prediction
 from privaudit.errors import PrivauditError
+from privaudit.integrity import move_aside
 
 DEFAULT_CACHE = Path(".cache") / "privaudit" / "endpoint"
 
@@ -31,6 +38,39 @@ def text_key(endpoint: str, fmt: str, text: str) -> str:
     return digest.hexdigest()
 
 
+def _content_hash(key: str, prediction: Prediction) -> str:
+    return hashlib.sha256(json.dumps([key, prediction.label, prediction.scores], sort_keys=True).encode()).hexdigest()
+
+
+def record_line(key: str, prediction: Prediction) -> str:
+    """One cache line: the answer and the SHA-256 of its content."""
+    return json.dumps({"key": key, **prediction.to_json(), "sha256": _content_hash(key, prediction)}) + "\n"
+
+
+def read_line(line: bytes) -> tuple[str, Prediction]:
+    """Read and verify one cache line.
+
+    Raises:
+        ValueError: what is wrong with it (not UTF-8 or JSON, a missing field, a content hash that does not match,
+            a probability that is NaN or outside [0, 1], probabilities summing above 1).
+    """
+    try:
+        record = json.loads(line.decode("utf-8"))
+        key, prediction = str(record["key"]), Prediction.from_json(record)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 at byte {err.start}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError("not a cache record") from None
+    if "sha256" in record and record["sha256"] != _content_hash(key, prediction):  # lines of older privaudits lack it
+        raise ValueError("its content does not match its SHA-256")
+    values = list(prediction.scores.values())
+    if not all(math.isfinite(v) and -1e-6 <= v <= 1 + 1e-6 for v in values):
+        raise ValueError("a probability that is NaN, infinite or outside [0, 1]")
+    if math.fsum(values) > 1 + SUM_TOLERANCE:
+        raise ValueError(f"probabilities summing to {math.fsum(values):.6g}, above 1")
+    return key, prediction
+
+
 class ResponseCache:
     """Answers of one endpoint, read from and appended to one JSONL file.
 
@@ -38,14 +78,24 @@ class ResponseCache:
         directory: where the cache files live, or ``None`` to cache in memory only.
         endpoint: the endpoint URL.
         fmt: its wire format.
+        scrub: applied to every answer read from the file (:meth:`privaudit.endpoint.scrub.Scrubber.prediction`), so
+            that a class name an older privaudit cached unscrubbed reaches no message or report.
     """
 
-    def __init__(self, directory: Path | None, *, endpoint: str, fmt: str) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        endpoint: str,
+        fmt: str,
+        scrub: Callable[[Prediction], Prediction] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.fmt = fmt
         name = hashlib.sha256(f"{endpoint}\n{fmt}".encode()).hexdigest()[:16]
         self.path = None if directory is None else Path(directory) / f"{name}.jsonl"
         self._answers: dict[str, Prediction] = {}
+        self._scrub = scrub
         self._prefix = hashlib.sha256(json.dumps([endpoint, fmt]).encode("utf-8") + b"\n")
         self._keys: dict[str, str] = {}  # text -> key, computed once
         self._handle = None  # the file, opened for appending on the first answer kept
@@ -56,15 +106,39 @@ class ResponseCache:
 
     def _read(self) -> None:
         try:
-            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+            raw = self.path.read_bytes()
         except OSError as err:
             raise PrivauditError(f"{self.path}: cannot read the endpoint cache ({err.strerror})") from err
-        for line in lines:
+        lines = raw.split(b"\n")
+        if lines and not raw.endswith(b"\n"):
+            lines.pop()  # a torn last line from a killed run (or an empty file): expected, asked again quietly
+        damaged: list[str] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
             try:
-                record = json.loads(line)
-                self._answers[record["key"]] = Prediction.from_json(record)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a torn last line from a killed run, or damage: ask again
+                key, prediction = read_line(line)
+            except ValueError as err:
+                damaged.append(f"line {number}: {err}")
+                continue
+            self._answers[key] = prediction if self._scrub is None else self._scrub(prediction)
+        if damaged:
+            self._heal(damaged)
+
+    def _heal(self, damaged: list[str]) -> None:
+        """Move the damaged file aside (one warning line) and keep its good answers in a fresh one."""
+        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+        aside = move_aside(
+            self.path, f"{damaged[0]}{more}", what="endpoint cache", then="asking the endpoint again for those texts"
+        )
+        if aside is None:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            tmp.write_text("".join(record_line(k, p) for k, p in self._answers.items()), encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError as err:
+            raise PrivauditError(f"{self.path}: cannot write the endpoint cache ({err.strerror})") from err
 
     def key(self, text: str) -> str:
         """The text's cache key (:func:`text_key`), memoised."""
@@ -91,7 +165,7 @@ class ResponseCache:
         for text, prediction in zip(texts, predictions):
             key = self.key(text)
             self._answers[key] = prediction
-            lines.append(json.dumps({"key": key, **prediction.to_json()}) + "\n")
+            lines.append(record_line(key, prediction))
         if self.path is None:
             return
         try:

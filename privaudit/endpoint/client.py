@@ -20,7 +20,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from privaudit.endpoint.formats import Prediction, check_format, infer_url, parse_response, quote, request_body
+from privaudit.endpoint.formats import Prediction, check_format, infer_url, parse_response, request_body
+from privaudit.endpoint.scrub import Scrubber
 from privaudit.errors import PrivauditError
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -117,7 +118,7 @@ class EndpointClient:
         self.config = config
         self.url = infer_url(config.url, config.fmt)
         self._sleep = sleep
-        self._secrets = [v for v in config.headers.values() if v]
+        self._scrubber = Scrubber(config.headers.values())
         if not config.verify and config.url not in _WARNED:
             _WARNED.add(config.url)
             print(
@@ -142,10 +143,8 @@ class EndpointClient:
         self.close()
 
     def scrub(self, text: str) -> str:
-        """``text`` with every header value replaced by ``***``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every header value, and every identifying piece of one, replaced by ``***``."""
+        return self._scrubber(text)
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """One request, retried on 429, 5xx, timeouts and connection errors with exponential backoff.
@@ -169,10 +168,16 @@ class EndpointClient:
                 ) from None
             else:
                 if response.status_code == 200:
-                    return parse_response(
-                        self.config.fmt, response.content, n=len(texts), label_names=self.config.label_names
+                    predictions = parse_response(
+                        self.config.fmt,
+                        response.content,
+                        n=len(texts),
+                        label_names=self.config.label_names,
+                        scrub=self._scrubber,
                     )
-                problem = f"HTTP {response.status_code}: {quote(response.content)!r}"
+                    # Class names are server text too: scrubbed before they are cached, reported or quoted.
+                    return [self._scrubber.prediction(p) for p in predictions]
+                problem = f"HTTP {response.status_code}: {self._scrubber.quote(response.content)!r}"
                 if response.status_code not in RETRY_STATUS:
                     raise PrivauditError(self.scrub(f"the endpoint {self.config.url} refused a batch ({problem})"))
             if attempt < self.config.retries:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from privaudit.errors import PrivauditError
 
 FORMATS = ("v2", "hf")
 QUOTE_CHARS = 200
+SUM_TOLERANCE = 1e-3  # a row of every class's probabilities must sum to 1 within this
 
 # What an endpoint returns, from the most to the least: the attack signals each one supplies.
 PROBABILITIES = "probabilities"
@@ -57,10 +58,21 @@ class Prediction:
         return cls(label=str(record["label"]), scores={str(k): float(v) for k, v in record["scores"].items()})
 
 
-def quote(body: str | bytes) -> str:
-    """At most ``QUOTE_CHARS`` characters of a response body, on one line, for an error message."""
+def normalise(body: str | bytes) -> str:
+    """A response body as text on one line: decoded (bad bytes replaced) and its runs of whitespace made one space."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
+    return " ".join(text.split())
+
+
+def quote(body: str | bytes, scrub: Callable[[str], str] | None = None) -> str:
+    """At most ``QUOTE_CHARS`` characters of a response body, on one line, for an error message.
+
+    ``scrub`` (:class:`privaudit.endpoint.scrub.Scrubber`) runs on the whole text *before* it is cut, so a secret
+    that straddles the cut is removed whole.
+    """
+    text = normalise(body)
+    if scrub is not None:
+        text = scrub(text)
     return text[:QUOTE_CHARS] + ("..." if len(text) > QUOTE_CHARS else "")
 
 
@@ -91,7 +103,14 @@ def request_body(fmt: str, texts: Sequence[str]) -> dict:
     return {"inputs": list(texts)}
 
 
-def parse_response(fmt: str, body: bytes, *, n: int, label_names: Sequence[str] | None) -> list[Prediction]:
+def parse_response(
+    fmt: str,
+    body: bytes,
+    *,
+    n: int,
+    label_names: Sequence[str] | None,
+    scrub: Callable[[str], str] | None = None,
+) -> list[Prediction]:
     """Read one batch's answer.
 
     Args:
@@ -99,6 +118,7 @@ def parse_response(fmt: str, body: bytes, *, n: int, label_names: Sequence[str] 
         body: the response body.
         n: how many texts were sent.
         label_names: class names in column order for a ``v2`` probability tensor without ``parameters.labels``.
+        scrub: removes header values from the server's text before any of it is quoted (the client's scrubber).
 
     Returns:
         ``n`` predictions, in the order the texts were sent.
@@ -111,8 +131,9 @@ def parse_response(fmt: str, body: bytes, *, n: int, label_names: Sequence[str] 
         predictions = _parse_v2(doc, n, label_names) if fmt == "v2" else _parse_hf(doc, n)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = scrub(reason) if scrub is not None else reason  # scrubbed before it is cut, as the body is
         raise PrivauditError(
-            f"the endpoint's answer is not the '{fmt}' format ({reason[:80]}): {quote(body)!r}"
+            f"the endpoint's answer is not the '{fmt}' format ({reason[:80]}): {quote(body, scrub)!r}"
         ) from None
     return predictions
 
@@ -123,6 +144,24 @@ def _number(value: Any) -> float:
     if not -1e-6 <= value <= 1 + 1e-6:
         raise ValueError(f"score {value!r} is not a probability")
     return float(value)
+
+
+def check_sum(values: Sequence[float], *, complete: bool, index: int) -> None:
+    """Refuse probabilities that cannot be a distribution: a row of every class must sum to 1 within
+    :data:`SUM_TOLERANCE`; a top-k row (``complete=False``) must not sum above it.
+
+    Log-probabilities stand in for logits only when the numbers are probabilities (``softmax(log p) = p``); a row
+    summing to 18 would be audited as a different function from the one the endpoint computes.
+
+    Raises:
+        ValueError: the row, by its 0-based index in the answer, and its sum.
+    """
+    total = math.fsum(values)
+    if total > 1 + SUM_TOLERANCE or (complete and total < 1 - SUM_TOLERANCE):
+        raise ValueError(
+            f"answer {index}'s probabilities sum to {total:.6g}, not 1 (within {SUM_TOLERANCE:g}); "
+            "privaudit audits calibrated probabilities only"
+        )
 
 
 def _parse_v2(doc: Any, n: int, label_names: Sequence[str] | None) -> list[Prediction]:
@@ -155,6 +194,7 @@ def _parse_v2(doc: Any, n: int, label_names: Sequence[str] | None) -> list[Predi
     out = []
     for i in range(n):
         row = [_number(x) for x in flat[i * columns : (i + 1) * columns]]
+        check_sum(row, complete=True, index=i)
         scores = dict(zip(names, row))
         out.append(Prediction(label=max(scores, key=scores.__getitem__), scores=scores))
     return out
@@ -162,7 +202,7 @@ def _parse_v2(doc: Any, n: int, label_names: Sequence[str] | None) -> list[Predi
 
 def _parse_hf(doc: Any, n: int) -> list[Prediction]:
     if isinstance(doc, dict) and "error" in doc:
-        raise ValueError(f"the server answered an error: {str(doc['error'])[:80]}")
+        raise ValueError(f"the server answered an error: {doc['error']}")  # cut after scrubbing
     if not isinstance(doc, list) or len(doc) != n:
         raise ValueError(f"expected a list of {n} answers, one per text")
     out = []
@@ -174,5 +214,6 @@ def _parse_hf(doc: Any, n: int) -> list[Prediction]:
             out.append(Prediction(label=str(entries[0]["label"]), scores={}))
             continue
         scores = {str(e["label"]): _number(e["score"]) for e in entries}
+        check_sum(list(scores.values()), complete=False, index=len(out))  # may be top-k: only above 1 is refused here
         out.append(Prediction(label=max(scores, key=scores.__getitem__), scores=scores))
     return out

@@ -11,6 +11,7 @@ asked for, so an attack that needs more than the endpoint gives is refused after
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ import numpy as np
 
 from privaudit.endpoint.cache import DEFAULT_CACHE, ResponseCache
 from privaudit.endpoint.client import EndpointClient, EndpointConfig
-from privaudit.endpoint.formats import LABELS, PROBABILITIES, TOP_K, Prediction
+from privaudit.endpoint.formats import LABELS, PROBABILITIES, SUM_TOLERANCE, TOP_K, Prediction
+from privaudit.endpoint.scrub import Scrubber
 from privaudit.errors import PrivauditError
 
 
@@ -67,7 +69,12 @@ class RemoteTarget:
     ) -> None:
         self.config = config
         self.label2id = {} if label_names is None else {name: i for i, name in enumerate(label_names)}
-        self.cache = ResponseCache(cache_dir or DEFAULT_CACHE, endpoint=config.url, fmt=config.fmt)
+        self.cache = ResponseCache(
+            cache_dir or DEFAULT_CACHE,
+            endpoint=config.url,
+            fmt=config.fmt,
+            scrub=Scrubber(config.headers.values()).prediction,
+        )
         self.queries = 0  # texts asked for in this process
 
     @property
@@ -160,8 +167,9 @@ class RemoteTarget:
         names = {a.label for a in answers}.union(*(a.scores for a in answers))
         unknown = sorted(names - set(self.label2id))
         if unknown:
+            name = Scrubber(self.config.headers.values())(unknown[0])  # server text: scrubbed before it is cut
             raise PrivauditError(
-                f"the endpoint answered label '{unknown[0][:60]}', which is not among the audit's labels "
+                f"the endpoint answered label '{name[:60]}', which is not among the audit's labels "
                 f"({', '.join(self.label2id)}); give the endpoint's labels with --endpoint-labels"
             )
         ids = self.label2id
@@ -170,6 +178,13 @@ class RemoteTarget:
         for i, answer in enumerate(answers):
             if answer.scores:
                 probs[i, [ids[name] for name in answer.scores]] = list(answer.scores.values())
+        for answer in answers:
+            if len(answer.scores) == c and abs(math.fsum(answer.scores.values()) - 1) > SUM_TOLERANCE:
+                raise PrivauditError(
+                    f"the endpoint {self.config.url} answered every class with probabilities summing to "
+                    f"{math.fsum(answer.scores.values()):.6g}, not 1 (within {SUM_TOLERANCE:g}); privaudit audits "
+                    "calibrated probabilities only"
+                )
         returned = [len(a.scores) for a in answers]
         k = min(returned, default=c)
         returns = LABELS if k == 0 else (TOP_K if k < c else PROBABILITIES)

@@ -20,6 +20,7 @@ from privaudit.gate.measurements import (
     measurements_from_dp_audit_dict,
     measurements_from_mia_dict,
 )
+from privaudit.ranges import check_measured
 
 SCHEMA = "privaudit.baseline/1"
 
@@ -86,10 +87,14 @@ def load_baseline(path: Path) -> list[Measurement]:
     out = []
     for i, m in enumerate(document.get("measurements", [])):
         try:
-            value = m["value"]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise TypeError("value")
-            out.append(Measurement(str(m["subject"]), str(m["metric"]), value, m.get("low"), m.get("high")))
+            subject, metric = str(m["subject"]), str(m["metric"])
+            value, low, high = m["value"], m.get("low"), m.get("high")
         except (KeyError, TypeError) as err:
             raise PrivauditError(f"{path}: measurement {i} is malformed (field {err})") from err
+        where = f"{path}: measurement {i} ({subject} {metric})"
+        value, low, high = (
+            None if x is None else check_measured(metric, x, where=f"{where} field '{name}'")
+            for name, x in (("value", value), ("low", low), ("high", high))
+        )
+        out.append(Measurement(subject, metric, value, low, high))
     return out

@@ -20,7 +20,6 @@ are raised as :class:`~privaudit.errors.PrivauditError`.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from typing import Literal
 
 from privaudit.errors import PrivauditError
 from privaudit.gate.measurements import Measurement, format_number, is_slice_subject, tpr_metric
+from privaudit.ranges import check_epsilon, check_limit
 
 Kind = Literal["fail_above", "max_increase", "epsilon_claim"]
 Status = Literal["passed", "failed", "skipped"]
@@ -230,11 +230,8 @@ def threshold_from_key(
         raise PrivauditError(f"{source}: unknown metric '{metric}' in '{key}'; valid metrics: {', '.join(metrics)}")
     if subject is not None and subjects is not None and subject not in subjects:
         raise PrivauditError(f"{source}: unknown {noun} '{subject}' in '{key}'; choose from: {_listing(subjects)}")
-    if isinstance(limit, bool) or not math.isfinite(limit):
-        raise PrivauditError(f"{source}: '{key}' needs a finite number, got {limit!r}")
-    if kind == "max_increase" and limit < 0:
-        raise PrivauditError(f"{source}: '{key}': the allowed increase must be >= 0, got {limit:g}")
-    return Threshold(kind=kind, metric=metric, limit=float(limit), subject=subject, source=source)
+    limit = check_limit(kind, metric, limit, where=f"{source}: '{key.strip()}'")  # ranges: privaudit.ranges
+    return Threshold(kind=kind, metric=metric, limit=limit, subject=subject, source=source)
 
 
 def canonical_metric(name: str) -> str:
@@ -264,6 +261,7 @@ def epsilon_claim(
         metric: the bound to check: ``"epsilon_lb"`` (mia) or ``"one_run_epsilon_lb"`` (canaries).
         source: where the request came from, for messages.
     """
+    claimed_epsilon = check_epsilon(claimed_epsilon, where="the theoretical epsilon")
     return Threshold(kind="epsilon_claim", metric=metric, limit=claimed_epsilon, source=source)
 
 

@@ -22,6 +22,7 @@ from privaudit.mia.registry import build_attacks, get_attack_class, resolve
 from privaudit.mia.scoring import check_sides, describe_target, extra_queries, load_target, score_texts
 from privaudit.mia.signals import Signals
 from privaudit.mia.slices import DEFAULT_MIN_PER_SIDE, Slices, check_slice_kinds, compute_slices
+from privaudit.ranges import check_epsilon
 from privaudit.stats.accounting import epsilon_from_model
 from privaudit.stats.metrics import AttackMetrics, evaluate
 
@@ -141,6 +142,7 @@ Progress = Callable[[str, int, int | None], None]
 
 
 def _theoretical(request: MiaRequest) -> tuple[float | None, float]:
+    check_epsilon(request.epsilon, where="--epsilon")
     if request.epsilon is not None:
         return request.epsilon, request.delta if request.delta is not None else 1e-5
     if request.endpoint is None and request.model_dir is not None and (request.model_dir / "privaudit.json").is_file():
@@ -336,7 +338,7 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         if request.train_config is not None:
             try:
                 recipe = json.loads(Path(request.train_config).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as err:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise PrivauditError(f"{request.train_config}: cannot read the training recipe ({err})") from err
         tell("reference models", 0, request.reference_models)
         reference = reference_signals(

@@ -18,6 +18,7 @@ import numpy as np
 
 from privaudit.errors import PrivauditError
 from privaudit.mia.signals import Signals
+from privaudit.textfile import read_utf8
 
 TRUE = {"1", "true", "yes", "member", "in"}
 FALSE = {"0", "false", "no", "non-member", "out"}
@@ -26,7 +27,7 @@ FALSE = {"0", "false", "no", "non-member", "out"}
 def _records(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise PrivauditError(f"{path}: no such scores file")
-    raw = path.read_text(encoding="utf-8")
+    raw = read_utf8(path, what="scores file")
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(raw.splitlines())
         return [(reader.line_num, row) for row in reader]
@@ -34,9 +35,12 @@ def _records(path: Path) -> list[tuple[int, dict]]:
     for number, line in enumerate(raw.splitlines(), start=1):
         if line.strip():
             try:
-                out.append((number, json.loads(line)))
+                record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise PrivauditError(f"{path}:{number}: malformed JSON ({err.msg})") from err
+            if not isinstance(record, dict):
+                raise PrivauditError(f'{path}:{number}: a record must be a JSON object, e.g. {{"member": 1, ...}}')
+            out.append((number, record))
     return out
 
 
@@ -47,6 +51,37 @@ def _member(value: object, where: str) -> bool:
     if text in FALSE:
         return False
     raise PrivauditError(f"{where}: 'member' must be 1/0 or true/false, got {value!r}")
+
+
+def _finite(value: object, where: str) -> float:
+    """A finite number, from JSON or a CSV cell."""
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not np.isfinite(number):
+        raise PrivauditError(f"{where} must be a finite number, got {value!r}")
+    return float(number)
+
+
+def _logits(value: object, where: str) -> list[float]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise PrivauditError(f"{where}: 'logits' must be a JSON list of numbers, got {value[:40]!r}") from None
+    if not isinstance(value, list) or not value:
+        raise PrivauditError(f"{where}: 'logits' must be a list of numbers, got {str(value)[:40]!r}")
+    return [_finite(x, f"{where}: 'logits' item {i}") for i, x in enumerate(value)]
+
+
+def _label(value: object, where: str) -> int:
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.lstrip("-").isdigit():
+        text = int(text)
+    if isinstance(text, bool) or not isinstance(text, int):
+        raise PrivauditError(f"{where}: 'label' must be a class id (0, 1, ...), got {value!r}")
+    return text
 
 
 def read_scores(path: str | Path) -> tuple[Signals | None, np.ndarray, np.ndarray | None]:
@@ -69,18 +104,16 @@ def read_scores(path: str | Path) -> tuple[Signals | None, np.ndarray, np.ndarra
     members, logits, labels, scores = [], [], [], []
     for number, rec in records:
         where = f"{path}:{number}"
-        try:
-            members.append(_member(rec["member"], where))
-            if has_logits:
-                row = rec["logits"]
-                logits.append(json.loads(row) if isinstance(row, str) else row)
-                labels.append(int(rec["label"]))
-            if has_score:
-                scores.append(float(rec["score"]))
-        except KeyError as err:
-            raise PrivauditError(f"{where}: missing column {err}") from err
-        except (TypeError, ValueError) as err:
-            raise PrivauditError(f"{where}: bad value ({err})") from err
+        needed = ["member"] + (["logits", "label"] if has_logits else []) + (["score"] if has_score else [])
+        missing = [k for k in needed if rec.get(k) in (None, "")]
+        if missing:
+            raise PrivauditError(f"{where}: missing column '{missing[0]}'")
+        members.append(_member(rec["member"], where))
+        if has_logits:
+            logits.append(_logits(rec["logits"], where))
+            labels.append(_label(rec["label"], where))
+        if has_score:
+            scores.append(_finite(rec["score"], f"{where}: 'score'"))
     is_member = np.array(members, dtype=bool)
     if min(is_member.sum(), (~is_member).sum()) < 10:
         raise PrivauditError(f"{path}: an audit needs at least 10 members and 10 non-members")

@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from privaudit import __version__
+from privaudit import __version__, integrity
 from privaudit.device import threads
 from privaudit.errors import PrivauditError
+from privaudit.integrity import move_aside
 from privaudit.target import RECIPE_FILE, check_model_dir
 from privaudit.training.executor import EXECUTORS, RayOptions
 from privaudit.training.job import TrainJob, run_train
@@ -212,19 +213,39 @@ def _normal(record: dict) -> dict:
 
 def is_complete(job: TrainJob) -> bool:
     """Whether the job's model directory is complete (and its canary file written) and was trained by this very
-    job (``OUT/points/NAME.job.json``), so that it need not retrain: a changed recipe retrains its points."""
-    try:
-        check_model_dir(job.out)
-    except PrivauditError:
-        return False
-    if not (job.out / RECIPE_FILE).is_file() or not _job_file(job).is_file():
+    job (``OUT/points/NAME.job.json``), so that it need not retrain: a changed recipe retrains its points.
+
+    A point trained by this job whose files fail their check (the content record written with it, which covers its
+    canary file too, and the model files' own checks) is damaged: it is moved aside with one warning line and trained
+    again.
+    """
+    if not job.out.is_dir() or not _job_file(job).is_file():
         return False
     try:
         if _normal(json.loads(_job_file(job).read_text(encoding="utf-8"))) != _job_record(job):
             return False
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return False
-    return job.canaries_out is None or job.canaries_out.is_file()
+    problem = _point_problem(job)
+    if problem is None:
+        return True
+    move_aside(job.out, problem, what="sweep point", then="training it again")
+    _job_file(job).unlink(missing_ok=True)
+    return False
+
+
+def _point_problem(job: TrainJob) -> str | None:
+    """What is wrong with a trained point's files, or ``None``."""
+    if job.canaries_out is not None and not job.canaries_out.is_file():
+        return f"its canary file {job.canaries_out.name} is missing"
+    problem = integrity.entry_problem(job.out)
+    if problem is not None:
+        return problem
+    try:
+        check_model_dir(job.out)
+    except PrivauditError as err:
+        return str(err)
+    return None if (job.out / RECIPE_FILE).is_file() else f"no {RECIPE_FILE}"
 
 
 def train_point(
@@ -236,6 +257,7 @@ def train_point(
     _job_file(job).unlink(missing_ok=True)
     with threads(torch_threads):
         run_train(job, on_step=on_step)
+    integrity.write_entry_record(job.out, beside=[job.canaries_out] if job.canaries_out is not None else [])
     _job_file(job).write_text(json.dumps(_job_record(job), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return "trained"
 

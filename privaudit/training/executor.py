@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from privaudit import integrity
 from privaudit.device import CPU, Compute, threads
 from privaudit.errors import PrivauditError
-from privaudit.target import RECIPE_FILE, Target
+from privaudit.integrity import move_aside
+from privaudit.target import RECIPE_FILE, Target, check_model_dir
 from privaudit.training.save import recipe_dict, write_model
 from privaudit.training.train import DPConfig, TrainConfig, train_classifier
 
@@ -105,8 +107,31 @@ def subset(seed: int, index: int, pool_size: int, size: int) -> tuple[np.ndarray
 
 
 def complete(model_dir: Path) -> bool:
-    """Whether a cache entry is complete (it appears whole, by a rename, or not at all)."""
-    return (Path(model_dir) / RECIPE_FILE).is_file()
+    """Whether a cache entry is complete (it appears whole, by a rename, or not at all) and intact.
+
+    An entry that fails its check (:func:`entry_problem`) is moved aside with one warning line, and the job rebuilds it.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / RECIPE_FILE).is_file():
+        return False
+    problem = entry_problem(model_dir)
+    if problem is None:
+        return True
+    move_aside(model_dir, problem, what="cached reference model", then="training it again")
+    return False
+
+
+def entry_problem(model_dir: Path) -> str | None:
+    """What is wrong with a reference-model cache entry: files against its content record, then the model files'
+    own checks (safetensors headers, labels, ``max_length``); ``None`` when it is intact."""
+    problem = integrity.entry_problem(model_dir)
+    if problem is not None:
+        return problem
+    try:
+        check_model_dir(model_dir)
+    except PrivauditError as err:
+        return str(err).removeprefix(f"{model_dir}: ")
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -191,6 +216,7 @@ def run_job(
                 )
                 (tmp / OWNER_FILE).unlink()
                 write_model(trained, tmp, recipe)
+                integrity.write_entry_record(tmp)  # checked when the entry is read (complete)
                 _publish(tmp, model_dir)
             finally:
                 if tmp.exists():

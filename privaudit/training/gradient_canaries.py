@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from privaudit.errors import PrivauditError
+from privaudit.textfile import read_utf8
 
 # The canary file's ``kind`` for gradient canaries (input-space ones are "exposure" and "audit").
 KIND = "gradient"
@@ -64,7 +67,7 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
             f"{canaries_file}: no such canary file; 'privaudit train --gradient-canaries M' writes one"
         )
     lines = []
-    for number, line in enumerate(canaries_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(canaries_file, what="canary file").splitlines(), start=1):
         try:
             obj = json.loads(line) if line.strip() else None
         except json.JSONDecodeError as err:
@@ -77,6 +80,8 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
         )
     try:
         lines.sort(key=lambda obj: int(obj["index"]))
+        if any(obj["inserted"] not in (0, 1) or isinstance(obj["inserted"], float) for obj in lines):
+            raise ValueError("'inserted' must be true/false")
         inserted = np.array([bool(obj["inserted"]) for obj in lines])
         times_sampled = np.array([int(obj.get("times_sampled", 0)) for obj in lines])
         names = {obj["record"] for obj in lines}
@@ -88,9 +93,16 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
         raise PrivauditError(f"{canaries_file}: gradient canaries must be numbered 0..m-1 and share one record")
     path = canaries_file.parent / Path(names.pop()).name  # beside the canary file, whatever the line says
     try:
+        if path.is_file() and not zipfile.is_zipfile(path):  # np.load would take it for a pickle and say so
+            raise zipfile.BadZipFile("not a zip archive")
         with np.load(path, allow_pickle=False) as npz:
             observations = np.asarray(npz["observations"], dtype=np.float64)
             params = {key: float(npz[key]) for key in ("noise_multiplier", "sample_rate", "max_grad_norm")}
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:  # truncated, zeroed or overwritten: not an .npz any more
+        raise PrivauditError(
+            f"{path}: the gradient canary record is damaged or truncated ({type(err).__name__}); it cannot be "
+            "rebuilt without retraining: rerun 'privaudit train --gradient-canaries'"
+        ) from err
     except (OSError, KeyError, ValueError) as err:
         raise PrivauditError(f"{path}: cannot read the gradient canary record ({err})") from err
     if observations.ndim != 2 or observations.shape[1] != len(lines):

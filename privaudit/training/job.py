@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from privaudit.canary import canaries as canary_lib
 from privaudit.data import TextDataset, encode_labels, fingerprint, read_dataset
 from privaudit.device import Compute, describe
 from privaudit.errors import PrivauditError
+from privaudit.ranges import check_epsilon
 from privaudit.training.gradient_canaries import record_path
 from privaudit.training.layers import DEFAULT_LORA_TARGETS, parse_train_layers
 from privaudit.training.model import Architecture
-from privaudit.training.save import recipe_dict, save_model
+from privaudit.training.save import publish_model, recipe_dict, stage_model
 from privaudit.training.train import DPConfig, StepCallback, TrainConfig, train_classifier
 from privaudit.training.word_models import WordModel, check_arch
 
@@ -124,6 +126,8 @@ def _check_flags(job: TrainJob) -> None:
         raise PrivauditError("--noise-multiplier and --target-epsilon need --dp")
     if job.dp and job.noise_multiplier is not None and job.target_epsilon is not None:
         raise PrivauditError("give --noise-multiplier or --target-epsilon, not both")
+    if check_epsilon(job.target_epsilon, where="--target-epsilon") == 0:
+        raise PrivauditError("--target-epsilon must be above 0; try 8")
     if job.out.exists() and not job.overwrite:
         raise PrivauditError(f"{job.out}: already exists; choose another --out or pass --overwrite")
     if job.gradient_canaries < 0:
@@ -145,6 +149,11 @@ def _check_flags(job: TrainJob) -> None:
             )
         if job.canaries_out.is_dir():
             raise PrivauditError(f"{job.canaries_out}: is a directory; --canaries-out names the file to write")
+    if job.canary is not None and job.canary_count < 1:
+        raise PrivauditError(
+            f"--canary-count {job.canary_count}: with --canary give at least 1 secret to plant; a canary file "
+            "without one is refused by 'privaudit canary'"
+        )
     if job.canary is None and job.canary_label is not None:
         raise PrivauditError("--canary-label needs --canary TEMPLATE")
     if job.canary is not None and job.canary_label is None:
@@ -199,6 +208,30 @@ def _validation(job: TrainJob, dataset: TextDataset, labels: np.ndarray, label_n
     train, held = split_validation(len(dataset), job.validation_fraction, job.seed)
     texts = list(dataset.texts)
     return [texts[i] for i in train], labels[train], ([texts[i] for i in held], labels[held])
+
+
+@contextlib.contextmanager
+def _keep_previous(paths: list[Path]) -> Iterator[None]:
+    """Move the files at ``paths`` aside (``NAME.previous``) while the block writes new ones; if the block fails, put
+    them back (and remove what it wrote), so an earlier model's canary outputs stay whole; else drop them."""
+    kept = []
+    for path in paths:
+        with contextlib.suppress(OSError):  # the folder may be missing or a file: nothing to keep then
+            if path.is_file():
+                path.replace(path.with_name(path.name + ".previous"))
+                kept.append(path)
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+                if path in kept:
+                    path.with_name(path.name + ".previous").replace(path)
+        raise
+    for path in kept:
+        with contextlib.suppress(OSError):
+            path.with_name(path.name + ".previous").unlink()
 
 
 def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
@@ -260,8 +293,11 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
     dp = None
     if job.dp:
         delta = job.delta if job.delta is not None else 1e-5
-        if delta >= 1 / n:
-            raise PrivauditError(f"--delta {delta:g} is not below 1/N = {1 / n:.2g}; it would allow leaking an example")
+        if not 0 < delta < 1 / n:  # NaN included
+            raise PrivauditError(
+                f"--delta {delta:g} is not below 1/N = {1 / n:.2g}, or not above 0: give 0 < delta < 1/N (at 1/N or "
+                "more it would allow leaking an example)"
+            )
         dp = DPConfig(
             delta=delta,
             max_grad_norm=job.max_grad_norm,
@@ -317,17 +353,21 @@ def run_train(job: TrainJob, *, on_step: StepCallback | None = None) -> dict:
         },
         canaries=canary_summary,
     )
-    save_model(trained, job.out, recipe, overwrite=job.overwrite)
-    if job.canaries_out is not None:
-        try:
-            gradient_lines = trained.gradient_canaries.save(job.canaries_out) if trained.gradient_canaries else []
-            canary_lib.write_canaries(job.canaries_out, planted, extra_lines=gradient_lines)
-        except PrivauditError:
-            shutil.rmtree(job.out, ignore_errors=True)  # everything or nothing: a model without its ground truth
-            if trained.gradient_canaries is not None:
-                with contextlib.suppress(OSError):  # the canary file's folder may be missing or a file
-                    record_path(job.canaries_out).unlink(missing_ok=True)
-            raise
+    # Everything or nothing, and nothing lost: the new model is written beside --out, its canary files next, and only
+    # then does it take the old model's place (--overwrite). A failure before that leaves the old model as it was.
+    staged = stage_model(trained, job.out, recipe, overwrite=job.overwrite)
+    outputs = [] if job.canaries_out is None else [job.canaries_out]
+    if trained.gradient_canaries is not None:
+        outputs.append(record_path(job.canaries_out))
+    try:
+        with _keep_previous(outputs):
+            if job.canaries_out is not None:
+                gradient_lines = trained.gradient_canaries.save(job.canaries_out) if trained.gradient_canaries else []
+                canary_lib.write_canaries(job.canaries_out, planted, extra_lines=gradient_lines)
+            publish_model(staged, job.out)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
     summary = {
         "architecture": job.arch if job.base is None else f"{job.base}",
         "examples": n,

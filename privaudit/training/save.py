@@ -45,18 +45,60 @@ def write_model(trained: TrainedModel, directory: Path, recipe: dict) -> None:
             file.chmod(0o644)
 
 
-def save_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite: bool = False) -> None:
-    """Write model, tokenizer and ``privaudit.json`` to ``out_dir`` atomically: all or nothing."""
+def stage_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite: bool = False) -> Path:
+    """Write the model complete into a temporary directory beside ``out_dir``; return it (nothing at ``out_dir``
+    changes yet: :func:`publish_model` swaps it in).
+
+    Raises:
+        PrivauditError: ``out_dir`` exists without ``overwrite``; the model cannot be written (nothing is left then).
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise PrivauditError(f"{out_dir}: already exists; choose another --out or pass --overwrite")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as err:
+        raise PrivauditError(f"{out_dir}: cannot write the model there ({err.strerror or err})") from err
     try:
         write_model(trained, tmp, recipe)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def publish_model(staged: Path, out_dir: Path) -> None:
+    """Swap a staged model directory in at ``out_dir``: the old one (``--overwrite``) is moved aside first, put back if
+    the new one cannot take its place, and removed only once the new one is in place.
+
+    Raises:
+        PrivauditError: the swap failed; ``out_dir`` then holds what it held before.
+    """
+    out_dir = Path(out_dir)
+    old = None
+    try:
         if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent)) / "model"
+            out_dir.rename(old)
+        staged.rename(out_dir)
+    except OSError as err:
+        if old is not None and old.exists() and not out_dir.exists():
+            old.rename(out_dir)
+        raise PrivauditError(f"{out_dir}: cannot put the new model in place ({err.strerror or err})") from err
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old.parent, ignore_errors=True)
+
+
+def save_model(trained: TrainedModel, out_dir: Path, recipe: dict, *, overwrite: bool = False) -> None:
+    """Write model, tokenizer and ``privaudit.json`` to ``out_dir`` atomically: all or nothing.
+
+    With ``overwrite`` the old directory stays until the new one is complete, and is then swapped out.
+    """
+    staged = stage_model(trained, out_dir, recipe, overwrite=overwrite)
+    try:
+        publish_model(staged, Path(out_dir))
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)

@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 from privaudit import __version__
 from privaudit.canary.canaries import read_canaries
 from privaudit.data import fingerprint, read_dataset
-from privaudit.errors import PrivauditError
 from privaudit.target import Target
 
 EPSILON_FLAGS = ["--noise-multiplier", "1.5", "--sample-rate", "0.04", "--steps", "2250", "--delta", "1e-5"]
@@ -206,12 +205,21 @@ def test_bad_input_prints_nothing_but_its_error_line(run_cli, tmp_path: Path, ti
 # --- --debug, --help, --version ------------------------------------------------------------------------------------------
 
 
-def test_debug_lets_the_exception_through(run_cli, tmp_path: Path) -> None:
-    result = run_cli("--debug", "train", tmp_path / "missing.jsonl", "--out", tmp_path / "model")
-    assert isinstance(result.exception, PrivauditError)
-    assert result.exit_code == 1  # an escaped exception, not the handled exit 2
-    assert result.exc_info is not None and result.exc_info[2] is not None
+def test_debug_adds_a_traceback_and_changes_nothing_else(run_cli, tmp_path: Path) -> None:
+    args = ("train", tmp_path / "missing.jsonl", "--out", tmp_path / "model")
+    plain, debug = run_cli(*args), run_cli("--debug", *args)
+    assert plain.exit_code == debug.exit_code == 2  # issue 21: --debug once turned exit 2 into 1
+    assert "Traceback (most recent call last):" in debug.stderr and "PrivauditError" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1] == plain.stderr.strip()  # the same one line, last
     assert not (tmp_path / "model").exists()
+
+
+def test_debug_keeps_exit_2_for_a_missing_model_dir(run_cli, tmp_path: Path) -> None:
+    args = ("mia", tmp_path / "no-model", "--members", MEMBERS, "--non-members", NON_MEMBERS)
+    plain, debug = run_cli(*args), run_cli("--debug", *args)
+    assert plain.exit_code == debug.exit_code == 2, debug.output
+    assert "no such model directory" in plain.stderr and "Traceback" not in plain.stderr
+    assert "Traceback (most recent call last):" in debug.stderr
 
 
 def _console(*args: str) -> subprocess.CompletedProcess:
@@ -226,11 +234,12 @@ def test_console_script_traceback_only_with_debug() -> None:
     assert plain.returncode == 2
     assert plain.stderr == "error: --noise-multiplier must be above 0 (0 gives no privacy at all)\n"
     debug = _console("--debug", *bad)
-    assert debug.returncode == 1
+    assert debug.returncode == 2
     assert debug.stderr.startswith("Traceback (most recent call last):")
-    assert debug.stderr.rstrip().endswith(
-        "privaudit.errors.PrivauditError: --noise-multiplier must be above 0 (0 gives no privacy at all)"
+    assert "privaudit.errors.PrivauditError: --noise-multiplier must be above 0 (0 gives no privacy at all)" in (
+        debug.stderr
     )
+    assert debug.stderr.endswith(plain.stderr)
 
 
 COMMANDS = [

@@ -127,7 +127,7 @@ def test_parse_threshold_errors_name_the_source(spec, message):
 
 
 def test_max_increase_must_not_be_negative():
-    with pytest.raises(PrivauditError, match="allowed increase must be >= 0"):
+    with pytest.raises(PrivauditError, match=r"allowed increase of auc must be in \[0, 1\]"):
         parse_threshold("auc=-0.1", kind="max_increase", metrics=METRICS)
 
 

@@ -5,6 +5,7 @@ Every model here is the tiny BERT of ``conftest.TINY_ARCH`` on tens of examples:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -120,7 +121,8 @@ def fake_training(monkeypatch: pytest.MonkeyPatch, tiny_model: TinyModel) -> lis
             model=target.model,
             tokenizer=target.tokenizer,
             label_names=kwargs["label_names"],
-            config=kwargs["config"],
+            # The session model's own max_length: privaudit.json must not promise more positions than it has.
+            config=dataclasses.replace(kwargs["config"], max_length=target.max_length),
             dp=None,
             seconds=0.0,
             train_accuracy=0.5,
