@@ -8,24 +8,12 @@ directory (no path, no symlink leading out of it) and start with a safetensors h
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 from privaudit.errors import PrivauditError
+from privaudit.model_files import read_safetensors_header
 
 INDEX = "model.safetensors.index.json"
-_MAX_HEADER = 100_000_000  # the safetensors library's own limit on a header's size
-
-
-def _check_safetensors(file: Path) -> None:
-    # The format's first 8 bytes are the header's length (little-endian u64), then a JSON object: read only those,
-    # so a multi-GB shard costs a few bytes here (the safetensors library parses the rest when it loads).
-    with file.open("rb") as handle:
-        head = handle.read(8)
-        size = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        first = handle.read(1) if 1 < size <= _MAX_HEADER else b""
-    if first != b"{":
-        raise PrivauditError(f"{file}: not a safetensors file (no safetensors header); re-save the shard")
 
 
 def shard_files(path: Path) -> list[Path]:
@@ -53,7 +41,7 @@ def shard_files(path: Path) -> list[Path]:
             raise PrivauditError(f"{index}: shard '{name}' is missing from {path}")
         if shard.resolve().parent != root:
             raise PrivauditError(f"{shard}: a symlink leading out of the model directory; copy the shard in instead")
-        _check_safetensors(shard)
+        read_safetensors_header(shard)  # the header checked as a single file's is
         shards.append(shard)
     if not shards:
         raise PrivauditError(f"{index}: the shard index names no shard")
