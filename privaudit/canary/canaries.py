@@ -26,6 +26,8 @@ ALPHABETS = {"d": tuple(string.digits), "l": tuple(string.ascii_lowercase)}
 SLOT = re.compile(r"\{([a-z]+)\}")
 # The kind of the white-box gradient canaries' lines (privaudit.training.gradient_canaries), skipped here.
 GRADIENT_KIND = "gradient"
+# The kind of the data canaries' lines (privaudit.canary.plant), skipped here too.
+DATA_KIND = "data"
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def read_canaries(path: str | Path) -> list[Canary]:
     if not path.is_file():
         raise PrivauditError(f"{path}: no such canary file; 'privaudit train --canaries-out FILE' writes one")
     canaries = []
-    gradient = 0
+    gradient = data = 0
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -217,6 +219,9 @@ def read_canaries(path: str | Path) -> list[Canary]:
             obj = json.loads(line)
             if isinstance(obj, dict) and obj.get("kind") == GRADIENT_KIND:
                 gradient += 1  # white-box gradient canaries: privaudit.training.gradient_canaries reads them
+                continue
+            if isinstance(obj, dict) and obj.get("kind") == DATA_KIND:
+                data += 1  # data canaries of privaudit plant: privaudit.canary.data_canaries reads them
                 continue
             template, secret, label = obj["template"], tuple(obj["secret"]), str(obj["label"])
         except (json.JSONDecodeError, KeyError, TypeError) as err:
@@ -241,6 +246,11 @@ def read_canaries(path: str | Path) -> list[Canary]:
                 inserted=inserted,
                 kind=str(obj.get("kind", "exposure")),
             )
+        )
+    if not canaries and data:
+        raise PrivauditError(
+            f"{path}: holds data canaries (privaudit plant); audit them with "
+            "'privaudit dp-audit MODEL_DIR --base BASE --canaries FILE'"
         )
     if not canaries and gradient:
         raise PrivauditError(
