@@ -308,6 +308,9 @@ def _write_atomically(out: Path, files: dict[str, str]) -> None:
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
+        umask = os.umask(0o22)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp made it private; the planted data is as any new directory
         (tmp / SECRET_DIR).chmod(0o700)  # the secrets: readable by their owner only
         os.rename(tmp, out)
     except OSError as err:

@@ -37,12 +37,19 @@ class BaseShape:
 
 
 def make_base(
-    out: Path, texts: Sequence[str], *, extra_words: int = 2000, shape: BaseShape = BaseShape(), seed: int = 0
+    out: Path,
+    texts: Sequence[str],
+    *,
+    extra_words: int = 2000,
+    extra_tokens: Sequence[str] = (),
+    shape: BaseShape = BaseShape(),
+    seed: int = 0,
 ) -> Path:
     """Save a randomly initialised BERT encoder and a WordPiece tokenizer to ``out``.
 
-    The vocabulary holds every word of ``texts``, every character (and its ``##`` continuation), and ``extra_words``
-    generated lower-case words that no text uses.
+    The vocabulary holds every word of ``texts``, every character (and its ``##`` continuation), ``extra_words``
+    generated lower-case words that no text uses, and ``extra_tokens`` as given (e.g. ``[unused0]``, which raw text
+    cannot reach).
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -61,7 +68,7 @@ def make_base(
         if word not in seen:
             seen.add(word)
             extra.append(word)
-    tokens = SPECIALS + chars + [f"##{c}" for c in chars] + sorted(words - set(chars)) + extra
+    tokens = SPECIALS + chars + [f"##{c}" for c in chars] + sorted(words - set(chars)) + extra + list(extra_tokens)
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
     tok.normalizer = normalizer
     tok.pre_tokenizer = splitter
