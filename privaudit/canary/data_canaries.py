@@ -6,7 +6,8 @@ Two scores, higher meaning "more likely inserted":
   input-embedding rows moved from the base, along the direction that training on the canary would move them. The
   direction is the negative gradient of the canary's loss with respect to its rows, taken at the final model with the
   canary rows put back to their base values (the base itself has no classification head of the user's labels, so the
-  final model's head and encoder stand in for it). The score is the movement projected on that unit direction. Only
+  final model's head and encoder stand in for it). The score is the size of the movement's projection on that unit
+  direction (its absolute value: see :func:`embedding_movement_scores`). Only
   an inserted canary's own gradient reaches its rows (its tokens occur nowhere else), so for a left-out canary the
   rows hold only the base, DP noise and weight decay, all blind to the direction.
 - ``loss`` (black-box fallback): the negative cross-entropy of the canary text under its label.
@@ -204,7 +205,7 @@ def embedding_movement_scores(
     where: Path,
     progress: Callable[[str, int, int | None], None] | None = None,
 ) -> np.ndarray:
-    """White-box scores: each canary's embedding movement from the base along its negative loss gradient.
+    """White-box scores: each canary's embedding movement from the base along its loss gradient, in absolute value.
 
     Raises:
         PrivauditError: a base of another architecture, frozen embeddings, an unrelated base, a bad label.
@@ -244,5 +245,8 @@ def embedding_movement_scores(
         moved = (final[rows] - base_weight[rows]).flatten().double()
         direction = -grad[rows].flatten().double()
         norm = float(direction.norm())
-        scores[n] = float(moved @ direction) / norm if norm > 0 else 0.0
+        # The magnitude, not the signed projection: with Adam (and DP noise) a canary's rows move far from the base,
+        # and the gradient at the end points along or against the early movement, so half the inserted canaries came
+        # out negative; left-out rows move in directions blind to it either way (docs/dp-audit.md, "Scores").
+        scores[n] = abs(float(moved @ direction)) / norm if norm > 0 else 0.0
     return scores

@@ -34,10 +34,11 @@ from privaudit.errors import PrivauditError
 KIND = DATA_KIND
 SECRET_DIR = "secret"
 SECRET_FILE = "canaries.jsonl"
-# Four tokens a canary: measured on the fixture recipe (docs/dp-audit.md, "Data canaries"), four gave the strongest
-# honest bound among 1, 2, 4, 8 and 16 at a fixed M: more rows a canary carry more of its clipped gradient, but fewer
-# canaries fit a vocabulary and each row gets a smaller share.
-DEFAULT_TOKENS_PER_CANARY = 4
+# Two tokens a canary. Measured (docs/dp-audit.md, "Data canaries"): at a weak noise where the white-box score
+# separates partly, the AUC for 1, 2, 4, 8 and 16 tokens was 0.88, 0.93, 0.87, 0.86 and 0.87 (one seed: flat within its
+# noise), and the share of a canary's gradient in its own rows 0.8%, 0.8% (4 tokens) and 0.5% (16); two is as strong as
+# any and leaves room for half as many canaries as the vocabulary's free wordpieces.
+DEFAULT_TOKENS_PER_CANARY = 2
 MAX_FRACTION = 0.10
 _TOKENIZE_CHUNK = 2048
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from privaudit.canary.plant import DEFAULT_TOKENS_PER_CANARY
 from privaudit.cli.app import app
 from privaudit.cli.console import err_console
 
@@ -48,7 +49,7 @@ def plant(
     tokens_per_canary: Annotated[
         int,
         typer.Option(min=1, help="Free wordpieces each canary owns.", rich_help_panel="Canaries"),
-    ] = 4,
+    ] = DEFAULT_TOKENS_PER_CANARY,
     force: Annotated[
         bool,
         typer.Option("--force", help="Allow --count above 10% of the data's rows.", rich_help_panel="Canaries"),

@@ -136,7 +136,7 @@ def test_a_secret_file_of_another_vocabulary_is_refused(run_cli, world, tmp_path
     result = run_cli("dp-audit", world["root"] / "no-dp", "-c", out_of_range, "--base", world["base"])
     one_line_error(result, contains="owns token ids outside the vocabulary")
     respelled = tmp_path / "spelled.jsonl"
-    respelled.write_text("\n".join([json.dumps({**first, "tokens": ["zz"] * 4}), *lines[1:]]), encoding="utf-8")
+    respelled.write_text("\n".join([json.dumps({**first, "tokens": ["zz"] * len(first["tokens"])}), *lines[1:]]), encoding="utf-8")
     result = run_cli("dp-audit", world["root"] / "no-dp", "-c", respelled)
     one_line_error(result, contains="tokens are spelled differently")
 
@@ -158,7 +158,7 @@ def test_plant_cli_writes_and_warns(run_cli, world, tmp_path):
     ("args", "message"),
     [
         (("--count", "61"), "more than 10% of the 600 rows"),
-        (("--count", "200", "--force"), "room for 106 canaries of 4 tokens"),
+        (("--count", "300", "--force"), "room for 213 canaries of 2 tokens"),
         (("--count", "5", "--base", "missing-base"), "no such base model directory"),
     ],
 )
