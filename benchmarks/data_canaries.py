@@ -61,7 +61,7 @@ def main() -> None:
     secret = planted / "secret" / "canaries.jsonl"
     nm = noise_multiplier_for_epsilon(target_epsilon=EPSILON, sample_rate=RATE, steps=STEPS, delta=DELTA)
     pipelines = {"honest": nm, "no-noise": 0.0, "no-dp": None}
-    for name in args.pipelines.split(","):
+    for name in filter(None, args.pipelines.split(",")):
         model = out / name
         started = time.perf_counter()
         info = train_classifier(
