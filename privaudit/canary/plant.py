@@ -183,8 +183,9 @@ def draw_data_canaries(
         text = " ".join(spelling for _, spelling in picked)
         if tokenizer(text, add_special_tokens=False)["input_ids"] != list(ids):
             raise PrivauditError(
-                f"the base's tokenizer does not split '{text}' into its own tokens; data canaries need a tokenizer "
-                "that splits words at spaces (WordPiece, as BERT's)"
+                # The text itself stays out of the message: it is a canary secret.
+                "the base's tokenizer does not split a canary's words at the spaces between them; data canaries "
+                "need a tokenizer that does (WordPiece, as BERT's)"
             )
         canaries.append(
             DataCanary(
