@@ -136,7 +136,9 @@ def test_a_secret_file_of_another_vocabulary_is_refused(run_cli, world, tmp_path
     result = run_cli("dp-audit", world["root"] / "no-dp", "-c", out_of_range, "--base", world["base"])
     one_line_error(result, contains="owns token ids outside the vocabulary")
     respelled = tmp_path / "spelled.jsonl"
-    respelled.write_text("\n".join([json.dumps({**first, "tokens": ["zz"] * len(first["tokens"])}), *lines[1:]]), encoding="utf-8")
+    respelled.write_text(
+        "\n".join([json.dumps({**first, "tokens": ["zz"] * len(first["tokens"])}), *lines[1:]]), encoding="utf-8"
+    )
     result = run_cli("dp-audit", world["root"] / "no-dp", "-c", respelled)
     one_line_error(result, contains="tokens are spelled differently")
 
