@@ -10,11 +10,13 @@ import json
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 from conftest import make_records, write_jsonl
 from outside.pipeline import BaseShape, make_base, rdp_epsilon, train_classifier
 
 from privaudit.stats.accounting import noise_multiplier_for_epsilon
+from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schema-dp-audit.json").read_text(encoding="utf-8"))
@@ -76,8 +78,10 @@ def test_without_dp_the_white_box_score_catches_the_canaries(run_cli, world):
     assert doc["source"] == "data-canaries" and doc["score"] == "embedding-movement"
     assert doc["model"]["base"] == str(world["base"])
     assert doc["m"] == 60 and doc["n_in"] == world["planted"].inserted
-    # 60 canaries, perfectly separated, give at most about 1.7: well above 0, near that ceiling.
-    assert doc["bounds"]["eps_delta"]["epsilon"] >= 1.2, doc["bounds"]
+    # The most 60 canaries can prove is what a perfect separation gives (about 2 with 30 in): reach most of it.
+    inserted = np.arange(60) < doc["n_in"]
+    ceiling = CanaryScoreAuditor.from_inclusion(inserted.astype(float), inserted).audit(0.05, 1e-5, Bonferroni())
+    assert doc["bounds"]["eps_delta"]["epsilon"] >= 0.8 * ceiling.eps_delta.epsilon > 1.2, doc["bounds"]
 
 
 def test_without_base_the_black_box_loss_is_used(run_cli, world):
