@@ -19,6 +19,7 @@ the choice of score only changes how tight the bound is, never whether it holds 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,9 +32,12 @@ from privaudit.errors import PrivauditError
 WHITE_BOX = "embedding-movement"
 BLACK_BOX = "loss"
 SCORES = (WHITE_BOX, BLACK_BOX)
-# The correlation between the final and the base embedding matrices (rows no canary owns) under which the model cannot
-# have started from the base: DP noise at the fixture recipe leaves it above 0.5, an unrelated base near 0.
-MIN_BASE_CORRELATION = 0.1
+# How many standard errors above 0 the correlation between the final and the base embedding matrices (rows no canary
+# owns) must be. Weights unrelated to the base correlate as N(0, 1/n) over n coordinates; Adam with DP noise moves every
+# row by about the learning rate each step, which brought the correlation down to 0.22 after 60 steps at 1e-2 (0.84 on
+# the fixture recipe at 1e-3), far less than a fixed level would allow for long runs, but still hundreds of standard
+# errors above 0.
+MIN_BASE_Z = 5.0
 
 
 def read_data_canaries(path: Path) -> list[DataCanary]:
@@ -188,10 +192,10 @@ def check_trained_from(final: torch.Tensor, base: torch.Tensor, owned: np.ndarra
     others[torch.as_tensor(owned, dtype=torch.long)] = False
     a, b = final[others].flatten().double(), base[others].flatten().double()
     r = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
-    if not r >= MIN_BASE_CORRELATION:
+    if not r * math.sqrt(a.numel()) >= MIN_BASE_Z:
         raise PrivauditError(
-            f"{base_dir}: the model's input embeddings are unrelated to the base's (correlation {r:.2f}); "
-            "give the --base the model was fine-tuned from"
+            f"{base_dir}: the model's input embeddings are unrelated to the base's (correlation {r:.3f}, not "
+            f"{MIN_BASE_Z:g} standard errors above 0); give the --base the model was fine-tuned from"
         )
     return r
 
