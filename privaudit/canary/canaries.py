@@ -27,6 +27,8 @@ ALPHABETS = {"d": tuple(string.digits), "l": tuple(string.ascii_lowercase)}
 SLOT = re.compile(r"\{([a-z]+)\}")
 # The kind of the white-box gradient canaries' lines (privaudit.training.gradient_canaries), skipped here.
 GRADIENT_KIND = "gradient"
+# The kind of the data canaries' lines (privaudit.canary.plant), skipped here too.
+DATA_KIND = "data"
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,7 @@ def read_canaries(path: str | Path) -> list[Canary]:
     if not path.is_file():
         raise PrivauditError(f"{path}: no such canary file; 'privaudit train --canaries-out FILE' writes one")
     canaries = []
-    gradient = 0
+    gradient = data = 0
     for number, line in enumerate(read_utf8(path, what="canary file").splitlines(), start=1):
         if not line.strip():
             continue
@@ -283,7 +285,15 @@ def read_canaries(path: str | Path) -> list[Canary]:
         if obj.get("kind") == GRADIENT_KIND:
             gradient += 1  # white-box gradient canaries: privaudit.training.gradient_canaries reads them
             continue
+        if obj.get("kind") == DATA_KIND:
+            data += 1  # data canaries of privaudit plant: privaudit.canary.data_canaries reads them
+            continue
         canaries.append(_canary_from_record(obj, where))
+    if not canaries and data:
+        raise PrivauditError(
+            f"{path}: holds data canaries (privaudit plant); audit them with "
+            "'privaudit dp-audit MODEL_DIR --base BASE --canaries FILE'"
+        )
     if not canaries and gradient:
         raise PrivauditError(
             f"{path}: holds only gradient canaries, which the weights cannot show; "

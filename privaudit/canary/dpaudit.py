@@ -9,7 +9,10 @@ Steinke et al.'s binomial test, on the same thresholds):
 - ``MODEL_DIR --canaries FILE`` with the canary file of ``privaudit train --audit-canaries M``: the input-space audit
   canaries, each scored by the negative loss of its text under the model;
 - ``MODEL_DIR --canaries FILE`` with a gradient-canary file: scored by
-  :func:`privaudit.training.gradient_canaries.gradient_canary_scores`.
+  :func:`privaudit.training.gradient_canaries.gradient_canary_scores`;
+- ``MODEL_DIR --canaries FILE`` with the secret file of ``privaudit plant`` (data canaries, trained by the user's own
+  pipeline): with ``--base BASE``, each scored by the movement of its own input-embedding rows from the base
+  (white-box), else by its negative loss (black-box); see :mod:`privaudit.canary.data_canaries`.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from privaudit.textfile import read_utf8
 
 SCHEMA = "privaudit.dp-audit/1"
 DEFAULT_DELTA = 1e-5
-SOURCES = ("scores", "audit-canaries", "gradient-canaries")
-CANARY_KINDS = ("auto", "audit", "gradient")
+SOURCES = ("scores", "audit-canaries", "gradient-canaries", "data-canaries")
+CANARY_KINDS = ("auto", "audit", "gradient", "data")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,11 @@ class DpAuditRequest:
         scores: the scores file (JSONL), instead of a model.
         model_dir: the audited model directory, with ``canaries``.
         canaries: an input-space canary file (``privaudit train --audit-canaries``) or a gradient-canary file.
-        canary_kind: which canaries of that file to audit: ``"audit"`` (input-space), ``"gradient"`` (white-box), or
-            ``"auto"``: the gradient canaries when the file has any (a run with both writes both), else the audit ones.
+        canary_kind: which canaries of that file to audit: ``"audit"`` (input-space), ``"gradient"`` (white-box),
+            ``"data"`` (the secret file of ``privaudit plant``), or ``"auto"``: the data canaries when the file holds
+            them, else the gradient canaries when it has any (a run with both writes both), else the audit ones.
+        base: with data canaries, the base model the audited one was fine-tuned from: scores them white-box by the
+            movement of their embedding rows (else black-box, by their loss).
         epsilon: the theoretical epsilon (default: the model's ``privaudit.json``; none for a scores file).
         delta: delta of the bounds (default: the model's, else 1e-5).
         alpha: significance: every bound holds with confidence ``1 - alpha``.
@@ -57,6 +63,7 @@ class DpAuditRequest:
     model_dir: Path | None = None
     canaries: Path | None = None
     canary_kind: str = "auto"
+    base: Path | None = None
     epsilon: float | None = None
     delta: float | None = None
     alpha: float = 0.05
@@ -71,13 +78,14 @@ class DpAuditResult:
 
     Attributes:
         model: what was audited: ``{"scores": FILE}``, or ``{"path", "fingerprint", "canaries"}``.
-        source: ``"scores"``, ``"audit-canaries"`` or ``"gradient-canaries"``.
+        source: ``"scores"``, ``"audit-canaries"``, ``"gradient-canaries"`` or ``"data-canaries"``.
         theoretical_epsilon: the claimed epsilon, ``None`` when unknown or not DP.
         delta: delta of the bounds.
         bounds: the three bounds and the audit's counts.
         seed: always 0 (the analysis draws nothing), kept for baselines.
         estimate: the equal-variance Gaussian fit of the scores, an estimate and NOT a bound (``None`` with fewer
             than two canaries on a side).
+    score: for data canaries, the score used: ``"embedding-movement"`` (white-box) or ``"loss"``.
     """
 
     model: dict
@@ -87,16 +95,19 @@ class DpAuditResult:
     bounds: OneRunBounds
     seed: int = 0
     estimate: GaussianFitEstimate | None = None
+    score: str | None = None
 
     def to_dict(self) -> dict:
         """The JSON document (``privaudit.dp-audit/1``), without the gate."""
         b = self.bounds
+        score = {} if self.score is None else {"score": self.score}
         return {
             "schema": SCHEMA,
             "tool": {"name": "privaudit", "version": __version__},
             "seed": self.seed,
             "model": self.model,
             "source": self.source,
+            **score,
             "theoretical_epsilon": self.theoretical_epsilon,
             "delta": self.delta,
             "alpha": b.alpha,
@@ -164,8 +175,9 @@ def read_scores_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def canary_file_kinds(path: Path) -> set[str]:
-    """Which one-run canaries a canary file holds: ``"audit"`` (records with a ``template`` of kind ``audit``) and
-    ``"gradient"`` (records of kind ``gradient``, or without a ``template``); exposure canaries count as neither.
+    """Which one-run canaries a canary file holds: ``"audit"`` (records with a ``template`` of kind ``audit``),
+    ``"data"`` (records of kind ``data``, from ``privaudit plant``) and ``"gradient"`` (records of kind ``gradient``,
+    or without a ``template``); exposure canaries count as neither.
 
     Raises:
         PrivauditError: a missing or empty file, or a record that is not JSON.
@@ -185,7 +197,9 @@ def canary_file_kinds(path: Path) -> set[str]:
             raise PrivauditError(f"{path}:{number}: not JSON ({err.msg})") from None
         if not isinstance(record, dict):
             continue
-        if record.get("kind") == "gradient" or "template" not in record:
+        if record.get("kind") == "data":
+            kinds.add("data")
+        elif record.get("kind") == "gradient" or "template" not in record:
             kinds.add("gradient")
         elif record.get("kind") == "audit":
             kinds.add("audit")
@@ -222,11 +236,21 @@ def run_dp_audit(
     if request.scores is not None and request.canaries is not None:
         raise PrivauditError("--canaries FILE goes with MODEL_DIR, not with --scores")
     eps, delta = _theoretical(request)
+    kind = _kind(request) if request.scores is None else None
+    if request.base is not None and kind != "data":
+        raise PrivauditError("--base goes with the data canaries of 'privaudit plant' (their secret file as -c FILE)")
+    score = None
     if request.scores is not None:
         scores, inserted = read_scores_file(request.scores)
         model: dict = {"scores": str(request.scores)}
         source = "scores"
-    elif _kind(request) == "audit":
+    elif kind == "data":
+        scores, inserted, fingerprint, score = _data_canary_scores(request, progress)
+        model = {"path": str(request.model_dir), "fingerprint": fingerprint, "canaries": str(request.canaries)}
+        if request.base is not None:
+            model["base"] = str(request.base)
+        source = "data-canaries"
+    elif kind == "audit":
         if request.model_dir is None:
             raise PrivauditError(
                 f"{request.canaries}: input-space audit canaries are scored on a model: give MODEL_DIR"
@@ -252,7 +276,13 @@ def run_dp_audit(
     if progress is not None:
         progress("one-run analysis", 1, 1)
     return DpAuditResult(
-        model=model, source=source, theoretical_epsilon=eps, delta=delta, bounds=bounds, estimate=estimate
+        model=model,
+        source=source,
+        theoretical_epsilon=eps,
+        delta=delta,
+        bounds=bounds,
+        estimate=estimate,
+        score=score,
     )
 
 
@@ -261,7 +291,10 @@ def _kind(request: DpAuditRequest) -> str:
         raise PrivauditError(f"--canary-kind must be one of {', '.join(CANARY_KINDS)}, not '{request.canary_kind}'")
     if request.canary_kind != "auto":
         return request.canary_kind
-    return "audit" if is_input_space_canary_file(request.canaries) else "gradient"
+    kinds = canary_file_kinds(request.canaries)
+    if "data" in kinds:
+        return "data"
+    return "gradient" if "gradient" in kinds else "audit"
 
 
 def _input_space_scores(request: DpAuditRequest, progress) -> tuple[np.ndarray, np.ndarray, str]:
@@ -279,6 +312,33 @@ def _input_space_scores(request: DpAuditRequest, progress) -> tuple[np.ndarray, 
     if progress is not None:
         progress("scoring audit canaries", 1, 1)
     return scores, np.array([c.inserted for c in audit_set], dtype=bool), target.fingerprint()
+
+
+def _data_canary_scores(request: DpAuditRequest, progress) -> tuple[np.ndarray, np.ndarray, str, str]:
+    from privaudit.canary import data_canaries as dc
+    from privaudit.target import Target
+
+    if request.model_dir is None:
+        raise PrivauditError(
+            f"{request.canaries}: data canaries of 'privaudit plant' are scored on the trained model: give MODEL_DIR "
+            "(and --base BASE for the white-box score)"
+        )
+    canaries = dc.read_data_canaries(request.canaries)
+    target = Target.load(request.model_dir, allow_pickle=request.allow_pickle)
+    vocab_size = target.input_embeddings().weight.shape[0]
+    dc.check_matches(canaries, target.tokenizer, vocab_size, where=request.canaries, model=request.model_dir)
+    if request.base is None:
+        if progress is not None:
+            progress("scoring data canaries", 0, 1)
+        scores = dc.loss_scores(target, canaries, batch_size=request.batch_size, where=request.canaries)
+        score = dc.BLACK_BOX
+    else:
+        scores = dc.embedding_movement_scores(
+            target, request.base, canaries, batch_size=request.batch_size, where=request.canaries, progress=progress
+        )
+        score = dc.WHITE_BOX
+    inserted = np.array([c.inserted for c in canaries], dtype=bool)
+    return np.asarray(scores, dtype=np.float64), inserted, target.fingerprint(), score
 
 
 def _gradient_scores(canaries: Path) -> tuple[np.ndarray, np.ndarray]:

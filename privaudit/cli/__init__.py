@@ -6,7 +6,7 @@ imports its importer.
 """
 
 # isort: off
-from privaudit.cli import train, mia, baseline, canary, dpaudit, sweep  # noqa: F401  (register the commands, in this order)
+from privaudit.cli import train, mia, baseline, canary, plant, dpaudit, sweep  # noqa: F401  (register the commands, in this order)
 
 # isort: on
 from privaudit.cli.app import app, main

@@ -49,7 +49,7 @@ def dp_audit(
             "--canaries",
             "-c",
             help="With MODEL_DIR: the canary file of 'privaudit train --audit-canaries M' (scored by each "
-            "canary's negative loss), or a gradient-canary file.",
+            "canary's negative loss), a gradient-canary file, or the secret file of 'privaudit plant'.",
             rich_help_panel="Data",
         ),
     ] = None,
@@ -57,10 +57,20 @@ def dp_audit(
         str,
         typer.Option(
             help="Which canaries of --canaries to audit: audit (input-space, scored by negative loss), gradient "
-            "(white-box gradient canaries), or auto: the gradient ones when the file has any, else the audit ones.",
+            "(white-box gradient canaries), data (privaudit plant's), or auto: data canaries when the file holds "
+            "them, else the gradient ones when it has any, else the audit ones.",
             rich_help_panel="Data",
         ),
     ] = "auto",
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="With data canaries (privaudit plant): the base model MODEL_DIR was fine-tuned from. Scores each "
+            "canary white-box, by how far its own embedding rows moved from the base along its loss gradient; "
+            "without --base, by its negative loss (black-box, weaker).",
+            rich_help_panel="Data",
+        ),
+    ] = None,
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Load pickled weights (trust them first).", rich_help_panel="Data")
     ] = False,
@@ -135,6 +145,10 @@ def dp_audit(
         privaudit dp-audit -c run.canaries.jsonl --epsilon 8 \\
             --fail-if-bound-exceeds-epsilon
 
+    On a model you trained yourself on the output of 'privaudit plant', from the base you fine-tuned:
+
+        privaudit dp-audit my-model --base bert-base -c planted/secret/canaries.jsonl --epsilon 8
+
     Defaults come from \\[tool.privaudit.dp-audit] in pyproject.toml or \\[dp-audit] in privaudit.toml; flags
     override them.
     """
@@ -152,6 +166,7 @@ def dp_audit(
         model_dir=model_dir,
         canaries=canaries,
         canary_kind=canary_kind,
+        base=base,
         epsilon=epsilon,
         delta=delta,
         alpha=alpha,

@@ -35,7 +35,8 @@ def bounds_table(bounds: OneRunBounds, *, title: str) -> Table:
 def print_dp_audit(result: DpAuditResult, console: Console) -> None:
     """The bounds table, then the theoretical epsilon, and a warning when the strict bound exceeds it."""
     source = result.model.get("scores") or result.model.get("canaries")
-    console.print(bounds_table(result.bounds, title=f"one-run audit: {source} ({result.source})"))
+    kind = result.source if result.score is None else f"{result.source}, score: {result.score}"
+    console.print(bounds_table(result.bounds, title=f"one-run audit: {source} ({kind})"))
     eps = result.theoretical_epsilon
     console.print(
         f"theoretical ε: {'unknown (pass --epsilon)' if eps is None else f'{eps:.3f}'} (δ = {result.delta:g})"
@@ -93,7 +94,7 @@ def dp_audit_markdown(result: DpAuditResult, gate: GateResult) -> str:
     lines = [
         f"### {icon} privaudit dp-audit: {gate.summary()}",
         "",
-        f"Canaries `{source}` ({result.source}): {b.m} ({b.n_in} in, {b.n_out} out); theoretical ε {eps} "
+        f"Canaries `{source}` ({result.source}{'' if result.score is None else ', score: ' + result.score}): {b.m} ({b.n_in} in, {b.n_out} out); theoretical ε {eps} "
         f"(δ={result.delta:g}); {1 - b.alpha:.0%} confidence, Bonferroni over {b.n_hypotheses} thresholds.",
         "",
         *bounds_markdown(b),

@@ -247,6 +247,7 @@ COMMANDS = [
     ["epsilon"],
     ["mia"],
     ["canary"],
+    ["plant"],
     ["dp-audit"],
     ["attacks"],
     ["baseline", "save"],
@@ -267,7 +268,7 @@ def test_help_of_every_command_shows_an_example(run_cli, command: list[str]) -> 
 def test_help_lists_every_command(run_cli) -> None:
     result = run_cli("--help")
     assert result.exit_code == 0
-    for command in ("train", "epsilon", "mia", "attacks", "canary", "dp-audit", "baseline", "sweep"):
+    for command in ("train", "epsilon", "mia", "attacks", "canary", "plant", "dp-audit", "baseline", "sweep"):
         assert re.search(rf"│ {command}\s", result.stdout), command
     assert "Exit codes: 0 pass, 1 leak over a threshold, 2 the audit could not complete." in result.stdout
 
@@ -279,7 +280,7 @@ def test_version(run_cli) -> None:
     assert __version__ == version("privaudit")
 
 
-@pytest.mark.parametrize("command", ["mia", "canary", "train", "sweep"])
+@pytest.mark.parametrize("command", ["mia", "canary", "train", "sweep", "plant"])
 def test_help_reads_well_at_80_columns(command):
     from typer.testing import CliRunner
 
