@@ -65,7 +65,8 @@ def mia(
         typer.Option(
             "--attack-option",
             metavar="ATTACK:PARAM=VALUE",
-            help="Set an attack's parameter (repeatable), e.g. rmia:a=0.5, rmia:gamma=2, "
+            help="Set an attack's parameter (repeatable), e.g. rmia:a=0.5, rmia:gamma=2, rmia:temperature=2 "
+            "(RMIA's a and softmax temperature are tuned on the reference models when not set), "
             "lira-offline:fixed_variance=false; 'privaudit attacks' lists each attack's parameters.",
             rich_help_panel="Attacks",
         ),

@@ -15,6 +15,19 @@ def _interval(value: float, low: float, high: float) -> str:
     return f"{value:.3f}\n[dim]{low:.2f}–{high:.2f}[/]"
 
 
+def _chosen(result: MiaResult) -> str:
+    """The parameters attacks chose for themselves (``*_used``, e.g. RMIA's ``a`` and temperature), one clause each."""
+    clauses = []
+    for attack in result.attacks:
+        used = {k[: -len("_used")]: v for k, v in attack.params.items() if k.endswith("_used")}
+        if used:
+            clauses.append(
+                f"{attack.name} used "
+                + ", ".join(f"{k} = {v:g}" if isinstance(v, int | float) else f"{k} = {v}" for k, v in used.items())
+            )
+    return ("; ".join(clauses) + ". ") if clauses else ""
+
+
 def mia_table(result: MiaResult) -> Table:
     """One row per attack: AUC, TPR at low FPR, advantage, empirical epsilon beside the theoretical one."""
     eps = result.theoretical_epsilon
@@ -24,6 +37,7 @@ def mia_table(result: MiaResult) -> Table:
         f"{result.n_members} members, {result.n_non_members} non-members, "
         f"{result.n_reference_models} reference models, seed {result.seed}. Below each value its 95% interval; "
         + ("TPR at FPR n/a: too few non-members. " if unsupported else "")
+        + _chosen(result)
         + f"ε ≥: empirical lower bound at 95% (δ = {result.delta:g}); ε DP: theoretical (∞ without DP)."
     )
     table = Table(
