@@ -33,8 +33,10 @@ def mia_table(result: MiaResult) -> Table:
     eps = result.theoretical_epsilon
     source = result.model.get("path") or result.model.get("endpoint") or result.model.get("scores")
     unsupported = any(not t.supported for a in result.attacks for t in a.metrics.tpr_at_fpr)
+    unit = "users" if result.users is not None else ""
     caption = (
-        f"{result.n_members} members, {result.n_non_members} non-members, "
+        f"{result.n_members} member{' ' + unit if unit else 's'}, {result.n_non_members} non-member"
+        f"{' ' + unit if unit else 's'}, "
         f"{result.n_reference_models} reference models, seed {result.seed}. Below each value its 95% interval; "
         + ("TPR at FPR n/a: too few non-members. " if unsupported else "")
         + _chosen(result)
@@ -56,13 +58,14 @@ def mia_table(result: MiaResult) -> Table:
     table.add_column("adv.", justify="right", min_width=5, no_wrap=True)
     table.add_column("ε ≥", justify="right", min_width=5, no_wrap=True)
     table.add_column("ε DP", justify="right", min_width=5, no_wrap=True)
+    over = {a.name for a in result.exceeded()}
     for attack in result.attacks:
         m = attack.metrics
         cells = [attack.name, _interval(m.auc.value, m.auc.low, m.auc.high)]
         for t in m.tpr_at_fpr:
             cells.append(_interval(t.tpr, t.low, t.high) if t.supported else "[dim]n/a[/]")
         bound = f"{m.epsilon_lower_bound:.3f}"
-        if eps is not None and m.epsilon_lower_bound > eps:
+        if attack.name in over:
             bound = f"[bold red]{bound} > ε[/]"
         cells += [f"{m.advantage:.3f}", bound, "∞" if eps is None else f"{eps:.3f}"]
         table.add_row(*cells)
@@ -72,6 +75,10 @@ def mia_table(result: MiaResult) -> Table:
 def print_mia(result: MiaResult, console: Console) -> None:
     """The table, and a loud warning when an empirical bound exceeds the theoretical epsilon."""
     console.print(mia_table(result))
+    if result.users is not None:
+        from privaudit.report.users import users_table
+
+        console.print(users_table(result))
     if result.slices is not None:
         for table in slice_tables(result.slices):
             console.print(table)
