@@ -302,6 +302,7 @@ def write_markdown(results: Path, out: Path) -> None:
         "sweep",
         "sweep-minilm",
         "tightness",
+        "user-level",
         "modiva-study",
     ):
         file = results / f"{name}.json"
@@ -385,6 +386,8 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += __import__("benchmarks.tightness", fromlist=["markdown"]).markdown(data)
         elif name == "modiva-study":
             parts += _modiva_study(data)
+        elif name == "user-level":
+            parts += __import__("benchmarks.users", fromlist=["markdown"]).markdown(data)
         else:
             parts += _table(seconds, None)
         if name in TARGETS:
