@@ -212,3 +212,34 @@ def test_python_api_takes_records_with_their_owner():
     document = result.to_dict()
     assert document["users"]["aggregate"] == "max"
     assert document["n_members"] == len({r["user_id"] for r in members})
+
+
+def test_slices_and_the_gate_work_per_user(tmp_path, run_cli):
+    report = tmp_path / "report.json"
+    result = run_cli(
+        "mia",
+        TINY,
+        "--members",
+        USERS / "members.jsonl",
+        "--non-members",
+        USERS / "non_members.jsonl",
+        "--group-by",
+        "user_id",
+        "--group-aggregate",
+        "mean",
+        "--slice",
+        "correctness",
+        "--fail-above",
+        "loss:auc=0.75",  # per user the AUC is 0.80 (0.71 per record): the user-level gate must fail
+        "--format",
+        "json",
+        "-o",
+        report,
+    )
+    assert result.exit_code == 1, result.stderr
+    document = json.loads(report.read_text(encoding="utf-8"))
+    jsonschema.validate(document, MIA_SCHEMA)
+    assert document["attacks"][0]["auc"]["value"] > 0.75 > document["users"]["record_level"]["loss"]["auc"]
+    slices = document["slices"]["slices"]
+    assert sum(s["n_members"] for s in slices) == document["n_members"] == 241  # slices partition the users
+    assert document["gate"]["verdict"] == "fail"
