@@ -78,18 +78,21 @@ class MiaResult:
             document["users"] = self.users.to_dict()
         return document
 
-    def exceeded(self) -> list[AttackResult]:
-        """Attacks whose empirical bound is above the theoretical epsilon: a DP bug or wrong metadata.
+    def claimed_epsilon(self) -> float | None:
+        """The ε the attacks' bounds answer to: the theoretical ε per record, or per user (``--group-by``) the
+        group-privacy ε of the largest user, when its δ is no larger than the audit's (the bounds are measured at
+        the audit's δ); ``None`` when nothing is claimed."""
+        if self.theoretical_epsilon is None or self.users is None:
+            return self.theoretical_epsilon
+        group = self.users.group_privacy()
+        if group is None or group[1] > self.delta:
+            return None
+        return group[0]
 
-        Per user (``--group-by``) the theoretical bound is the group-privacy ε of the largest user, and it is
-        compared only when its δ is no larger than the audit's (the bound is measured at the audit's δ).
-        """
-        if self.theoretical_epsilon is None:
+    def exceeded(self) -> list[AttackResult]:
+        """Attacks whose empirical bound is above the claimed epsilon (:meth:`claimed_epsilon`): a DP bug or wrong
+        metadata."""
+        eps = self.claimed_epsilon()
+        if eps is None:
             return []
-        eps = self.theoretical_epsilon
-        if self.users is not None:
-            group = self.users.group_privacy()
-            if group is None or group[1] > self.delta:
-                return []
-            eps = group[0]
         return [a for a in self.attacks if a.metrics.epsilon_lower_bound > eps]

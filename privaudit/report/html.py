@@ -157,7 +157,7 @@ def _warning(result: MiaResult) -> str:
     exceeded = result.exceeded()
     if not exceeded:
         return ""
-    eps = result.theoretical_epsilon
+    eps = result.claimed_epsilon()
     items = "\n".join(
         f"<li><strong>{_e(a.name)}</strong>: empirical ε ≥ {a.metrics.epsilon_lower_bound:.3f} "
         f"at {_level(a.metrics)} confidence, above the theoretical ε = {eps:.3f}</li>"

@@ -88,7 +88,7 @@ def print_mia(result: MiaResult, console: Console) -> None:
         console.print(
             Panel(
                 f"The empirical epsilon lower bound of {names} exceeds the theoretical epsilon "
-                f"{result.theoretical_epsilon:.3f}.\nThis should be impossible under the claimed guarantee: "
+                f"{result.claimed_epsilon():.3f}.\nThis should be impossible under the claimed guarantee: "
                 "the DP implementation has a bug, or the model's privacy metadata is wrong.",
                 title="WARNING: privacy claim violated",
                 border_style="bold red",

@@ -243,3 +243,36 @@ def test_slices_and_the_gate_work_per_user(tmp_path, run_cli):
     slices = document["slices"]["slices"]
     assert sum(s["n_members"] for s in slices) == document["n_members"] == 241  # slices partition the users
     assert document["gate"]["verdict"] == "fail"
+
+
+def _result_with_users(records: list[int], epsilon: float, bound_scores) -> object:
+    from privaudit.mia.result import AttackResult, MiaResult
+    from privaudit.mia.users import UserLevel
+    from privaudit.stats.metrics import evaluate
+
+    is_member = np.r_[np.ones(100, dtype=bool), np.zeros(100, dtype=bool)]
+    metrics = evaluate(bound_scores, is_member, delta=1e-5)
+    users = UserLevel(
+        field="user_id",
+        aggregate="mean",
+        aggregate_source="given",
+        aggregate_tpr={},
+        records=np.asarray(records),
+        n_member_records=100,
+        n_non_member_records=100,
+        record_level={},
+        epsilon=epsilon,
+        delta=1e-5,
+    )
+    attack = AttackResult("loss", "", {}, metrics, bound_scores)
+    return MiaResult({}, 0, epsilon, 1e-5, 100, 100, 0, [attack], is_member, users=users)
+
+
+def test_the_claim_per_user_is_the_group_privacy_epsilon_when_it_holds():
+    separable = np.r_[np.ones(100), np.zeros(100)]  # a perfect attack: its bound is well above 0.5
+    one_record = _result_with_users([1] * 200, 0.5, separable)
+    assert one_record.claimed_epsilon() == 0.5  # k = 1: the record-level guarantee itself
+    assert [a.name for a in one_record.exceeded()] == ["loss"]
+    two_records = _result_with_users([1] * 199 + [2], 0.5, separable)
+    assert two_records.claimed_epsilon() is None  # 2 e^0.5 delta > delta: no guarantee at the audit's delta
+    assert two_records.exceeded() == []
