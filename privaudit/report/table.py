@@ -19,7 +19,8 @@ def _chosen(result: MiaResult) -> str:
     """The parameters attacks chose for themselves (``*_used``, e.g. RMIA's ``a`` and temperature), one clause each."""
     clauses = []
     for attack in result.attacks:
-        used = {k[: -len("_used")]: v for k, v in attack.params.items() if k.endswith("_used")}
+        params = getattr(attack, "params", None) or {}
+        used = {k[: -len("_used")]: v for k, v in params.items() if k.endswith("_used")}
         if used:
             clauses.append(
                 f"{attack.name} used "
@@ -33,7 +34,7 @@ def mia_table(result: MiaResult) -> Table:
     eps = result.theoretical_epsilon
     source = result.model.get("path") or result.model.get("endpoint") or result.model.get("scores")
     unsupported = any(not t.supported for a in result.attacks for t in a.metrics.tpr_at_fpr)
-    unit = "users" if result.users is not None else ""
+    unit = "users" if getattr(result, "users", None) is not None else ""
     caption = (
         f"{result.n_members} member{' ' + unit if unit else 's'}, {result.n_non_members} non-member"
         f"{' ' + unit if unit else 's'}, "
@@ -58,7 +59,8 @@ def mia_table(result: MiaResult) -> Table:
     table.add_column("adv.", justify="right", min_width=5, no_wrap=True)
     table.add_column("ε ≥", justify="right", min_width=5, no_wrap=True)
     table.add_column("ε DP", justify="right", min_width=5, no_wrap=True)
-    over = {a.name for a in result.exceeded()}
+    claim = result.claimed_epsilon() if hasattr(result, "claimed_epsilon") else eps
+    over = {a.name for a in result.attacks if claim is not None and a.metrics.epsilon_lower_bound > claim}
     for attack in result.attacks:
         m = attack.metrics
         cells = [attack.name, _interval(m.auc.value, m.auc.low, m.auc.high)]

@@ -373,11 +373,11 @@ def test_resolve_rejects_unknown_or_empty(spec):
 
 
 def test_get_attack_rejects_unknown_parameter():
-    with pytest.raises(PrivauditError, match="'alpha'.*takes: a, gamma"):
+    with pytest.raises(PrivauditError, match="'alpha'.*takes: a, gamma, temperature"):
         get_attack("rmia", alpha=0.5)
     with pytest.raises(PrivauditError, match="takes no parameters"):
         get_attack("loss", temperature=2.0)
-    assert get_attack("rmia", a=0.5).get_params() == {"a": 0.5, "gamma": 1.0}
+    assert get_attack("rmia", a=0.5).get_params() == {"a": 0.5, "gamma": 1.0, "temperature": None}
 
 
 def test_parse_attack_options_reads_typed_values():
