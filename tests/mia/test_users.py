@@ -276,3 +276,31 @@ def test_the_claim_per_user_is_the_group_privacy_epsilon_when_it_holds():
     two_records = _result_with_users([1] * 199 + [2], 0.5, separable)
     assert two_records.claimed_epsilon() is None  # 2 e^0.5 delta > delta: no guarantee at the audit's delta
     assert two_records.exceeded() == []
+
+
+def test_the_aggregation_is_chosen_on_the_reference_models_population_users():
+    from privaudit.data import TextDataset
+    from privaudit.mia.users import choose_on_references
+    from privaudit.training.reference import ReferenceSignals
+
+    rng = np.random.default_rng(0)
+    k, n_users, per = 4, 200, 4
+    groups = tuple(f"p{u}" for u in range(n_users) for _ in range(per))
+    user_in = rng.random((k, n_users)) < 0.5
+    record_in = np.repeat(user_in, per, axis=1)
+    labels = rng.integers(0, 3, n_users * per)
+    logits = rng.normal(0.0, 1.0, (k, n_users * per, 3))
+    first = np.zeros(n_users * per, dtype=bool)
+    first[::per] = True
+    # One record of each member user is memorised (a large true-label logit): the maximum finds the user.
+    logits[:, np.arange(labels.size), labels] += 8.0 * (record_in & first)
+    population = TextDataset("p", tuple(f"t{i}" for i in range(labels.size)), (0,) * labels.size, groups, "user_id")
+    reference = ReferenceSignals(
+        logits=np.zeros((k, 1, 3)), is_in=np.zeros((k, 1), bool), population_logits=logits, population_is_in=record_in
+    )
+    method, how, tpr = choose_on_references(reference, population, labels)
+    assert method == "max" and how.startswith("chosen on the reference models") and tpr["max"] > tpr["mean"]
+    # Models whose population membership is unknown (--reference-dir): the documented default.
+    unknown = ReferenceSignals(logits=reference.logits, is_in=reference.is_in, population_logits=logits)
+    assert choose_on_references(unknown, population, labels)[0] == "mean"
+    assert choose_on_references(None, population, labels)[0] == "mean"
