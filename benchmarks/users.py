@@ -4,8 +4,8 @@ group-privacy ε beside the measured bound (issue 22).
 ``privaudit mia --group-by user_id`` on ``fixtures/data/users/*.jsonl`` (the fixture's records with a ``user_id``:
 241 member users and 241 non-member users, 1-30 records each), for ``intent-tiny`` (no DP) and ``intent-tiny-dp``
 (ε 8), with LOSS and every aggregation given by ``--group-aggregate``. The record-level row is the same audit per
-record. The aggregation chosen on reference models (``auto``) needs reference models trained by user; this section
-trains none, to stay within a few minutes.
+record. Then ``auto``: LOSS and RMIA with 2 offline reference models trained by user on the population's users
+(``privaudit.training.reference``; cached under ``.cache/bench/reference-users``), the aggregation chosen on them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ USERS = ROOT / "fixtures" / "data" / "users"
 MODELS = {"inf": ROOT / "fixtures" / "models" / "intent-tiny", "8": ROOT / "fixtures" / "models" / "intent-tiny-dp"}
 ATTACK = "loss"
 HEAVY = 10  # users with at least this many records: the issue's check
+AUTO_ATTACKS = "loss,rmia"
+AUTO_REFERENCE_MODELS = 2
+CACHE = ROOT / ".cache" / "bench" / "reference-users"
 
 
 def _heavy(scores: np.ndarray, is_member: np.ndarray) -> dict:
@@ -70,7 +73,36 @@ def run(repeats: int) -> dict:
             heavy[how] = _heavy(result.attacks[0].scores[big], result.is_member[big])
             heavy[how]["n_users"] = int(big.sum())
         heavy["records"]["n_records"] = int(heavy_records.sum())
+        auto = run_mia(
+            MiaRequest(
+                **base,
+                attacks=AUTO_ATTACKS,
+                population=USERS / "population.jsonl",
+                reference_models=AUTO_REFERENCE_MODELS,
+                group_by="user_id",
+                cache_dir=CACHE,
+            )
+        )
+        auto_doc = auto.to_dict()
         points[eps_name] = {
+            "auto": {
+                "aggregate": auto_doc["users"]["aggregate"],
+                "aggregate_tpr_at_1pct_fpr": auto_doc["users"]["aggregate_tpr_at_1pct_fpr"],
+                "attacks": {
+                    a["name"]: {
+                        "params": a["params"],
+                        "auc": a["auc"]["value"],
+                        "tpr_at_1%": a["tpr_at_fpr"][1]["tpr"],
+                        "epsilon_lower_bound": a["epsilon_lower_bound"],
+                        "record_auc": auto_doc["users"]["record_level"][a["name"]]["auc"],
+                        "record_tpr_at_1%": auto_doc["users"]["record_level"][a["name"]]["tpr_at_fpr"][1]["tpr"],
+                        "record_epsilon_lower_bound": auto_doc["users"]["record_level"][a["name"]][
+                            "epsilon_lower_bound"
+                        ],
+                    }
+                    for a in auto_doc["attacks"]
+                },
+            },
             "model": str(model.relative_to(ROOT)),
             "theoretical_epsilon": record.theoretical_epsilon,
             "delta": record.delta,
@@ -124,10 +156,32 @@ def markdown(data: dict) -> list[str]:
             lines.append(
                 f"| `{Path(point['model']).name}` (ε {eps_name}) | {name} | {row['auc']:.3f} | {row['tpr_at_1%']:.1%} |"
             )
+    if "auto" in first:
+        lines += [
+            "",
+            f"`--group-aggregate auto` with {AUTO_REFERENCE_MODELS} offline reference models drawn by user from the "
+            "population's users: the aggregation is chosen on them (the LOSS signal, mean TPR at 1% FPR over the "
+            "reference-model games), never with the audit's membership.\n",
+            "| model (ε) | chosen | attack | AUC records → users | TPR at 1% FPR records → users | ε ≥ records → users |",
+            "| --- | --- | --- | ---: | ---: | ---: |",
+        ]
+        for eps_name, point in data["points"].items():
+            auto = point["auto"]
+            for name, a in auto["attacks"].items():
+                extra = ""
+                if "temperature_used" in a["params"]:
+                    extra = f" (a = {a['params']['a_used']:g}, T = {a['params']['temperature_used']:g})"
+                lines.append(
+                    f"| `{Path(point['model']).name}` (ε {eps_name}) | {auto['aggregate']} | {name}{extra} | "
+                    f"{a['record_auc']:.3f} → {a['auc']:.3f} | {_pct(a['record_tpr_at_1%'])} → {_pct(a['tpr_at_1%'])} | "
+                    f"{a['record_epsilon_lower_bound']:.2f} → {a['epsilon_lower_bound']:.2f} |"
+                )
     lines += ["", "| model | record-level ε (δ) | largest user k | group privacy kε (δ) | best user-level ε ≥ |"]
     lines.append("| --- | ---: | ---: | ---: | ---: |")
     for point in data["points"].values():
-        best = max(r["epsilon_lower_bound"] for level, r in point["rows"].items() if level != "records")
+        bounds = [r["epsilon_lower_bound"] for level, r in point["rows"].items() if level != "records"]
+        bounds += [a["epsilon_lower_bound"] for a in point.get("auto", {}).get("attacks", {}).values()]
+        best = max(bounds)
         group = point["group_privacy"]
         eps = point["theoretical_epsilon"]
         theory = "∞ (no DP)" if eps is None else f"{eps:.3f} ({point['delta']:g})"

@@ -105,6 +105,8 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         )
     eps, delta = _theoretical(request)
     given_aggregate = check_aggregate(request.group_aggregate)
+    if given_aggregate is not None and request.group_by is None:
+        raise PrivauditError(f"--group-aggregate {given_aggregate} needs --group-by FIELD (it aggregates per user)")
     if request.group_by is not None and request.scores is not None:
         raise PrivauditError(
             "--group-by reads the owners from --members and --non-members; it cannot be used with --scores"

@@ -183,6 +183,11 @@ def test_a_record_without_the_field_and_an_unknown_aggregation_exit_2(tmp_path, 
         "median",
     )
     assert result.exit_code == 2 and "--group-aggregate 'median' is unknown" in result.stderr
+    result = run_cli(
+        "mia", TINY, "--members", USERS / "members.jsonl", "--non-members", USERS / "non_members.jsonl",
+        "--group-aggregate", "max",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "--group-aggregate max needs --group-by FIELD" in result.stderr
 
 
 def test_an_audited_user_in_the_population_is_refused(tmp_path):
