@@ -28,6 +28,12 @@ references, and the ``a`` with the highest mean TPR at 1% FPR is kept (low FPR i
 privacy-meter maximises, favours a smaller ``a``). No audited example's membership is used. For reference models
 not trained by privaudit (``--reference-dir``), ``a`` is :data:`DEFAULT_A`, the paper's offline value.
 
+Temperature. Every probability RMIA reads is ``p(x|theta) = softmax(logits / T)[y]``, as in Zarifzadeh et al. 2024
+(who treat the softmax temperature as a hyperparameter) and PrivacyGuard's RMIA (``temperature``, default 2); ``T=1`` is
+the plain softmax. With ``temperature=None`` (the default) ``T`` is tuned together with ``a`` in the same game
+(:func:`tune_a_and_temperature`), over :data:`TEMPERATURE_GRID`; without the population's membership of the reference
+models it is :data:`DEFAULT_TEMPERATURE`.
+
 Ranking. For one population and a fixed ``gamma``, the fraction of z-samples that ``x`` dominates is a step
 function of ``LR(x) = p(x|theta) / Pr(x)``; with its ties broken by ``LR(x)`` (see :meth:`RMIA.score`), RMIA ranks
 the audited examples exactly by ``LR(x)``: ``a`` decides the ranking, the population and ``gamma`` only the scale.
@@ -51,6 +57,12 @@ A_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 """Values of ``a`` tried by :func:`tune_a`, as in privacy-meter's ``tune_offline_a``."""
 
 TUNING_FPR = 0.01
+
+DEFAULT_TEMPERATURE = 1.0
+"""The plain softmax, used when the temperature cannot be tuned on the reference models."""
+
+TEMPERATURE_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+"""Softmax temperatures tried by :func:`tune_a_and_temperature` (PrivacyGuard's RMIA default, 2, among them)."""
 
 _TINY = np.finfo(np.float64).tiny  # keeps Pr(.) positive when a = 1 and every OUT probability underflows
 
@@ -89,6 +101,34 @@ def _tpr_at_fpr(scores: np.ndarray, is_member: np.ndarray, fpr: float) -> float:
     return float((scores[is_member] > negatives[allowed]).mean())
 
 
+def _stack_target(population_p, population_in, target_population_p):
+    population_p = np.asarray(population_p, dtype=np.float64)
+    population_in = np.asarray(population_in, dtype=bool)
+    if target_population_p is not None:
+        population_p = np.vstack([population_p, np.asarray(target_population_p, dtype=np.float64)[None]])
+        population_in = np.vstack([population_in, np.zeros((1, population_in.shape[1]), dtype=bool)])
+    return population_p, population_in
+
+
+def _game_tpr(population_p: np.ndarray, population_in: np.ndarray, grid: tuple[float, ...]) -> tuple[np.ndarray, int]:
+    """Summed TPR at :data:`TUNING_FPR` of each ``a`` in ``grid`` over the games, and the number of games played."""
+    k = population_p.shape[0]
+    tpr = np.zeros(len(grid))
+    games = 0
+    for j in range(k):
+        others = np.arange(k) != j
+        mean_out, count_out = masked_mean(population_p[others], ~population_in[others])
+        usable = count_out > 0  # the offline game: only references trained without the example
+        is_member = population_in[j, usable]
+        if is_member.all() or not is_member.any():
+            continue
+        games += 1
+        for g, a in enumerate(grid):
+            ratio = population_p[j, usable] / np.maximum(_offline_marginal(mean_out[usable], a), _TINY)
+            tpr[g] += _tpr_at_fpr(ratio, is_member, TUNING_FPR)
+    return tpr, games
+
+
 def tune_a(
     population_p: np.ndarray,
     population_in: np.ndarray,
@@ -111,29 +151,63 @@ def tune_a(
         The ``a`` in ``grid`` with the highest TPR at :data:`TUNING_FPR`, averaged over the reference models as
         targets; ties go to the value nearest :data:`DEFAULT_A`. :data:`DEFAULT_A` when no game can be played.
     """
-    population_p = np.asarray(population_p, dtype=np.float64)
-    population_in = np.asarray(population_in, dtype=bool)
-    if target_population_p is not None:
-        population_p = np.vstack([population_p, np.asarray(target_population_p, dtype=np.float64)[None]])
-        population_in = np.vstack([population_in, np.zeros((1, population_in.shape[1]), dtype=bool)])
-    k = population_p.shape[0]
-    tpr = np.zeros(len(grid))
-    games = 0
-    for j in range(k):
-        others = np.arange(k) != j
-        mean_out, count_out = masked_mean(population_p[others], ~population_in[others])
-        usable = count_out > 0  # the offline game: only references trained without the example
-        is_member = population_in[j, usable]
-        if is_member.all() or not is_member.any():
-            continue
-        games += 1
-        for g, a in enumerate(grid):
-            ratio = population_p[j, usable] / np.maximum(_offline_marginal(mean_out[usable], a), _TINY)
-            tpr[g] += _tpr_at_fpr(ratio, is_member, TUNING_FPR)
+    tpr, games = _game_tpr(*_stack_target(population_p, population_in, target_population_p), grid)
     if games == 0:
         return DEFAULT_A
     best = np.flatnonzero(tpr == tpr.max())
     return float(grid[min(best, key=lambda g: abs(grid[g] - DEFAULT_A))])
+
+
+def tune_a_and_temperature(
+    population_logits: np.ndarray,
+    population_labels: np.ndarray,
+    population_in: np.ndarray,
+    target_population_logits: np.ndarray | None = None,
+    *,
+    a_grid: tuple[float, ...] = A_GRID,
+    temperature_grid: tuple[float, ...] = TEMPERATURE_GRID,
+) -> tuple[float, float]:
+    """``a`` and the softmax temperature ``T`` that best attack each reference model with the others.
+
+    The same games as :func:`tune_a` (the audited model as one more OUT reference, no audited example's membership
+    used), played on ``softmax(logits / T)`` for every ``T`` in ``temperature_grid``.
+
+    Args:
+        population_logits: each reference model's logits on the population, shape ``(K, m, C)``.
+        population_labels: the population's label ids, ``(m,)``.
+        population_in: whether each population example was in each reference model's training set, ``(K, m)``.
+        target_population_logits: the audited model's logits on the population, ``(m, C)``.
+        a_grid: the values of ``a`` to try; one value fixes ``a``.
+        temperature_grid: the temperatures to try; one value fixes ``T``.
+
+    Returns:
+        ``(a, T)`` with the highest mean TPR at :data:`TUNING_FPR`; ties go to the ``T`` nearest
+        :data:`DEFAULT_TEMPERATURE`, then the ``a`` nearest :data:`DEFAULT_A`. The defaults when no game can be
+        played.
+    """
+    scores = []
+    for temperature in temperature_grid:
+        population_p = tempered_p(population_logits, population_labels, temperature)
+        target_p = None
+        if target_population_logits is not None:
+            target_p = tempered_p(target_population_logits, population_labels, temperature)
+        tpr, games = _game_tpr(*_stack_target(population_p, population_in, target_p), a_grid)
+        if games == 0:
+            return (a_grid[0] if len(a_grid) == 1 else DEFAULT_A), (
+                temperature_grid[0] if len(temperature_grid) == 1 else DEFAULT_TEMPERATURE
+            )
+        scores.append(tpr)
+    table = np.asarray(scores)  # (temperatures, a values)
+    best = np.argwhere(table == table.max())
+    t, g = min(
+        best, key=lambda tg: (abs(temperature_grid[tg[0]] - DEFAULT_TEMPERATURE), abs(a_grid[tg[1]] - DEFAULT_A))
+    )
+    return float(a_grid[g]), float(temperature_grid[t])
+
+
+def tempered_p(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / T)`` of the true label, on ``(n, C)`` or ``(K, n, C)`` logits."""
+    return np.exp(-losses(np.asarray(logits, dtype=np.float64) / float(temperature), labels))
 
 
 class RMIA(Attack):
@@ -143,7 +217,7 @@ class RMIA(Attack):
     description = "Pairwise likelihood ratio vs population samples (Zarifzadeh et al. 2024)"
     requires = frozenset({"logits", "reference_logits", "population_logits", "population_reference_logits"})
 
-    def __init__(self, *, a: float | None = None, gamma: float = 1.0) -> None:
+    def __init__(self, *, a: float | None = None, gamma: float = 1.0, temperature: float | None = None) -> None:
         """Store the parameters.
 
         Args:
@@ -151,8 +225,10 @@ class RMIA(Attack):
                 on the reference models (:func:`tune_a`). Unused for examples with IN reference models.
             gamma: threshold on the pairwise likelihood ratio ``LR(x, z)``, positive; 1 counts the population
                 examples that ``x`` beats.
+            temperature: the softmax temperature ``T`` of every probability, ``softmax(logits / T)``, positive;
+                ``None`` tunes it with ``a`` on the reference models (:func:`tune_a_and_temperature`).
         """
-        super().__init__(a=a, gamma=gamma)
+        super().__init__(a=a, gamma=gamma, temperature=temperature)
 
     def check(self, signals: Signals) -> None:
         """See :meth:`Attack.check`; also checks ``a``, ``gamma`` and the population reference logits' shape."""
@@ -165,6 +241,10 @@ class RMIA(Attack):
             raise PrivauditError(f"attack 'rmia': a must be between 0 and 1 (or none: tuned), got {self.a!r}")
         if not (number(self.gamma) and float(self.gamma) > 0.0):
             raise PrivauditError(f"attack 'rmia': gamma must be a positive number, got {self.gamma!r}")
+        if self.temperature is not None and not (number(self.temperature) and float(self.temperature) > 0.0):
+            raise PrivauditError(
+                f"attack 'rmia': temperature must be a positive number (or none: tuned), got {self.temperature!r}"
+            )
         expected = (signals.n_reference_models, *signals.population_logits.shape)
         if signals.population_reference_logits.shape != expected:
             raise PrivauditError(
@@ -178,34 +258,52 @@ class RMIA(Attack):
             )
 
     def get_params(self) -> dict:
-        """The parameters as given, plus ``a_used``, the ``a`` of the last :meth:`score` (tuned when ``a`` is None)."""
+        """The parameters as given, plus ``a_used`` and ``temperature_used``, those of the last :meth:`score`."""
         params = super().get_params()
         if getattr(self, "a_", None) is not None:
             params["a_used"] = self.a_
+        if getattr(self, "temperature_", None) is not None:
+            params["temperature_used"] = self.temperature_
         return params
 
-    def resolved_a(self, signals: Signals) -> float:
-        """``a`` as given, or tuned on the reference models when it is ``None`` (see :func:`tune_a`)."""
-        if self.a is not None:
-            return float(self.a)
+    def resolved(self, signals: Signals) -> tuple[float, float]:
+        """``(a, T)`` as given, each tuned on the reference models when ``None`` (:func:`tune_a_and_temperature`)."""
+        a_grid = A_GRID if self.a is None else (float(self.a),)
+        t_grid = TEMPERATURE_GRID if self.temperature is None else (float(self.temperature),)
+        if len(a_grid) == 1 and len(t_grid) == 1:
+            return a_grid[0], t_grid[0]
         if signals.population_reference_in is None:
-            return DEFAULT_A
-        population_p = np.exp(-losses(signals.population_reference_logits, signals.population_labels))
-        target_p = np.exp(-losses(signals.population_logits, signals.population_labels))
-        return tune_a(population_p, signals.population_reference_in, target_p)
+            return (a_grid[0] if len(a_grid) == 1 else DEFAULT_A), (
+                t_grid[0] if len(t_grid) == 1 else DEFAULT_TEMPERATURE
+            )
+        return tune_a_and_temperature(
+            signals.population_reference_logits,
+            signals.population_labels,
+            signals.population_reference_in,
+            signals.population_logits,
+            a_grid=a_grid,
+            temperature_grid=t_grid,
+        )
 
-    def marginals(self, signals: Signals, a: float = DEFAULT_A) -> tuple[np.ndarray, np.ndarray]:
+    def resolved_a(self, signals: Signals) -> float:
+        """``a`` as given, or tuned on the reference models when it is ``None`` (see :meth:`resolved`)."""
+        return self.resolved(signals)[0]
+
+    def marginals(
+        self, signals: Signals, a: float = DEFAULT_A, temperature: float = DEFAULT_TEMPERATURE
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``Pr(x)`` for the audited examples and ``Pr(z)`` for the population, from the reference models.
 
         Args:
             signals: signals that pass :meth:`check`.
-            a: the offline scaling (see :meth:`resolved_a`).
+            a: the offline scaling (see :meth:`resolved`).
+            temperature: the softmax temperature of the reference models' probabilities.
 
         Returns:
             ``(pr_x, pr_z)`` of shapes ``(n,)`` and ``(m,)``; ``pr_z`` is NaN for a z that is IN every reference
             model.
         """
-        reference_p = np.exp(-losses(signals.reference_logits, signals.labels))  # (K, n)
+        reference_p = tempered_p(signals.reference_logits, signals.labels, temperature)  # (K, n)
         reference_in = np.asarray(signals.reference_in, dtype=bool)
         mean_in, count_in = masked_mean(reference_p, reference_in)
         mean_out, count_out = masked_mean(reference_p, ~reference_in)
@@ -214,7 +312,7 @@ class RMIA(Attack):
             mean_in,
             np.where(count_in > 0, 0.5 * (mean_in + mean_out), _offline_marginal(mean_out, a)),
         )
-        population_p = np.exp(-losses(signals.population_reference_logits, signals.population_labels))
+        population_p = tempered_p(signals.population_reference_logits, signals.population_labels, temperature)
         population_in = signals.population_reference_in
         if population_in is None:  # models not trained by privaudit (--reference-dir): taken as OUT, as documented
             population_in = np.zeros(population_p.shape, dtype=bool)
@@ -231,10 +329,10 @@ class RMIA(Attack):
         score is the fraction plus a tie-breaker smaller than one z-sample's share, ``1 / (m + 1)``.
         """
         self.check(signals)
-        self.a_ = self.resolved_a(signals)
-        pr_x, pr_z = self.marginals(signals, self.a_)
-        p_x = np.exp(-losses(signals.logits, signals.labels))
-        p_z = np.exp(-losses(signals.population_logits, signals.population_labels))
+        self.a_, self.temperature_ = self.resolved(signals)
+        pr_x, pr_z = self.marginals(signals, self.a_, self.temperature_)
+        p_x = tempered_p(signals.logits, signals.labels, self.temperature_)
+        p_z = tempered_p(signals.population_logits, signals.population_labels, self.temperature_)
         usable = ~np.isnan(pr_z)  # a z that every reference model trained on has no OUT estimate
         if not usable.any():
             raise PrivauditError(

@@ -45,6 +45,7 @@ SEED = 0
 DELTA = 1e-5  # as privaudit mia's default
 KS = (1, 2, 4, 8)
 UNTUNED = "rmia, a = 0.3 (untuned)"
+PLAIN_T = "rmia, T = 1 (a tuned)"  # the plain softmax: RMIA before its temperature was tuned too (issue 22)
 SERIES = {
     # name: (attack, reference models trained online)
     "loss": ("loss", False),
@@ -53,6 +54,7 @@ SERIES = {
     "rmia": ("rmia", False),
     "rmia (online models)": ("rmia", True),
     UNTUNED: (UNTUNED, False),
+    PLAIN_T: (PLAIN_T, False),
 }
 
 
@@ -204,7 +206,8 @@ def summary(metrics: AttackMetrics) -> dict:
 def attack(name: str, signals: Signals, is_member: np.ndarray) -> tuple[np.ndarray, dict, float]:
     """One privaudit attack on ready signals: its scores, their summary, and the seconds the attack itself took."""
     start = time.perf_counter()
-    instance = get_attack("rmia", a=DEFAULT_A) if name == UNTUNED else get_attack(name)
+    fixed = {UNTUNED: {"a": DEFAULT_A, "temperature": 1.0}, PLAIN_T: {"temperature": 1.0}}
+    instance = get_attack("rmia", **fixed[name]) if name in fixed else get_attack(name)
     scores = np.asarray(instance.score(signals), dtype=np.float64)
     seconds = time.perf_counter() - start
     return scores, summary(measure(scores, is_member)), seconds
@@ -307,6 +310,9 @@ def _notes(data: dict) -> str:
         "audited model, which was trained without any population example (no audited example's membership is used): "
         f"a = {', '.join(f'{tuned[str(k)]:.1f} at K={k}' for k in KS)}. "
         f"The untuned series keeps the paper's a = 0.3: {', '.join(f'K={k} {tpr(UNTUNED, k)}' for k in KS)}. "
+        "The softmax temperature T is tuned with `a` in the same games (rmia's row): T = "
+        + ", ".join(f"{t:g} at K={k}" for k, t in data.get("rmia_tuned_temperature", {}).items())
+        + f"; the plain softmax (T = 1, `a` tuned) gives {', '.join(f'K={k} {tpr(PLAIN_T, k)}' for k in KS)}. "
         "For one population and gamma, RMIA ranks the audited examples by p(x|theta) / Pr(x), so `a` is the only "
         "thing that moves its ROC curve; with hindsight (the audit's own membership, which no auditor has), K=1 gives "
         + ", ".join(f"{t:.1%} at a = {a}" for a, t in hindsight.items())
@@ -340,7 +346,7 @@ def run(repeats: int) -> dict:
         series: dict[str, list[dict]] = {}
         attack_seconds: dict[str, float] = {}
         k2_scores: dict[str, np.ndarray] = {}
-        tuned_a = {k: get_attack("rmia").resolved_a(signals_with(audit, refs[False], k)) for k in KS}
+        tuned = {k: get_attack("rmia").resolved(signals_with(audit, refs[False], k)) for k in KS}  # (a, T)
         # With hindsight (the audit's own membership, which no auditor has): what each `a` would give at K=1.
         hindsight = {
             a: summary(measure(get_attack("rmia", a=a).score(signals_with(audit, refs[False], 1)), audit.is_member))[
@@ -382,7 +388,8 @@ def run(repeats: int) -> dict:
         "n_non_members": int((~audit.is_member).sum()),
         "models_trained_this_run": refs[False].trained + refs[True].trained,
         "matches_run_mia": matches,
-        "rmia_tuned_a": {str(k): a for k, a in tuned_a.items()},
+        "rmia_tuned_a": {str(k): a for k, (a, _) in tuned.items()},
+        "rmia_tuned_temperature": {str(k): t for k, (_, t) in tuned.items()},
         "rmia_k1_tpr_by_a_hindsight": {str(a): t for a, t in hindsight.items()},
         "torch_threads": THREADS,
         "attack_seconds": attack_seconds,

@@ -302,6 +302,7 @@ def write_markdown(results: Path, out: Path) -> None:
         "sweep",
         "sweep-minilm",
         "tightness",
+        "user-level",
         "modiva-study",
         "modiva-paper",
     ):
@@ -388,6 +389,8 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _modiva_study(data)
         elif name == "modiva-paper":
             parts += __import__("benchmarks.modiva_paper", fromlist=["markdown"]).markdown(data)
+        elif name == "user-level":
+            parts += __import__("benchmarks.users", fromlist=["markdown"]).markdown(data)
         else:
             parts += _table(seconds, None)
         if name in TARGETS:

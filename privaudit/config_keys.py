@@ -183,6 +183,8 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
         "per_example": Key("per_example", _path),
         "top": Key("top", _int(minimum=0)),
         "redact_texts": Key("redact_texts", _bool),
+        "group_by": Key("group_by", _string),
+        "group_aggregate": Key("group_aggregate", _choice("auto", "mean", "max", "logsumexp", "top-k-mean")),
         **COMPUTE_KEYS,
         **EXECUTOR_KEYS,
     },

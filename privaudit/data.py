@@ -33,11 +33,16 @@ class TextDataset:
             messages).
         texts: the utterances.
         labels: the raw labels, names (``str``) or ids (``int``), as written in the file.
+        groups: each record's owner (e.g. a user id, as a string), read from the column named by ``group_by``;
+            ``None`` when no column was asked for.
+        group_by: the name of that column, or ``None``.
     """
 
     path: Path | str
     texts: tuple[str, ...]
     labels: tuple[str | int, ...]
+    groups: tuple[str, ...] | None = None
+    group_by: str | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -47,13 +52,15 @@ class TextDataset:
         return list(dict.fromkeys(str(label) for label in self.labels))
 
 
-def read_dataset(path: str | Path | TextDataset, *, min_examples: int = 1) -> TextDataset:
+def read_dataset(path: str | Path | TextDataset, *, min_examples: int = 1, group_by: str | None = None) -> TextDataset:
     """Read a JSONL or CSV file of ``{"text", "label"}`` records.
 
     Args:
         path: a ``.jsonl`` (one JSON object per line) or ``.csv`` file with a header naming ``text`` and ``label``;
             or examples already read (from :func:`dataset_from_records`), which are only counted.
         min_examples: fewer examples than this is an error.
+        group_by: a column naming each record's owner (``--group-by``, e.g. ``user_id``): every record must have
+            it, a non-empty string or an integer, kept as a string.
 
     Returns:
         The examples, in file order.
@@ -63,6 +70,8 @@ def read_dataset(path: str | Path | TextDataset, *, min_examples: int = 1) -> Te
     """
     if isinstance(path, TextDataset):
         _check_count(path.path, len(path), min_examples)
+        if group_by is not None and (path.groups is None or path.group_by != group_by):
+            raise PrivauditError(f"{path.path}: the records were read without their '{group_by}' field (--group-by)")
         return path
     path = Path(path)
     if not path.is_file():
@@ -72,13 +81,21 @@ def read_dataset(path: str | Path | TextDataset, *, min_examples: int = 1) -> Te
         raise PrivauditError(f"{path}: unsupported file type '{suffix}'; use .jsonl or .csv")
     # bom: spreadsheet exports often start with a byte-order mark
     raw = read_utf8(path, what="data file", bom=True)
-    records = _read_csv(path, raw) if suffix == ".csv" else _read_jsonl(path, raw)
+    records = _read_csv(path, raw, group_by) if suffix == ".csv" else _read_jsonl(path, raw, group_by)
     _check_count(path, len(records), min_examples)
-    texts, labels = zip(*records) if records else ((), ())
-    return TextDataset(path=path, texts=tuple(texts), labels=tuple(labels))
+    texts, labels, groups = zip(*records) if records else ((), (), ())
+    return TextDataset(
+        path=path,
+        texts=tuple(texts),
+        labels=tuple(labels),
+        groups=None if group_by is None else tuple(groups),
+        group_by=group_by,
+    )
 
 
-def dataset_from_records(records: object, *, name: str, min_examples: int = 1) -> TextDataset:
+def dataset_from_records(
+    records: object, *, name: str, min_examples: int = 1, group_by: str | None = None
+) -> TextDataset:
     """Examples given in memory: ``{"text", "label"}`` mappings, or a data frame with those columns.
 
     A data frame is recognised by its ``columns`` and ``to_dict`` (pandas' ``DataFrame``), so pandas is never
@@ -89,6 +106,7 @@ def dataset_from_records(records: object, *, name: str, min_examples: int = 1) -
             columns; labels are names or integer ids (numpy integers included), as in a file.
         name: what the examples are called in messages, e.g. ``"<members>"``.
         min_examples: fewer examples than this is an error.
+        group_by: a field naming each record's owner, as in :func:`read_dataset`.
 
     Raises:
         PrivauditError: not records, a record without ``text`` or ``label``, an empty text, a bad label, too few.
@@ -110,10 +128,31 @@ def dataset_from_records(records: object, *, name: str, min_examples: int = 1) -
         label = record["label"]
         if isinstance(label, numbers.Integral) and not isinstance(label, bool):
             label = int(label)  # numpy's integers, as a data frame's integer column gives them
-        found.append(_check_record(where, record["text"], label))
+        text, label = _check_record(where, record["text"], label)
+        found.append((text, label, _group(where, record, group_by)))
     _check_count(name, len(found), min_examples)
-    texts, labels = zip(*found) if found else ((), ())
-    return TextDataset(path=name, texts=tuple(texts), labels=tuple(labels))
+    texts, labels, groups = zip(*found) if found else ((), (), ())
+    return TextDataset(
+        path=name,
+        texts=tuple(texts),
+        labels=tuple(labels),
+        groups=None if group_by is None else tuple(groups),
+        group_by=group_by,
+    )
+
+
+def _group(where: str, record: Mapping, group_by: str | None) -> str | None:
+    """The record's owner under ``--group-by``, as a string; ``None`` when not grouping."""
+    if group_by is None:
+        return None
+    value = record.get(group_by)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    if not isinstance(value, str) or not value.strip():
+        raise PrivauditError(
+            f"{where}: --group-by '{group_by}' needs the field on every record, a non-empty string or an integer"
+        )
+    return value
 
 
 def _check_count(path: Path | str, n: int, min_examples: int) -> None:
@@ -130,7 +169,7 @@ def _check_record(where: str, text: object, label: object) -> tuple[str, str | i
     return text, label
 
 
-def _read_jsonl(path: Path, raw: str) -> list[tuple[str, str | int]]:
+def _read_jsonl(path: Path, raw: str, group_by: str | None = None) -> list[tuple[str, str | int, str | None]]:
     records = []
     # split("\n"), not splitlines(): JSON strings may hold U+2028, U+0085 and the like raw, and those end a line there.
     for number, line in enumerate(raw.split("\n"), start=1):
@@ -145,22 +184,26 @@ def _read_jsonl(path: Path, raw: str) -> list[tuple[str, str | int]]:
             ) from err
         if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
             raise PrivauditError(f"{path}:{number}: each line needs both 'text' and 'label' fields")
-        records.append(_check_record(f"{path}:{number}", obj["text"], obj["label"]))
+        text, label = _check_record(f"{path}:{number}", obj["text"], obj["label"])
+        records.append((text, label, _group(f"{path}:{number}", obj, group_by)))
     return records
 
 
-def _read_csv(path: Path, raw: str) -> list[tuple[str, str | int]]:
+def _read_csv(path: Path, raw: str, group_by: str | None = None) -> list[tuple[str, str | int, str | None]]:
     if not raw.strip():
         return []  # an empty file has no examples, rather than a bad header
     reader = csv.DictReader(io.StringIO(raw, newline=""))  # keeps the line breaks of quoted multi-line fields
     if reader.fieldnames is None or not {"text", "label"} <= set(reader.fieldnames):
         raise PrivauditError(f"{path}: the CSV header must name the columns 'text' and 'label'")
+    if group_by is not None and group_by not in reader.fieldnames:
+        raise PrivauditError(f"{path}: the CSV header has no column '{group_by}' (--group-by)")
     records = []
     for row in reader:
         label: str | int = row["label"] if row["label"] is not None else ""
         if isinstance(label, str) and label.strip().lstrip("-").isdigit():
             label = int(label)
-        records.append(_check_record(f"{path}:{reader.line_num}", row["text"], label))
+        text, label = _check_record(f"{path}:{reader.line_num}", row["text"], label)
+        records.append((text, label, _group(f"{path}:{reader.line_num}", row, group_by)))
     return records
 
 

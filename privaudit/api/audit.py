@@ -43,6 +43,8 @@ def audit_membership(
     slice_min: int = 20,
     top: int = 20,
     redact_texts: bool = False,
+    group_by: str | None = None,
+    group_aggregate: str = "auto",
     endpoint: str | None = None,
     endpoint_format: str = "v2",
     endpoint_labels: str | None = None,
@@ -94,6 +96,11 @@ def audit_membership(
         top: the most exposed members listed in ``to_dict()["most_exposed"]`` (``--top``); 0: none. Every example's
             scores are in ``privaudit.mia.records.example_rows(result)`` (the rows of ``--per-example``).
         redact_texts: keep no audited text in the result, only each text's SHA-256 (``--redact-texts``).
+        group_by: audit users, not records (``--group-by``): the field of every record (file column or dict key)
+            naming its owner. Members and non-members are then users, every metric and example is per user, and
+            ``to_dict()["users"]`` gives the record-level numbers and the group-privacy bound beside them.
+        group_aggregate: how a user's record scores become one (``--group-aggregate``): ``"mean"``, ``"max"``,
+            ``"logsumexp"``, ``"top-k-mean"``, or ``"auto"`` (chosen on the reference models' population users).
         endpoint: audit the classifier behind this URL instead of ``model_dir`` (docs/endpoints.md); the other
             ``endpoint_*`` keywords, ``concurrency``, ``max_queries``, ``header`` (``["NAME=@ENVVAR"]``: values
             come from the environment, never stored) and ``insecure`` are the command's ``--endpoint-*`` flags.
@@ -132,11 +139,11 @@ def audit_membership(
     remote = endpoint_from_flags(locals())
     request = MiaRequest(
         model_dir=as_path(model_dir, name="model_dir"),
-        members=as_data(members, name="members"),
-        non_members=as_data(non_members, name="non_members"),
+        members=as_data(members, name="members", group_by=group_by),
+        non_members=as_data(non_members, name="non_members", group_by=group_by),
         attacks=attack_spec(attacks),
         attack_options=attack_option_specs(attack_options),
-        population=as_data(population, name="population"),
+        population=as_data(population, name="population", group_by=group_by),
         reference_models=reference_models,
         reference_dirs=as_paths(reference_dirs, name="reference_dirs"),
         scores=as_path(scores, name="scores"),
@@ -151,6 +158,8 @@ def audit_membership(
         slice_min=slice_min,
         top=top,
         redact_texts=redact_texts,
+        group_by=group_by,
+        group_aggregate=group_aggregate,
         endpoint=remote,
         endpoint_cache=as_path(endpoint_cache, name="endpoint_cache"),
         device=device,

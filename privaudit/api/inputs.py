@@ -47,13 +47,16 @@ def as_paths(values: PathLike | Sequence[PathLike] | None, *, name: str) -> tupl
     return tuple(as_path(v, name=name) for v in values)  # type: ignore[misc]
 
 
-def as_data(value: Data | None, *, name: str) -> Path | TextDataset | None:
-    """A data file's path, or the records given in memory, read and checked as a file's would be."""
+def as_data(value: Data | None, *, name: str, group_by: str | None = None) -> Path | TextDataset | None:
+    """A data file's path, or the records given in memory, read and checked as a file's would be.
+
+    ``group_by`` names the field that holds each record's owner (``--group-by``), read with the records.
+    """
     if value is None or isinstance(value, TextDataset):
         return value
     if isinstance(value, (str, os.PathLike)):
         return Path(value)
-    return dataset_from_records(value, name=f"<{name}>")
+    return dataset_from_records(value, name=f"<{name}>", group_by=group_by)
 
 
 def attack_spec(attacks: str | Sequence[str] | None) -> str | None:

@@ -65,7 +65,8 @@ def mia(
         typer.Option(
             "--attack-option",
             metavar="ATTACK:PARAM=VALUE",
-            help="Set an attack's parameter (repeatable), e.g. rmia:a=0.5, rmia:gamma=2, "
+            help="Set an attack's parameter (repeatable), e.g. rmia:a=0.5, rmia:gamma=2, rmia:temperature=2 "
+            "(RMIA's a and softmax temperature are tuned on the reference models when not set), "
             "lira-offline:fixed_variance=false; 'privaudit attacks' lists each attack's parameters.",
             rich_help_panel="Attacks",
         ),
@@ -136,6 +137,27 @@ def mia(
             rich_help_panel="Slices",
         ),
     ] = 20,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Audit users, not records: FIELD of --members/--non-members/--population names each record's owner "
+            "(e.g. user_id). A member user has all its records in the training set, a non-member user none (a user "
+            "on both sides: exit 2). Every metric, slice, gate and report is then per user; reference models hold "
+            "whole users out.",
+            rich_help_panel="Users",
+        ),
+    ] = None,
+    group_aggregate: Annotated[
+        str,
+        typer.Option(
+            metavar="HOW",
+            help="With --group-by, how a user's record scores become one: mean, max, logsumexp or top-k-mean (mean "
+            "of the 3 highest). auto: the one that best attacks the reference models' population users (mean "
+            "without reference models trained here).",
+            rich_help_panel="Users",
+        ),
+    ] = "auto",
     output_format: OutputFormat = "table",
     output: Output = None,
     report: Annotated[
@@ -288,6 +310,8 @@ def mia(
         slice_min=slice_min,
         top=top,
         redact_texts=redact_texts,
+        group_by=group_by,
+        group_aggregate=group_aggregate,
         endpoint=remote,
         endpoint_cache=endpoint_cache,
         device=device,

@@ -290,13 +290,17 @@ def finish(plan: GatePlan, audit: AuditReport) -> None:
     """
     from privaudit.cli.console import err_console, write_text
     from privaudit.gate.baseline import baseline_document
-    from privaudit.gate.gate import epsilon_claim, run_gate
+    from privaudit.gate.gate import PER_USER, epsilon_claim, run_gate
     from privaudit.report import formats
 
     options, result = plan.options, audit.result
     thresholds = list(plan.thresholds)
     if plan.bound_source is not None:
-        claim = epsilon_claim(result.theoretical_epsilon, metric=audit.bound_metric, source=plan.bound_source)
+        # Per user (mia --group-by) the bounds answer to the group-privacy epsilon, not the record-level one.
+        claimed, source = result.theoretical_epsilon, plan.bound_source
+        if getattr(result, "users", None) is not None:
+            claimed, source = result.claimed_epsilon(), f"{source} {PER_USER}"
+        claim = epsilon_claim(claimed, metric=audit.bound_metric, source=source)
         thresholds.append(claim)
     gate = run_gate(
         audit.measurements,

@@ -64,6 +64,24 @@ def sweep(
             min=0, help="Reference models per point, trained with that point's recipe.", rich_help_panel="Attacks"
         ),
     ] = 0,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Audit users, not records, at every point: FIELD of the data, --non-members and --population names "
+            "each record's owner (as 'privaudit mia --group-by'). The plot then sets each point's per-user bound "
+            "beside the group-privacy ε of its largest user.",
+            rich_help_panel="Attacks",
+        ),
+    ] = None,
+    group_aggregate: Annotated[
+        str,
+        typer.Option(
+            metavar="HOW",
+            help="With --group-by: mean, max, logsumexp, top-k-mean, or auto (chosen on the reference models).",
+            rich_help_panel="Attacks",
+        ),
+    ] = "auto",
     extract: Annotated[
         bool, typer.Option(help="Run ModIvA on the planted canaries.", rich_help_panel="Canaries")
     ] = True,
@@ -180,6 +198,8 @@ def sweep(
         attack_options=tuple(attack_option or ()),
         reference_models=reference_models,
         seed=seed,
+        group_by=group_by,
+        group_aggregate=None if group_aggregate == "auto" else group_aggregate,
         extract=extract,
         modiva_steps=modiva_steps,
         modiva_restarts=modiva_restarts,

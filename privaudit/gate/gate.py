@@ -251,6 +251,10 @@ def merge_thresholds(*groups: Iterable[Threshold]) -> list[Threshold]:
     return list(merged.values())
 
 
+PER_USER = "(per user: group privacy)"
+"""Ends the source of an ``epsilon_claim`` whose epsilon is the group-privacy one of ``mia --group-by``."""
+
+
 def epsilon_claim(
     claimed_epsilon: float | None, *, metric: str = "epsilon_lb", source: str = "--fail-if-bound-exceeds-epsilon"
 ) -> Threshold:
@@ -361,6 +365,8 @@ def _check_claim(t: Threshold, subject: str, m: Measurement | None) -> Check:
         return _unmeasured(t, subject, m)
     if t.limit is None:
         note = "no theoretical epsilon (the model records no DP training; pass --epsilon)"
+        if t.source.endswith(PER_USER):
+            note = "per user, group privacy guarantees no epsilon at the audit's delta (its delta is larger)"
         return Check(t, subject, "skipped", m, f"{subject}: {m.metric} not gated: {note}")
     if m.value > t.limit + _ABS_TOL:
         message = (

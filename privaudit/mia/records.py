@@ -55,6 +55,10 @@ class Examples:
         texts: the texts; ``None`` under ``--redact-texts`` or without texts. Never held when redacted.
         labels: the label names (ids as strings when the audit had no model); ``None`` without labels.
         correct: whether the target model's argmax is the true label; ``None`` without logits.
+        users: under ``--group-by``, each entry is a user: its id (``index`` is then its first record's position
+            in its file, ``labels`` its most frequent label, ``correct`` whether the model is right on at least half
+            of its records, and there is no text or hash); ``None`` for records.
+        records: under ``--group-by``, each user's number of records.
     """
 
     sets: tuple[str, ...]
@@ -64,6 +68,8 @@ class Examples:
     texts: tuple[str, ...] | None = field(default=None, repr=False)
     labels: tuple[str, ...] | None = field(default=None, repr=False)
     correct: np.ndarray | None = field(default=None, repr=False)
+    users: tuple[str, ...] | None = field(default=None, repr=False)
+    records: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.sets)
@@ -158,6 +164,8 @@ class ExposedMember:
         label: its label name, or ``None``.
         score: its score under the strongest attack.
         flag_fpr: the share of non-members at or above that score: the FPR at which it would be flagged.
+        user: under ``--group-by``, the member user's id (the entry is that user); else ``None``.
+        records: under ``--group-by``, that user's number of records.
     """
 
     rank: int
@@ -169,6 +177,8 @@ class ExposedMember:
     label: str | None
     score: float
     flag_fpr: float
+    user: str | None = None
+    records: int | None = None
 
     def to_dict(self, *, with_text: bool = True) -> dict:
         # No file path: it is --members' (or --scores'), and leaving it out keeps the document the same wherever the
@@ -182,6 +192,9 @@ class ExposedMember:
             "score": self.score,
             "flag_fpr": self.flag_fpr,
         }
+        if self.user is not None:
+            row["user"] = self.user
+            row["records"] = self.records
         if with_text and self.text is not None:
             row["text"] = self.text
         return row
@@ -228,6 +241,8 @@ def most_exposed(
             label=None if examples.labels is None else examples.labels[i],
             score=float(attack.scores[i]),
             flag_fpr=float(fpr[i]),
+            user=None if examples.users is None else examples.users[i],
+            records=None if examples.records is None else int(examples.records[i]),
         )
         for rank, i in enumerate(order, start=1)
     )
@@ -252,6 +267,9 @@ def example_rows(result: MiaResult) -> Iterator[dict]:
             "index": int(examples.index[i]),
             "sha256": None if examples.sha256 is None else examples.sha256[i],
         }
+        if examples.users is not None:
+            row["user"] = examples.users[i]
+            row["records"] = int(examples.records[i])
         if examples.texts is not None:
             row["text"] = examples.texts[i]
         row["label"] = None if examples.labels is None else examples.labels[i]

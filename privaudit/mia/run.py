@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from privaudit import __version__
 from privaudit.data import TextDataset, encode_labels, read_dataset
 from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
-from privaudit.mia.records import Examples, MostExposed, examples_from_files, examples_from_scores, most_exposed
+from privaudit.mia.records import examples_from_files, examples_from_scores, most_exposed
 from privaudit.mia.registry import build_attacks, get_attack_class, resolve
+from privaudit.mia.result import SCHEMA, AttackResult, MiaResult
 from privaudit.mia.scoring import check_sides, describe_target, extra_queries, load_target, score_texts
 from privaudit.mia.signals import Signals
-from privaudit.mia.slices import DEFAULT_MIN_PER_SIDE, Slices, check_slice_kinds, compute_slices
+from privaudit.mia.slices import DEFAULT_MIN_PER_SIDE, check_slice_kinds, compute_slices
+from privaudit.mia.users import UserLevel, check_aggregate, check_users, choose_on_references, user_view
 from privaudit.ranges import check_epsilon
 from privaudit.stats.accounting import epsilon_from_model
-from privaudit.stats.metrics import AttackMetrics, evaluate
-
-SCHEMA = "privaudit.mia/1"
+from privaudit.stats.metrics import evaluate
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,8 @@ class MiaRequest:
     slice_min: int = DEFAULT_MIN_PER_SIDE
     top: int = 20  # most exposed members listed in the report; 0: none
     redact_texts: bool = False  # keep only each text's hash
+    group_by: str | None = None  # a data column naming each record's owner: the audit is then per user
+    group_aggregate: str | None = None  # mean, max, logsumexp, top-k-mean; None: chosen (privaudit.mia.users)
 
     endpoint: EndpointConfig | None = None  # audit a classifier behind this endpoint instead of model_dir
     endpoint_cache: Path | None = None  # its response cache (default .cache/privaudit/endpoint)
@@ -69,73 +70,6 @@ class MiaRequest:
     cpus_per_job: int = 1
     gpus_per_job: float = 0.0
     max_retries: int = 3
-
-
-@dataclass
-class AttackResult:
-    """One attack's scores and what they show."""
-
-    name: str
-    description: str
-    params: dict
-    metrics: AttackMetrics
-    scores: np.ndarray = field(repr=False)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "params": self.params, **self.metrics.to_dict()}
-
-
-@dataclass
-class MiaResult:
-    """A whole membership-inference audit: data first, text second (``summary`` and the reporters)."""
-
-    model: dict
-    seed: int
-    theoretical_epsilon: float | None
-    delta: float
-    n_members: int
-    n_non_members: int
-    n_reference_models: int
-    attacks: list[AttackResult]
-    is_member: np.ndarray = field(repr=False)
-    examples: Examples | None = field(default=None, repr=False)
-    most_exposed: MostExposed | None = None
-    slices: Slices | None = None
-
-    compute: dict | None = None  # device, precision, torch and executor; None for --scores
-
-    def to_dict(self) -> dict:
-        """The JSON document of ``--format json``, less the ``gate`` section that the gate's run adds.
-
-        Its layout is ``docs/schema-mia.json``, versioned by ``schema``; the gate is added by
-        :func:`privaudit.report.formats.report_document`. Per-example data is not in it (see
-        :func:`privaudit.mia.records.example_rows`), only the ``most_exposed`` members (``--top``) and the ``slices``
-        (``--slice``), each present when asked for.
-        """
-        document = {
-            "schema": SCHEMA,
-            "tool": {"name": "privaudit", "version": __version__},
-            "seed": self.seed,
-            "model": self.model,
-            "theoretical_epsilon": self.theoretical_epsilon,
-            "delta": self.delta,
-            "n_members": self.n_members,
-            "n_non_members": self.n_non_members,
-            "n_reference_models": self.n_reference_models,
-            "attacks": [a.to_dict() for a in self.attacks],
-            "compute": self.compute,
-        }
-        if self.most_exposed is not None:
-            document["most_exposed"] = self.most_exposed.to_dict()
-        if self.slices is not None:
-            document["slices"] = self.slices.to_dict()
-        return document
-
-    def exceeded(self) -> list[AttackResult]:
-        """Attacks whose empirical bound is above the theoretical epsilon: a DP bug or wrong metadata."""
-        if self.theoretical_epsilon is None:
-            return []
-        return [a for a in self.attacks if a.metrics.epsilon_lower_bound > self.theoretical_epsilon]
 
 
 Progress = Callable[[str, int, int | None], None]
@@ -172,6 +106,14 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
             f"--slice-min must be at least 2 (the epsilon bound splits each side), got {request.slice_min}"
         )
     eps, delta = _theoretical(request)
+    given_aggregate = check_aggregate(request.group_aggregate)
+    if given_aggregate is not None and request.group_by is None:
+        raise PrivauditError(f"--group-aggregate {given_aggregate} needs --group-by FIELD (it aggregates per user)")
+    if request.group_by is not None and request.scores is not None:
+        raise PrivauditError(
+            "--group-by reads the owners from --members and --non-members; it cannot be used with --scores"
+        )
+    owners = None
     if request.scores is not None:
         from privaudit.mia.scores import read_scores
 
@@ -185,7 +127,7 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         compute = None
     else:
         attacks = build_attacks(resolve(request.attacks or "loss"), request.attack_options)
-        signals, is_member, model, examples, compute = _signals_from_model(request, attacks, tell)
+        signals, is_member, model, examples, compute, owners = _signals_from_model(request, attacks, tell)
         precomputed = None
     results = []
     for attack in attacks:
@@ -207,6 +149,33 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         metrics = evaluate(precomputed, is_member, alpha=request.alpha, delta=delta, seed=request.seed)
         results.append(AttackResult("precomputed", "scores given in --scores", {}, metrics, precomputed))
     tell("attacks", len(attacks), len(attacks))
+    users = None
+    if owners is not None:
+        groups, method, how, tpr = owners
+        if given_aggregate is not None:
+            method, how, tpr = given_aggregate, "given", {}
+        n_member_records = int(is_member.sum())
+        record_level = {a.name: a.metrics for a in results}
+        results, is_member, examples = user_view(
+            groups=groups,
+            is_member=is_member,
+            examples=examples,
+            results=results,
+            method=method,
+            evaluate_users=lambda s, m: evaluate(s, m, alpha=request.alpha, delta=delta, seed=request.seed),
+        )
+        users = UserLevel(
+            field=request.group_by,
+            aggregate=method,
+            aggregate_source=how,
+            aggregate_tpr=tpr,
+            records=examples.records,
+            n_member_records=n_member_records,
+            n_non_member_records=len(groups) - n_member_records,
+            record_level=record_level,
+            epsilon=eps,
+            delta=delta,
+        )
     slices = None
     if kinds:
         slices = compute_slices(
@@ -233,6 +202,7 @@ def run_mia(request: MiaRequest, *, progress: Progress | None = None) -> MiaResu
         most_exposed=most_exposed(results, is_member, examples, request.top),
         slices=slices,
         compute=compute,
+        users=users,
     )
 
 
@@ -240,7 +210,7 @@ def _jsonable(params: dict) -> dict:
     return json.loads(json.dumps(params, default=str))
 
 
-def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signals, np.ndarray, dict, Examples, dict]:
+def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple:
     from privaudit.device import Compute
     from privaudit.training.executor import EXECUTORS, RayOptions
 
@@ -256,9 +226,11 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         gpus_per_job=request.gpus_per_job,
         max_retries=request.max_retries,
     )
-    members = read_dataset(request.members)
-    non_members = read_dataset(request.non_members)
+    members = read_dataset(request.members, group_by=request.group_by)
+    non_members = read_dataset(request.non_members, group_by=request.group_by)
     check_sides(members, non_members)
+    if request.group_by is not None:
+        check_users(members, non_members)
     target = load_target(request, members, non_members, compute=compute)
     texts = list(members.texts) + list(non_members.texts)
     labels = np.concatenate([encode_labels(members, target.label2id), encode_labels(non_members, target.label2id)])
@@ -273,7 +245,9 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             )
     population = None
     if request.population is not None:
-        population = read_dataset(request.population)
+        population = read_dataset(request.population, group_by=request.group_by)
+        if request.group_by is not None:
+            check_users(members, non_members, population)
         pop_labels = encode_labels(population, target.label2id)
         clash = set(population.texts) & set(texts)
         if clash:
@@ -307,6 +281,8 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         extra_predicted[name] = target_outputs.predicted[start : start + len(queries)]
         start += len(queries)
     reference_population = "population_reference_logits" in needs
+    # --group-by with a chosen aggregation: the reference models' population users are its game (privaudit.mia.users)
+    choosing = request.group_by is not None and request.group_aggregate in (None, "auto")
     reference = None
     if request.reference_dirs:
         if request.reference_models:
@@ -352,7 +328,9 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
             seed=request.seed,
             recipe=recipe,
             cache_dir=request.cache_dir or DEFAULT_CACHE,
-            score_population=reference_population,
+            score_population=reference_population or choosing,
+            audited_groups=members.groups + non_members.groups if request.group_by else None,
+            population_groups=population.groups,
             on_model=lambda i, k, _status: tell("reference models", i, k),
             on_step=lambda i, done, total: tell(f"training reference model {i + 1}", done, total),
             compute=compute,
@@ -368,8 +346,10 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         reference_in=None if reference is None else reference.is_in,
         population_logits=pop.logits if score_population else None,
         population_labels=pop_labels if score_population else None,
-        population_reference_logits=None if reference is None else reference.population_logits,
-        population_reference_in=None if reference is None else reference.population_is_in,
+        population_reference_logits=None
+        if reference is None or not reference_population
+        else reference.population_logits,
+        population_reference_in=None if reference is None or not reference_population else reference.population_is_in,
         top_k_log_probs=own.top_k_log_probs,
         predicted=own.predicted,
         extra_predicted=extra_predicted,
@@ -385,7 +365,11 @@ def _signals_from_model(request: MiaRequest, attacks: list, tell) -> tuple[Signa
         id2label=target.id2label,
         redact_texts=request.redact_texts,
     )
-    return signals, is_member, model, examples, {**compute.to_dict(), "executor": request.executor}
+    owners = None
+    if request.group_by is not None:
+        method, how, tpr = choose_on_references(reference, population, pop_labels if population is not None else None)
+        owners = (members.groups + non_members.groups, method, how, tpr)
+    return signals, is_member, model, examples, {**compute.to_dict(), "executor": request.executor}, owners
 
 
-__all__ = ["MiaRequest", "MiaResult", "AttackResult", "run_mia", "get_attack_class"]
+__all__ = ["SCHEMA", "MiaRequest", "MiaResult", "AttackResult", "run_mia", "get_attack_class"]

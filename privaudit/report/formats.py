@@ -262,6 +262,11 @@ def to_markdown(result: MiaResult, gate: GateResult) -> str:
         "intervals at 95%.",
         "",
     ]
+    if result.users is not None:
+        from privaudit.report.users import user_rows
+
+        lines[2] = lines[2].replace(" members, ", " member users, ").replace(" non-members, ", " non-member users, ")
+        lines.insert(3, "\n" + "; ".join(f"{k}: {v}" for k, v in user_rows(result)) + ".")
     fprs = [t.fpr for t in result.attacks[0].metrics.tpr_at_fpr] if result.attacks else []
     header = ["attack", "AUC", *(f"TPR@{round(f * 100, 10):g}% FPR" for f in fprs), "advantage", "ε lower bound"]
     lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]

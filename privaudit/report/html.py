@@ -145,6 +145,10 @@ def _header(result: MiaResult) -> str:
         ("theoretical ε", "none (trained without DP)" if eps is None else _e(f"{eps:.3f}")),
         ("δ", _e(f"{result.delta:g}")),
     ]
+    if result.users is not None:
+        from privaudit.report.users import user_rows
+
+        rows += [(_e(k), _e(v)) for k, v in user_rows(result)]
     body = "\n".join(f'<tr><th scope="row">{k}</th><td>{v}</td></tr>' for k, v in rows)
     return f'<h2>Audit</h2>\n<table class="header">\n{body}\n</table>'
 
@@ -153,7 +157,7 @@ def _warning(result: MiaResult) -> str:
     exceeded = result.exceeded()
     if not exceeded:
         return ""
-    eps = result.theoretical_epsilon
+    eps = result.claimed_epsilon()
     items = "\n".join(
         f"<li><strong>{_e(a.name)}</strong>: empirical ε ≥ {a.metrics.epsilon_lower_bound:.3f} "
         f"at {_level(a.metrics)} confidence, above the theoretical ε = {eps:.3f}</li>"
@@ -195,10 +199,20 @@ def _attack_table(attack: AttackResult, result: MiaResult) -> str:
     bound = f"{m.epsilon_lower_bound:.3f}"
     theoretical = "none (trained without DP)" if eps is None else f"{eps:.3f}"
     css = ""
-    if eps is not None and m.epsilon_lower_bound > eps:
+    if attack.name in {a.name for a in result.exceeded()}:
         bound, css = f"{bound} &gt; ε", " exceeded"
     rows.append((f"empirical ε lower bound ({level}, δ = {m.delta:g})", bound, css))
-    rows.append(("theoretical ε", theoretical, ""))
+    rows.append(("theoretical ε" + (" (per record)" if result.users is not None else ""), theoretical, ""))
+    if result.users is not None:
+        from privaudit.report.users import group_privacy_text
+
+        record = result.users.record_level.get(attack.name)
+        if record is not None:
+            at_1 = next((t for t in record.tpr_at_fpr if abs(t.fpr - 0.01) < 1e-12 and t.supported), None)
+            rows.append(("per record: AUC", f"{record.auc.value:.3f}", ""))
+            rows.append(("per record: TPR at 1% FPR", "n/a" if at_1 is None else f"{at_1.tpr:.3f}", ""))
+            rows.append(("per record: empirical ε lower bound", f"{record.epsilon_lower_bound:.3f}", ""))
+        rows.append(("group privacy, largest user", _e(group_privacy_text(result)), ""))
     body = "\n".join(f'<tr><th scope="row">{k}</th><td class="num{c}">{v}</td></tr>' for k, v, c in rows)
     params = json.dumps(attack.params, sort_keys=True, default=str) if attack.params else ""
     about = [f"<h3>{_e(attack.name)}</h3>"]

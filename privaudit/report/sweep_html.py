@@ -48,7 +48,9 @@ def _order(points: list[dict]) -> list[dict]:
 def epsilon_figure(points: list[dict]) -> bytes:
     """Empirical epsilon against theoretical epsilon, the diagonal drawn."""
     points = _order(points)
-    fig, ax = _axes(points, "empirical against theoretical ε", "empirical ε")
+    per_user = any(p.get("users") for p in points)
+    title = "empirical (per user) against theoretical ε" if per_user else "empirical against theoretical ε"
+    fig, ax = _axes(points, title, "empirical ε per user" if per_user else "empirical ε")
     xs, _, _ = _x(points)
     finite = [p["epsilon"] for p in points if p["epsilon"] is not None]
     if finite:  # the diagonal over the DP points only: the no-DP point claims nothing
@@ -59,9 +61,35 @@ def epsilon_figure(points: list[dict]) -> bytes:
         if not emp:
             continue
         low, top = emp["lower_bound"] or 0.0, emp["median"] or 0.0
-        color = "#c0392b" if p["epsilon"] is not None and low > p["epsilon"] else "#2c7fb8"
+        claim = p["epsilon"]
+        if p.get("users") is not None:  # a per-user bound breaks only a group guarantee that holds (δ < 1)
+            group = p["users"]["group_privacy"]
+            claim = None if group is None or group["vacuous"] else group["epsilon"]
+        color = "#c0392b" if claim is not None and low > claim else "#2c7fb8"
         ax.errorbar([x], [low], yerr=[[0.0], [max(top - low, 0.0)]], fmt="o", color=color, capsize=4)
         ax.annotate(_plain(emp["attack"]), (x, low), textcoords="offset points", xytext=(6, -10), fontsize="x-small")
+    grouped = [
+        (x, p["users"]["group_privacy"]) for x, p in zip(xs, points) if (p.get("users") or {}).get("group_privacy")
+    ]
+    grouped = [(x, g) for x, g in grouped if g["epsilon"] is not None]
+    if grouped:  # --group-by: the bounds are per user; their theory is the largest user's group-privacy epsilon
+        ax.plot(
+            [x for x, _ in grouped],
+            [g["epsilon"] for _, g in grouped],
+            ":",
+            marker="^",
+            color="0.3",
+            label=f"group privacy k·ε (k = {grouped[0][1]['k']}; open: δ ≥ 1)",
+        )
+        vacuous = [(x, g) for x, g in grouped if g["vacuous"]]
+        ax.scatter(
+            [x for x, _ in vacuous],
+            [g["epsilon"] for _, g in vacuous],
+            marker="^",
+            facecolors="white",
+            edgecolors="0.3",
+            zorder=3,
+        )
     white = [(x, p) for x, p in zip(xs, points) if p.get("white_box")]
     if white:  # the tightest strict bound: the gradient canaries' (eps, delta)-family f-DP bound
         colors = ["#c0392b" if p["white_box"]["eps_delta"] > p["epsilon"] else "#1a9850" for _, p in white]

@@ -63,6 +63,16 @@ def check_audit(request) -> None:
             )
     if request.population is not None and not Path(request.population).is_file():
         raise PrivauditError(f"{request.population}: --population file not found")
+    if request.group_by is not None:
+        from privaudit.mia.users import check_aggregate, check_users
+
+        check_aggregate(request.group_aggregate)
+        members = read_dataset(request.recipe.data, group_by=request.group_by)
+        non_members = read_dataset(request.non_members, group_by=request.group_by)
+        population = None
+        if request.population is not None:
+            population = read_dataset(request.population, group_by=request.group_by)
+        check_users(members, non_members, population)
 
 
 def _tpr_at(metrics, fpr: float) -> dict:
@@ -89,6 +99,8 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
             population=request.population,
             reference_models=request.reference_models,
             seed=request.seed,
+            group_by=request.group_by,
+            group_aggregate=request.group_aggregate,
             cache_dir=request.out / "reference",
             device=request.device,
             precision=request.precision,
@@ -140,6 +152,16 @@ def audit_point(job: TrainJob, *, request, progress: Callable[[str, int, int | N
         "one_run": None,
         "white_box": white_box(job) if job.gradient_canaries and dp is not None else None,
     }
+    if mia.users is not None:  # the attacks' numbers above are per user; the group-privacy ε is their theory
+        users = mia.users.to_dict()
+        row["users"] = {
+            "n_members": mia.n_members,
+            "n_non_members": mia.n_non_members,
+            "aggregate": users["aggregate"],
+            "max_records": users["records_per_user"]["max"],
+            "group_privacy": users["group_privacy"],
+            "record_level": users["record_level"],
+        }
     if job.canaries_out is not None and (job.canary is not None or job.audit_canaries > 0):
         result = run_canary(
             CanaryRequest(

@@ -91,6 +91,9 @@ class SweepRequest:
         ray: ``--executor ray``'s options (cluster address, workers, CPUs and GPUs per job, retries).
         dp_lr: the DP points' learning rate (``--dp-lr``); ``None``: the recipe's. Clipping bounds every step, so
             DP-SGD recipes commonly take a larger step than the same recipe without DP.
+        group_by: audit users, not records (``--group-by``): the data column naming each record's owner, in the
+            training data, the non-members and the population alike.
+        group_aggregate: how a user's record scores become one (``--group-aggregate``); ``None``: chosen.
     """
 
     recipe: TrainJob
@@ -110,6 +113,8 @@ class SweepRequest:
     executor: str = "local"
     ray: RayOptions = field(default_factory=RayOptions)
     dp_lr: float | None = None
+    group_by: str | None = None
+    group_aggregate: str | None = None
 
 
 @dataclass
@@ -127,6 +132,13 @@ class SweepResult:
             if eps is None:
                 continue
             bounds = [(a["name"], a["epsilon_lower_bound"]) for a in row["attacks"]]
+            users = row.get("users")
+            if users is not None:  # per-user bounds answer to the group-privacy ε, when it holds at the audit's δ
+                group = users["group_privacy"]
+                fits = group is not None and group["epsilon"] is not None and group["delta"] is not None
+                if fits and group["delta"] <= row["delta"]:
+                    found += [(row["name"], n, b, group["epsilon"]) for n, b in bounds if b > group["epsilon"]]
+                bounds = []
             if row.get("one_run"):
                 bounds.append(("one-run", row["one_run"]["epsilon_lower_bound"]))
             if row.get("white_box"):  # the strict (eps, delta)-family bound only: the Gaussian one assumes a curve
@@ -147,6 +159,7 @@ class SweepResult:
             "attacks": r.attacks or "loss",
             "reference_models": r.reference_models,
             "dp_lr": r.dp_lr,
+            "group_by": r.group_by,
             "seed": r.seed,
             "points": self.points,
         }

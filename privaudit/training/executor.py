@@ -76,6 +76,7 @@ class JobData:
     label_names: tuple[str, ...]
     tokenizer: object
     scored_texts: tuple[str, ...]
+    pool_groups: tuple[int, ...] | None = None  # each pool record's owner (--group-by): models draw whole users
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,25 @@ class JobResult:
     logits: np.ndarray
 
 
-def subset(seed: int, index: int, pool_size: int, size: int) -> tuple[np.ndarray, int]:
-    """Model ``index``'s training examples (sorted pool indices) and training seed, from the run's seed alone."""
+def subset(
+    seed: int, index: int, pool_size: int, size: int, groups: Sequence[int] | None = None
+) -> tuple[np.ndarray, int]:
+    """Model ``index``'s training examples (sorted pool indices) and training seed, from the run's seed alone.
+
+    With ``groups`` (each pool record's owner, ``--group-by``) whole users are drawn, in a random order, while their
+    records fit in ``size`` (at least one user): a model holds each user entirely in or entirely out.
+    """
     rng = np.random.default_rng([seed, index, 7])
-    chosen = np.sort(rng.choice(pool_size, size=size, replace=False))
+    if groups is None:
+        chosen = np.sort(rng.choice(pool_size, size=size, replace=False))
+        return chosen, int(rng.integers(2**31))
+    owner = np.asarray(groups, dtype=np.int64)
+    counts = np.bincount(owner)
+    users = rng.permutation(counts.size)
+    users = users[counts[users] > 0]
+    taken = np.cumsum(counts[users]) <= size
+    taken[0] = True
+    chosen = np.flatnonzero(np.isin(owner, users[taken]))
     return chosen, int(rng.integers(2**31))
 
 
@@ -199,7 +215,7 @@ def run_job(
             owner = {"host": socket.gethostname(), "pid": os.getpid()}
             (tmp / OWNER_FILE).write_text(json.dumps(owner), encoding="utf-8")
             try:
-                chosen, train_seed = subset(job.seed, job.index, len(data.pool_texts), job.size)
+                chosen, train_seed = subset(job.seed, job.index, len(data.pool_texts), job.size, data.pool_groups)
                 train_compute = compute if job.dp is None else replace(compute, precision="fp32")
                 trained = train_classifier(
                     texts=[data.pool_texts[j] for j in chosen],

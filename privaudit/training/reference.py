@@ -135,6 +135,8 @@ def reference_signals(
     compute: Compute = CPU,
     executor: str = "local",
     ray: RayOptions | None = None,
+    audited_groups: Sequence[str] | None = None,
+    population_groups: Sequence[str] | None = None,
 ) -> ReferenceSignals:
     """Train (or load from cache) ``n_models`` reference models and score the audited and population examples.
 
@@ -155,6 +157,9 @@ def reference_signals(
         compute: the device, and the precision of scoring and of non-DP training.
         executor: ``"local"`` (one model after another, here) or ``"ray"`` (each model a Ray task).
         ray: the Ray executor's options.
+        audited_groups: each audited example's owner (``--group-by``); with ``population_groups``, models hold
+            whole users in or out, never some of a user's records.
+        population_groups: each population example's owner.
     """
     if n_models < 1:
         raise PrivauditError("--reference-models must be at least 1")
@@ -166,8 +171,23 @@ def reference_signals(
         raise PrivauditError("reference models need a --population file with examples from the training distribution")
     size = min(n_train, len(pool_texts) // 2 if not online else len(pool_texts))
     label_names = [target.id2label[i] for i in range(target.n_labels)]
+    pool_groups = None
+    key_parts: tuple = ()
+    if population_groups is not None:
+        if online and audited_groups is None:
+            raise PrivauditError("online reference models by user need the audited examples' owners too")
+        owners = list(population_groups) + (list(audited_groups) if online else [])
+        position = {owner: i for i, owner in enumerate(dict.fromkeys(owners))}
+        pool_groups = tuple(position[owner] for owner in owners)
+        key_parts = (fingerprint(owners, [0] * len(owners)),)  # another split is another set of models
     data_key = _key(
-        fingerprint(pool_texts, pool_labels.tolist()), len(population_texts), online, seed, size, target.fingerprint()
+        fingerprint(pool_texts, pool_labels.tolist()),
+        len(population_texts),
+        online,
+        seed,
+        size,
+        target.fingerprint(),
+        *key_parts,
     )
     # The key of today's fp32 models is unchanged; a model trained in reduced precision is another model.
     train_precision = "fp32" if dp is not None else compute.precision
@@ -178,7 +198,7 @@ def reference_signals(
     pop_in = np.zeros((n_models, n_pop), dtype=bool)
     jobs = []
     for i in range(n_models):
-        chosen, _ = subset(seed, i, len(pool_texts), size)
+        chosen, _ = subset(seed, i, len(pool_texts), size, pool_groups)
         in_pool = np.zeros(len(pool_texts), dtype=bool)
         in_pool[chosen] = True
         pop_in[i] = in_pool[:n_pop]
@@ -192,6 +212,7 @@ def reference_signals(
         label_names=tuple(label_names),
         tokenizer=target.tokenizer,
         scored_texts=tuple(audited_texts) + (tuple(population_texts) if score_population else ()),
+        pool_groups=pool_groups,
     )
     done = [0]
 

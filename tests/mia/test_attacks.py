@@ -333,7 +333,7 @@ def test_rmia_tunes_a_with_the_audited_model_as_one_more_reference():
     known = Signals(**{**signals.__dict__, "population_reference_in": rng.random((4, 400)) < 0.5})
     population_p = np.exp(-attacks.rmia.losses(known.population_reference_logits, known.population_labels))
     target_p = np.exp(-attacks.rmia.losses(known.population_logits, known.population_labels))
-    tuned = get_attack("rmia")
+    tuned = get_attack("rmia", temperature=1)  # the plain softmax: tune_a's probabilities
     tuned.score(known)
     assert tuned.get_params()["a_used"] == attacks.rmia.tune_a(population_p, known.population_reference_in, target_p)
     # The audited model is OUT for every population example: exactly one more reference model with no member.
@@ -373,11 +373,11 @@ def test_resolve_rejects_unknown_or_empty(spec):
 
 
 def test_get_attack_rejects_unknown_parameter():
-    with pytest.raises(PrivauditError, match="'alpha'.*takes: a, gamma"):
+    with pytest.raises(PrivauditError, match="'alpha'.*takes: a, gamma, temperature"):
         get_attack("rmia", alpha=0.5)
     with pytest.raises(PrivauditError, match="takes no parameters"):
         get_attack("loss", temperature=2.0)
-    assert get_attack("rmia", a=0.5).get_params() == {"a": 0.5, "gamma": 1.0}
+    assert get_attack("rmia", a=0.5).get_params() == {"a": 0.5, "gamma": 1.0, "temperature": None}
 
 
 def test_parse_attack_options_reads_typed_values():
@@ -517,3 +517,64 @@ def test_every_attack_declares_itself_and_scores_quietly(name, capsys):
     scores = get_attack(name).score(signals)
     assert scores.shape == member.shape and scores.dtype == np.float64 and np.isfinite(scores).all()
     assert capsys.readouterr() == ("", "")
+
+
+def _scaled(signals: Signals, factor: float) -> Signals:
+    fields = ("logits", "reference_logits", "population_logits", "population_reference_logits")
+    return Signals(**{**signals.__dict__, **{name: getattr(signals, name) * factor for name in fields}})
+
+
+def test_rmia_temperature_divides_every_logit_before_the_softmax():
+    # Known answer (PrivacyGuard's RMIA, Zarifzadeh et al. 2024): p = softmax(logits / T)[y], so RMIA at T=2 on the
+    # logits is RMIA at T=1 on logits / 2, for the audited model, the reference models and the population alike.
+    signals, member = make_world(seed=3, n=400, m=600, k=4, offline=True)
+    at_two = get_attack("rmia", a=0.4, temperature=2.0).score(signals)
+    halved = get_attack("rmia", a=0.4, temperature=1.0).score(_scaled(signals, 0.5))
+    np.testing.assert_allclose(at_two, halved, rtol=1e-12)
+    plain = get_attack("rmia", a=0.4, temperature=1.0).score(signals)
+    assert not np.allclose(at_two, plain)  # the temperature changes the ranking here: the check can fail
+    p = np.exp(attacks.rmia.losses(signals.logits / 2, signals.labels) * -1)
+    np.testing.assert_allclose(attacks.rmia.tempered_p(signals.logits, signals.labels, 2.0), p)
+
+
+def test_rmia_tunes_the_temperature_on_the_reference_models_only():
+    signals, _ = make_world(seed=4, n=300, m=800, k=4, offline=True)
+    rng = np.random.default_rng(1)
+    known = Signals(**{**signals.__dict__, "population_reference_in": rng.random((4, 800)) < 0.5})
+    # Members of each reference model get a lower loss, sharper at a higher temperature, so the tuning has signal.
+    boosted = known.population_reference_logits.copy()
+    rows = np.arange(800)
+    for j in range(4):
+        boosted[j, rows, known.population_labels] += 2.0 * known.population_reference_in[j]
+    known = Signals(**{**known.__dict__, "population_reference_logits": boosted})
+    rmia = get_attack("rmia")
+    rmia.score(known)
+    a, temperature = rmia.get_params()["a_used"], rmia.get_params()["temperature_used"]
+    assert temperature in attacks.rmia.TEMPERATURE_GRID and a in attacks.rmia.A_GRID
+    # Brute force over the grid with tune_a's own games on softmax(logits / T): the same (a, T).
+    best = None
+    for t in attacks.rmia.TEMPERATURE_GRID:
+        pop_p = attacks.rmia.tempered_p(boosted, known.population_labels, t)
+        target_p = attacks.rmia.tempered_p(known.population_logits, known.population_labels, t)
+        stacked_p = np.vstack([pop_p, target_p[None]])
+        stacked_in = np.vstack([known.population_reference_in, np.zeros((1, 800), dtype=bool)])
+        for g in attacks.rmia.A_GRID:
+            tpr = np.mean(
+                [_pseudo_target_tpr(stacked_p, stacked_in, j, g) for j in range(4)]
+            )  # the audited model has no member: no game
+            key = (round(tpr, 9), -abs(t - 1.0), -abs(g - 0.3))
+            best = max(best or (key, (g, t)), (key, (g, t)))
+    assert (a, temperature) == best[1]
+    # The audited examples (whose membership the audit measures) play no part: other audited logits, same (a, T).
+    shuffled = Signals(**{**known.__dict__, "logits": known.logits[::-1].copy(), "labels": known.labels[::-1].copy()})
+    assert get_attack("rmia").resolved(shuffled) == (a, temperature)
+    # Fixed by the user: not tuned; without the population's membership: the plain softmax.
+    assert get_attack("rmia", temperature=3.0).resolved(known)[1] == 3.0
+    assert get_attack("rmia").resolved(signals) == (attacks.rmia.DEFAULT_A, attacks.rmia.DEFAULT_TEMPERATURE)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, "hot", True])
+def test_rmia_refuses_a_bad_temperature(value):
+    signals, _ = make_world(seed=5, n=50, m=100, k=2, offline=True)
+    with pytest.raises(PrivauditError, match="temperature must be a positive number"):
+        get_attack("rmia", temperature=value).score(signals)

@@ -120,7 +120,13 @@ def test_attack_options_reach_the_attack(reference_audit):
         )
     )
     rmia, lira = result.attacks
-    assert rmia.params == {"a": 0.5, "gamma": 2, "a_used": 0.5}
+    assert {k: v for k, v in rmia.params.items() if k != "temperature_used"} == {
+        "a": 0.5,
+        "gamma": 2,
+        "temperature": None,
+        "a_used": 0.5,
+    }
+    assert rmia.params["temperature_used"] in attacks.rmia.TEMPERATURE_GRID  # tuned on the reference models
     assert lira.params == {"fixed_variance": False}
 
 
