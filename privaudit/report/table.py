@@ -1,14 +1,24 @@
-"""Rich tables for the terminal."""
+"""Rich tables for the terminal: the verdict first, then one row per attack."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from privaudit.mia.run import MiaResult
+from privaudit.report.headline import Headline, check_line, headline
 from privaudit.report.slice_table import slice_tables
+
+if TYPE_CHECKING:
+    from privaudit.gate.gate import GateResult
+
+# Failed checks listed in the summary; the gate's table below lists them all.
+_SUMMARY_CHECKS = 4
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -73,3 +83,52 @@ def print_mia(result: MiaResult, console: Console) -> None:
                 border_style="bold red",
             )
         )
+
+
+def summary_lines(head: Headline) -> list[str]:
+    """The summary's lines (Rich markup): verdict and failed checks, strongest attack, largest epsilon bound.
+
+    At most ``4 + _SUMMARY_CHECKS`` lines, each short enough for 80 columns unless an attack's name is long.
+    """
+    lines = []
+    if head.verdict is not None:
+        style = "bold red" if head.verdict == "fail" else "bold green"
+        lines.append(f"[{style}]{escape(head.summary or head.verdict)}[/]")
+        shown = head.failed[:_SUMMARY_CHECKS]
+        lines += [f"  [red]✗[/] {escape(check_line(c))}" for c in shown]
+        if len(head.failed) > len(shown):
+            lines.append(f"  [dim]and {len(head.failed) - len(shown)} more: see the gate below[/]")
+    level = head.confidence
+    if head.strongest is None:
+        lines.append("no attack was run")
+        return lines
+    name = escape(head.strongest.name)
+    t = head.strongest_tpr
+    if t is not None:
+        lines.append(
+            f"strongest attack: [bold]{name}[/], TPR {t.tpr:.3f} at 1% FPR [dim]({level} CI {t.low:.3f}–{t.high:.3f})[/]"
+        )
+    else:
+        auc = head.strongest.metrics.auc
+        lines.append(
+            f"strongest attack: [bold]{name}[/], AUC {auc.value:.3f} [dim]({level} CI {auc.low:.3f}–{auc.high:.3f}; "
+            "TPR at 1% FPR n/a)[/]"
+        )
+    bound = head.largest_bound
+    eps = head.theoretical_epsilon
+    text = f"{bound.metrics.epsilon_lower_bound:.3f}"
+    if head.exceeded:
+        text = f"[bold red]{text} > ε[/]"
+    claim = "∞ (no DP)" if eps is None else f"{eps:.3f}"
+    lines.append(f"empirical ε ≥ {text} [dim]({escape(bound.name)}, {level})[/]; theoretical ε {claim}")
+    return lines
+
+
+def print_summary(result: MiaResult, gate: GateResult | None, console: Console) -> None:
+    """The verdict first: the gate's verdict and failed checks, the strongest attack, the largest ε bound."""
+    console.print(
+        Panel(
+            "\n".join(summary_lines(headline(result, gate))), title="privaudit mia", title_align="left", expand=False
+        ),
+        highlight=False,
+    )
