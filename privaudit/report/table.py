@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from privaudit.mia.run import MiaResult
+from privaudit.report.fit import fits, stacked
 from privaudit.report.headline import Headline, check_line, headline
-from privaudit.report.slice_table import slice_tables
+from privaudit.report.slice_table import slice_views
 
 if TYPE_CHECKING:
     from privaudit.gate.gate import GateResult
@@ -44,7 +45,7 @@ def mia_table(result: MiaResult) -> Table:
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("attack", style="bold", overflow="fold", min_width=8)
+    table.add_column("attack", style="bold", no_wrap=True, min_width=8)
     table.add_column("AUC", justify="right", min_width=9, no_wrap=True)
     fprs = [t.fpr for t in result.attacks[0].metrics.tpr_at_fpr] if result.attacks else []
     for fpr in fprs:
@@ -65,12 +66,36 @@ def mia_table(result: MiaResult) -> Table:
     return table
 
 
+def mia_view(result: MiaResult, console: Console) -> RenderableType:
+    """:func:`mia_table` when the console holds it whole; else the same numbers stacked, one block per attack."""
+    table = mia_table(result)
+    if fits(table, console):
+        return table
+    eps = result.theoretical_epsilon
+    blocks = []
+    for attack in result.attacks:
+        m = attack.metrics
+        items = [f"AUC {m.auc.value:.3f} [dim]({m.auc.low:.2f}–{m.auc.high:.2f})[/]"]
+        for t in m.tpr_at_fpr:
+            value = f"{t.tpr:.3f} [dim]({t.low:.2f}–{t.high:.2f})[/]" if t.supported else "[dim]n/a[/]"
+            items.append(f"TPR@{t.fpr * 100:g}% {value}")
+        bound = f"{m.epsilon_lower_bound:.3f}"
+        if eps is not None and m.epsilon_lower_bound > eps:
+            bound = f"[bold red]{bound} > ε[/]"
+        items += [f"adv. {m.advantage:.3f}", f"ε ≥ {bound}", f"ε DP {'∞' if eps is None else f'{eps:.3f}'}"]
+        blocks.append((escape(attack.name), items))
+    caption = str(table.caption).replace(
+        "Below each value its 95% interval", "In parentheses each value's 95% interval"
+    )
+    return stacked(blocks, width=console.width, title=str(table.title), caption=caption)
+
+
 def print_mia(result: MiaResult, console: Console) -> None:
-    """The table, and a loud warning when an empirical bound exceeds the theoretical epsilon."""
-    console.print(mia_table(result))
+    """The table (stacked on a narrow terminal), and a loud warning when an empirical bound exceeds epsilon."""
+    console.print(mia_view(result, console))
     if result.slices is not None:
-        for table in slice_tables(result.slices):
-            console.print(table)
+        for view in slice_views(result.slices, console):
+            console.print(view)
     exceeded = result.exceeded()
     if exceeded:
         names = ", ".join(a.name for a in exceeded)
