@@ -5,7 +5,8 @@ training carries the difference on), so the executor must not choose it: a job h
 threads (default 1), as a Ray job does, and the same seed gives byte-identical reference models on either executor.
 To still use every core, ``--workers`` jobs run at once (default: the CPUs over ``--cpus-per-job``), each in a worker
 process of its own, started with ``spawn`` (a forked child of a process that has run torch's thread pools can hang).
-One job at a time, or a job on a GPU, runs here in this process.
+One job at a time, a job on a GPU, and a job whose model is already cached (it only scores) run here in this
+process, with the same threads.
 
 Workers ignore Ctrl-C: the driver stops them, and the temporary directories of the jobs they leave unfinished are
 removed (their owner is dead), so a rerun trains only the missing models.
@@ -24,7 +25,16 @@ from pathlib import Path
 
 from privaudit.device import CPU, Compute
 from privaudit.errors import PrivauditError
-from privaudit.training.executor import Done, JobData, JobResult, ReferenceJob, Step, remove_stale, run_job
+from privaudit.training.executor import (
+    Done,
+    JobData,
+    JobResult,
+    ReferenceJob,
+    Step,
+    complete,
+    remove_stale,
+    run_job,
+)
 
 _POLL_S = 0.1
 
@@ -66,14 +76,17 @@ def run_local(
     Raises:
         PrivauditError: a job failed (after the others finished), or a worker process died.
     """
-    n = local_workers(len(jobs), workers=workers, cpus_per_job=cpus_per_job)
-    if n == 1 or compute.device.type != "cpu":
-        for job in jobs:
-            step = None if on_step is None else (lambda done, total, i=job.index: on_step(i, done, total))
-            on_done(run_job(job, data, compute=compute, torch_threads=cpus_per_job, on_step=step))
+    cached = [complete(job.model_dir) for job in jobs]
+    to_train = [job for job, done in zip(jobs, cached) if not done]
+    n = local_workers(len(to_train), workers=workers, cpus_per_job=cpus_per_job)
+    here = jobs if n == 1 or compute.device.type != "cpu" else [job for job, done in zip(jobs, cached) if done]
+    for job in here:
+        step = None if on_step is None else (lambda done, total, i=job.index: on_step(i, done, total))
+        on_done(run_job(job, data, compute=compute, torch_threads=cpus_per_job, on_step=step))
+    if len(here) == len(jobs):
         return
     try:
-        _run_pool(jobs, data, compute=compute, n=n, threads=cpus_per_job, on_done=on_done, on_step=on_step)
+        _run_pool(to_train, data, compute=compute, n=n, threads=cpus_per_job, on_done=on_done, on_step=on_step)
     finally:
         for directory in {Path(job.model_dir).parent for job in jobs}:  # what a killed worker left behind
             if directory.is_dir():
