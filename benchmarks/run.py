@@ -13,7 +13,8 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - minilm:   a real pretrained encoder, fine-tuned with and without DP, and audited (benchmarks/minilm.py);
 - endpoint: ``mia --endpoint`` throughput (texts/s) against a bare httpx client's, same KServe server (tests/servers).
 
-- executor: four reference models, ``--executor local`` against ``--executor ray`` (benchmarks/executor.py).
+- executor: four reference models, ``--executor local`` (as it was and as it is) against ``--executor ray``
+  (benchmarks/executor.py).
 - utility:  MiniLM at epsilon 8 training all parameters, the head, the last 2 layers or LoRA (benchmarks/utility.py);
 - sweep:    ``privaudit sweep`` of the fixture recipe over inf,16,8,4,2,1 (benchmarks/sweep.py);
 - tightness: the one-run audits against the claimed epsilon at 1, 2, 4, 8 (benchmarks/tightness.py);

@@ -278,7 +278,7 @@ def mia(
     from privaudit.mia.slices import check_slice_kinds
     from privaudit.report import formats
     from privaudit.report.records import write_per_example
-    from privaudit.report.table import print_mia
+    from privaudit.report.table import print_mia, print_summary
 
     remote = endpoint_from_flags(ctx.params)
     kinds = check_slice_kinds(slice_kind or ())
@@ -337,6 +337,7 @@ def mia(
         print_result=print_mia,
         markdown=formats.to_markdown,
         write_html=lazy("privaudit.report.html", "write_html"),
+        print_summary=print_summary,
     )
     finish(plan, audit)
 

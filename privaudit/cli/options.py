@@ -44,9 +44,18 @@ RayAddress = Annotated[
 ]
 Workers = Annotated[
     int | None,
-    typer.Option(min=1, help="Jobs at once on the local Ray cluster (default: one per CPU).", rich_help_panel=PANEL),
+    typer.Option(
+        min=1,
+        help="Jobs at once, locally or on the local Ray cluster (default: the CPUs over --cpus-per-job).",
+        rich_help_panel=PANEL,
+    ),
 ]
-CpusPerJob = Annotated[int, typer.Option(min=1, help="CPUs per Ray job, and its torch threads.", rich_help_panel=PANEL)]
+CpusPerJob = Annotated[
+    int,
+    typer.Option(
+        min=1, help="CPUs per job, and its torch threads (local and Ray alike: the same models).", rich_help_panel=PANEL
+    ),
+]
 GpusPerJob = Annotated[
     float,
     typer.Option(

@@ -190,7 +190,10 @@ class AuditReport:
             epsilon: ``"epsilon_lb"`` or ``"one_run_epsilon_lb"``.
         print_result: prints the result's tables on a console.
         markdown: renders the pull-request summary of the result and the gate.
-        write_html: writes the HTML report of the result to a file; ``None`` for a command without ``--report``.
+        write_html: writes the HTML report of the result and the gate to a file (``write_html(result, path,
+            gate=gate)``); ``None`` for a command without ``--report``.
+        print_summary: prints the verdict and the headline numbers before the tables (``print_summary(result, gate,
+            console)``); ``None``: the tables come first.
     """
 
     command: str
@@ -200,7 +203,8 @@ class AuditReport:
     bound_metric: str
     print_result: Callable[[Any, Console], None]
     markdown: Callable[[Any, GateResult], str]
-    write_html: Callable[[Any, Path], None] | None = None
+    write_html: Callable[..., None] | None = None
+    print_summary: Callable[[Any, GateResult, Console], None] | None = None
 
 
 def prepare_gate(
@@ -324,6 +328,8 @@ def finish(plan: GatePlan, audit: AuditReport) -> None:
     elif options.output is not None:
         with open(os.devnull, "w") as devnull:
             file_console = Console(record=True, width=160, file=devnull)
+            if audit.print_summary is not None:
+                audit.print_summary(result, gate, file_console)
             audit.print_result(result, file_console)
             formats.print_gate(gate, file_console)
             write_text(file_console.export_text(), options.output)
@@ -331,10 +337,12 @@ def finish(plan: GatePlan, audit: AuditReport) -> None:
         write_text(render[kind](), path)
     # Human output goes to stderr when a machine format takes stdout.
     human = Console(stderr=options.output_format != "table" and options.output is None)
+    if audit.print_summary is not None:
+        audit.print_summary(result, gate, human)
     audit.print_result(result, human)
     formats.print_gate(gate, human)
     if options.report is not None and audit.write_html is not None:
-        audit.write_html(result, options.report)
+        audit.write_html(result, options.report, gate=gate)
         err_console.print(f"HTML report written to {options.report}")
     if options.save_baseline is not None:
         origin = {"schema": audit.schema, "model": result.model, "seed": result.seed}

@@ -89,7 +89,8 @@ def train(
     LoRA adapters are merged into the base weights before saving, so the model directory is a plain classifier.
     Example:
 
-        privaudit train fixtures/data/members.jsonl --out model --dp --target-epsilon 8
+        privaudit train fixtures/data/members.jsonl --out model \\
+            --dp --target-epsilon 8
 
     A BiLSTM over word embeddings with character features, dropout and early stopping, as the NLU models Parikh et
     al. (2022) attacked with ModIvA:
@@ -99,7 +100,8 @@ def train(
 
     On a GPU, in bf16 (non-DP training only; DP-SGD trains in fp32):
 
-        privaudit train DATA --out model --base BASE --device cuda --precision bf16
+        privaudit train DATA --out model --base BASE \\
+            --device cuda --precision bf16
     """
     from privaudit.training.job import run_train
 
@@ -140,7 +142,8 @@ def epsilon(
 
     Either from flags:
 
-        privaudit epsilon --noise-multiplier 1.5 --sample-rate 0.04 --steps 2250 --delta 1e-5
+        privaudit epsilon --noise-multiplier 1.5 --sample-rate 0.04 \\
+            --steps 2250 --delta 1e-5
 
     or from a model trained with 'privaudit train --dp':
 

@@ -150,6 +150,14 @@ def strongest_attack(attacks: Sequence[AttackResult]) -> AttackResult | None:
     return max(enumerate(attacks), key=key)[1]
 
 
+def largest_epsilon_bound(attacks: Sequence[AttackResult]) -> AttackResult | None:
+    """The attack with the largest empirical epsilon lower bound (ties keep the order of ``--attack``); ``None``
+    when no attack ran."""
+    if not attacks:
+        return None
+    return max(enumerate(attacks), key=lambda ia: (ia[1].metrics.epsilon_lower_bound, -ia[0]))[1]
+
+
 @dataclass(frozen=True)
 class ExposedMember:
     """One of the most exposed members: its rank, where it came from, and how far it stands out.

@@ -1,21 +1,28 @@
-"""One self-contained HTML file for a canary audit: summary, per-canary table, and each group's candidate losses."""
+"""One self-contained HTML file for a canary audit: the verdict, summary, per-canary table, candidate losses."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from privaudit.canary.run import CanaryResult
 from privaudit.report.canary_table import extraction_summary, loss_rank_text, plugin_attacks, plugin_cell
 from privaudit.report.formats import GAUSSIAN_NOTE, bound_rows
-from privaudit.report.html import _e, _img, page, write_document
+from privaudit.report.headline import check_line
+from privaudit.report.html import _e, _img, page, verdict_section, write_document
 from privaudit.report.plots import candidate_loss_figure
 
+if TYPE_CHECKING:
+    from privaudit.gate.gate import GateResult
 
-def render_canary_html(result: CanaryResult) -> str:
-    """The canary report as an HTML string (same bytes for the same result)."""
+
+def render_canary_html(result: CanaryResult, *, gate: GateResult | None = None) -> str:
+    """The canary report as an HTML string (same bytes for the same result), opening with the gate's verdict."""
     eps = result.theoretical_epsilon
     summary = result.to_dict()["summary"]
+    failed = [] if gate is None else [check_line(c) for c in gate.failed]
     body = [
+        verdict_section(None if gate is None else gate.verdict, None if gate is None else gate.summary(), failed),
         "<table>",
         f"<tr><th>model</th><td><code>{_e(result.model.get('path') or result.model.get('endpoint'))}</code></td></tr>",
         f"<tr><th>canary file</th><td><code>{_e(result.model['canaries'])}</code></td></tr>",
@@ -91,6 +98,6 @@ def render_canary_html(result: CanaryResult) -> str:
     return page(f"privaudit canary audit: {result.model.get('path') or result.model.get('endpoint')}", body)
 
 
-def write_canary_html(result: CanaryResult, path: Path) -> None:
-    """Write the canary report atomically."""
-    write_document(render_canary_html(result), path)
+def write_canary_html(result: CanaryResult, path: Path, *, gate: GateResult | None = None) -> None:
+    """Write the canary report atomically; ``gate``: the gate's result, or ``None`` when no gate ran."""
+    write_document(render_canary_html(result, gate=gate), path)

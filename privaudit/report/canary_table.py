@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from privaudit.canary.run import CanaryResult
-from privaudit.report.dpaudit_table import bounds_table
+from privaudit.report.dpaudit_table import bounds_view
+from privaudit.report.fit import fits, stacked
+
+_COLUMNS = ("secret", "label", "inserted", "exposure", "loss rank", "ModIvA guess", "search", "slots", "ModIvA rank")
 
 
 def plugin_attacks(result: CanaryResult) -> list[str]:
@@ -42,13 +45,14 @@ def canary_table(result: CanaryResult) -> Table:
     if len(spaces) == 1:
         caption += f", out of {spaces.pop()} candidates"
     table = Table(title=f"canaries: {result.model.get('path') or result.model.get('endpoint')}", caption=caption)
-    columns = ("secret", "label", "inserted", "exposure", "loss rank", "ModIvA guess", "search", "slots", "ModIvA rank")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("secret", "label", "ModIvA guess", "search") else "right")
+    # no_wrap: a cell or header is shown whole or the table is not shown (canary_view stacks it instead).
+    for column in _COLUMNS:
+        justify = "left" if column in ("secret", "label", "ModIvA guess", "search") else "right"
+        table.add_column(column, justify=justify, no_wrap=True)
     plugins = plugin_attacks(result)
     for name in plugins:
-        table.add_column(f"{name} guess")
-    for row in sorted(result.rows, key=lambda r: (not r.canary.inserted, -(r.exposure or 0))):
+        table.add_column(f"{escape(name)} guess", no_wrap=True)
+    for row in _ordered(result):
         c, x = row.canary, row.extraction
         inserted = f"yes ×{c.repeats}" if c.inserted else "control"
         exposure = "-" if row.exposure is None else f"{row.exposure:.2f}"
@@ -96,6 +100,25 @@ def extraction_summary(result: CanaryResult) -> str | None:
     )
 
 
+def _ordered(result: CanaryResult) -> list:
+    """Inserted canaries first, then the controls; each by exposure, highest first."""
+    return sorted(result.rows, key=lambda r: (not r.canary.inserted, -(r.exposure or 0)))
+
+
+def canary_view(result: CanaryResult, console: Console) -> RenderableType:
+    """:func:`canary_table` when the console holds it whole; else one block per canary with the same cells."""
+    table = canary_table(result)
+    if fits(table, console):
+        return table
+    headers = [str(column.header) for column in table.columns]
+    blocks = []
+    for row, cells in zip(_ordered(result), zip(*(column.cells for column in table.columns))):
+        heading = f"{cells[0]} [dim]→[/] {escape(row.canary.label)} [dim]({cells[2]})[/]"
+        items = [f"[dim]{header}[/] {cell}" for header, cell in zip(headers[3:], cells[3:])]
+        blocks.append((heading, items))
+    return stacked(blocks, width=console.width, title=str(table.title), caption=str(table.caption))
+
+
 def loss_rank_text(row) -> str:
     """``12 / 10000``, ``~3.1e+04 / 1e+08`` when estimated by extrapolation, ``-`` when exposure was not run."""
     if row.exposure_rank is None:
@@ -108,7 +131,7 @@ def loss_rank_text(row) -> str:
 def print_canary(result: CanaryResult, console: Console) -> None:
     """The per-canary table, then the summary, the one-run bound and the theoretical epsilon."""
     if result.rows:
-        console.print(canary_table(result))
+        console.print(canary_view(result, console))
     eps = result.theoretical_epsilon
     lines = [f"theoretical ε: {'∞ (no DP)' if eps is None else f'{eps:.3f}'} (δ = {result.delta:g})"]
     inserted, controls = result.mean_exposure(True), result.mean_exposure(False)
@@ -138,7 +161,7 @@ def print_canary(result: CanaryResult, console: Console) -> None:
         )
     console.print(Panel("\n".join(lines), title="canary audit"))
     if result.one_run_bounds is not None:
-        console.print(bounds_table(result.one_run_bounds, title="one-run audit: f-DP and Steinke bounds"))
+        console.print(bounds_view(result.one_run_bounds, console, title="one-run audit: f-DP and Steinke bounds"))
     if one is not None and eps is not None and one.epsilon_lower_bound > eps:
         console.print(
             Panel(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 
+from privaudit.report.fit import fits, stacked
 from privaudit.report.formats import GAUSSIAN_NOTE, bound_rows, bounds_markdown, markdown_gate
 
 if TYPE_CHECKING:
@@ -26,17 +27,29 @@ def bounds_table(bounds: OneRunBounds, *, title: str) -> Table:
     )
     table = Table(title=title, caption=caption)
     for column in ("analysis", "ε lower bound", "μ lower bound", "guesses"):
-        table.add_column(column, justify="left" if column in ("analysis", "guesses") else "right")
+        table.add_column(column, justify="left" if column in ("analysis", "guesses") else "right", no_wrap=True)
     for row in bound_rows(bounds):
         table.add_row(*row)
     return table
+
+
+def bounds_view(bounds: OneRunBounds, console: Console, *, title: str) -> RenderableType:
+    """:func:`bounds_table` when the console holds it whole; else one block per analysis."""
+    table = bounds_table(bounds, title=title)
+    if fits(table, console):
+        return table
+    blocks = [
+        (analysis, [f"[dim]ε ≥[/] {eps}", *([f"[dim]μ ≥[/] {mu}"] if mu else []), f"[dim]guesses[/] {guesses}"])
+        for analysis, eps, mu, guesses in bound_rows(bounds)
+    ]
+    return stacked(blocks, width=console.width, title=title, caption=str(table.caption))
 
 
 def print_dp_audit(result: DpAuditResult, console: Console) -> None:
     """The bounds table, then the theoretical epsilon, and a warning when the strict bound exceeds it."""
     source = result.model.get("scores") or result.model.get("canaries")
     kind = result.source if result.score is None else f"{result.source}, score: {result.score}"
-    console.print(bounds_table(result.bounds, title=f"one-run audit: {source} ({kind})"))
+    console.print(bounds_view(result.bounds, console, title=f"one-run audit: {source} ({kind})"))
     eps = result.theoretical_epsilon
     console.print(
         f"theoretical ε: {'unknown (pass --epsilon)' if eps is None else f'{eps:.3f}'} (δ = {result.delta:g})"

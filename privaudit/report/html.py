@@ -1,4 +1,9 @@
-"""One self-contained HTML file for a membership-inference audit: header, warning, metric tables and plots.
+"""One self-contained HTML file for a membership-inference audit: the verdict first, then the details.
+
+The page opens with the answer: the gate's verdict and its failed checks, the strongest attack's TPR at 1% FPR, the
+largest empirical epsilon lower bound beside the theoretical epsilon, and one log-log ROC plot of every attack
+(:mod:`privaudit.report.headline`). The audit's settings, one metrics table per attack, the slices, the most exposed
+members and the score histograms follow.
 
 Everything the page needs is inside it (inline CSS, figures as base64 PNG ``data:`` URIs, no script), so it can be
 mailed or attached to a CI run and opened offline. Every string that comes from the user or a plugin (model path,
@@ -14,13 +19,18 @@ import html
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
 from privaudit.mia.run import AttackResult, MiaResult
+from privaudit.report.headline import Headline, check_line, headline
 from privaudit.report.plots import histogram_figure, roc_figure
 from privaudit.report.records_html import most_exposed_section, slices_section
 from privaudit.stats.metrics import AttackMetrics
+
+if TYPE_CHECKING:
+    from privaudit.gate.gate import GateResult
 
 _FINGERPRINT_CHARS = 12
 
@@ -39,28 +49,39 @@ code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.92em;
 .exceeded { color: #b00020; font-weight: bold; }
 .warning { border: 3px solid #b00020; background: #fdecea; color: #5f0010; padding: 0.8em 1.2em; margin: 1.5em 0; }
 .warning h2 { border: none; margin-top: 0; color: #b00020; }
+.verdict { border-left: 8px solid #6e6e73; background: #f5f5f7; padding: 0.6em 1.2em; margin: 1em 0; }
+.verdict.fail { border-color: #b00020; background: #fdecea; }
+.verdict.pass { border-color: #1e7d32; background: #e8f5e9; }
+.verdict h2 { border: none; margin: 0.2em 0; font-size: 1.5em; }
+.verdict.fail h2 { color: #b00020; }
+.verdict.pass h2 { color: #1e7d32; }
+.verdict ul { margin: 0.3em 0; }
+table.headline th { font-weight: normal; color: #6e6e73; }
+table.headline td { font-size: 1.1em; }
 img { max-width: 100%; height: auto; }
 footer { margin-top: 3em; font-size: 0.85em; color: #6e6e73; }
 """
 
 
-def write_html(result: MiaResult, path: Path, *, title: str | None = None) -> None:
+def write_html(result: MiaResult, path: Path, *, title: str | None = None, gate: GateResult | None = None) -> None:
     """Write a membership-inference audit as one self-contained HTML file, atomically.
 
-    The file holds the audit's settings, a warning when an empirical epsilon lower bound exceeds the theoretical
-    epsilon, one metrics table per attack, the ROC curves of all attacks on a log-log plot and each attack's
-    member / non-member score histogram. It is written to a temporary file beside ``path`` and moved into
-    place, so a reader never sees half a report.
+    The file opens with the verdict: the gate's verdict and failed checks, the strongest attack's TPR at 1% FPR,
+    the largest empirical epsilon lower bound beside the theoretical epsilon (with a warning when it exceeds it), and
+    the ROC curves of all attacks on one log-log plot. The audit's settings, one metrics table per attack and each
+    attack's member / non-member score histogram follow. It is written to a temporary file beside ``path`` and
+    moved into place, so a reader never sees half a report.
 
     Args:
         result: the audit, from :func:`privaudit.mia.run.run_mia`.
         path: where to write the report; an existing file is replaced.
         title: the page title; by default one naming the audited model.
+        gate: the gate's result; ``None`` (the Python API) says that no gate ran.
 
     Raises:
         PrivauditError: if the file cannot be written.
     """
-    write_document(render_html(result, title=title), path)
+    write_document(render_html(result, title=title, gate=gate), path)
 
 
 def write_document(document: str, path: Path) -> None:
@@ -84,19 +105,67 @@ def write_document(document: str, path: Path) -> None:
         raise PrivauditError(f"{path}: cannot write the HTML report ({err.strerror or err})") from err
 
 
-def render_html(result: MiaResult, *, title: str | None = None) -> str:
+def render_html(result: MiaResult, *, title: str | None = None, gate: GateResult | None = None) -> str:
     """The HTML document :func:`write_html` writes, as a string.
 
     Args:
         result: the audit.
         title: the page title; by default one naming the audited model.
+        gate: the gate's result, or ``None`` when no gate ran.
 
     Returns:
         A complete HTML5 document.
     """
     page_title = title if title is not None else f"privaudit membership inference: {_source(result)}"
-    sections = [_header(result), _warning(result), _metric_tables(result), slices_section(result.slices)]
-    return page(page_title, [*sections, most_exposed_section(result), _plots(result)])
+    head = headline(result, gate)
+    first = [verdict_section(head.verdict, head.summary, [check_line(c) for c in head.failed])]
+    first += [_headline_table(head), _warning(result), _roc(result)]
+    details = [_header(result), _metric_tables(result), slices_section(result.slices), most_exposed_section(result)]
+    return page(page_title, [*first, *details, _histograms(result)])
+
+
+def verdict_section(verdict: str | None, summary: str | None, failed: list[str]) -> str:
+    """The verdict box that opens a report: ``PASS`` or ``FAIL``, the gate's summary and each failed check."""
+    if verdict is None:
+        return (
+            '<section class="verdict"><h2>Not gated</h2>\n<p>No gate ran: this report checks no threshold '
+            "(the command line's <code>--fail-above</code> gates an audit).</p></section>"
+        )
+    items = "".join(f"<li>{_e(line)}</li>" for line in failed)
+    checks = f"\n<ul>{items}</ul>" if items else ""
+    return (
+        f'<section class="verdict {_e(verdict)}" role="status"><h2>Verdict: {_e(verdict.upper())}</h2>\n'
+        f"<p>{_e(summary or verdict)}</p>{checks}</section>"
+    )
+
+
+def _headline_table(head: Headline) -> str:
+    if head.strongest is None or head.largest_bound is None:
+        return ""
+    level = head.confidence
+    name = f"<strong>{_e(head.strongest.name)}</strong>"
+    t = head.strongest_tpr
+    if t is not None:
+        strongest = f"{name}: TPR {_interval(t.tpr, t.low, t.high)} at 1% FPR ({level} CI)"
+    else:
+        auc = head.strongest.metrics.auc
+        strongest = (
+            f"{name}: AUC {_interval(auc.value, auc.low, auc.high)} ({level} CI); TPR at 1% FPR n/a: too few "
+            "non-members"
+        )
+    m = head.largest_bound.metrics
+    bound = f"{m.epsilon_lower_bound:.3f}"
+    if head.exceeded:
+        bound = f'<span class="exceeded">{bound} &gt; theoretical ε</span>'
+    eps = head.theoretical_epsilon
+    claim = "none (trained without DP)" if eps is None else f"{eps:.3f}"
+    rows = [
+        ("strongest attack", strongest),
+        ("largest empirical ε lower bound", f"{bound} ({_e(head.largest_bound.name)}, {level}, δ = {m.delta:g})"),
+        ("theoretical ε", claim),
+    ]
+    body = "\n".join(f'<tr><th scope="row">{k}</th><td>{v}</td></tr>' for k, v in rows)
+    return f'<table class="headline">\n{body}\n</table>'
 
 
 def page(title: str, body: list[str]) -> str:
@@ -223,16 +292,22 @@ def _attack_table(attack: AttackResult, result: MiaResult) -> str:
     return "\n".join(about) + f'\n<table class="metrics">\n{body}\n</table>'
 
 
-def _plots(result: MiaResult) -> str:
+def _roc(result: MiaResult) -> str:
     if not result.attacks:
         return ""
     roc = _img(roc_figure(result.attacks), "ROC curves of all attacks, log-log axes")
+    return (
+        f"{roc}\n"
+        '<p class="muted">Every attack\'s ROC curve on log-log axes, which show the low-FPR regime where an attack is '
+        "reliable (Carlini et al. 2022); the dashed line is chance.</p>"
+    )
+
+
+def _histograms(result: MiaResult) -> str:
+    if not result.attacks:
+        return ""
     hist = _img(histogram_figure(result.attacks, result.is_member), "member and non-member score histograms")
     return (
-        "<h2>ROC curves</h2>\n"
-        '<p class="muted">Log-log axes show the low-FPR regime where an attack is reliable (Carlini et al. 2022); '
-        "the dashed line is chance.</p>\n"
-        f"{roc}\n"
         "<h2>Score distributions</h2>\n"
         '<p class="muted">Membership scores on members and non-members; the less they overlap, the more the model '
         "leaks.</p>\n"
@@ -262,4 +337,4 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-__all__ = ["write_html", "render_html", "write_document", "page"]
+__all__ = ["write_html", "render_html", "write_document", "page", "verdict_section"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from rich import box
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
 from privaudit.mia.slices import Slices
+from privaudit.report.fit import fits, stacked
 from privaudit.stats.metrics import TprAtFpr
 
 # The TPR columns shown: slices are small, so 0.1% FPR is rarely resolved and is left to the JSON report.
@@ -34,9 +36,9 @@ def slice_tables(slices: Slices) -> list[Table]:
             pad_edge=False,
             collapse_padding=True,
         )
-        table.add_column(kind, style="bold", overflow="fold", max_width=22)
+        table.add_column(kind, style="bold", no_wrap=True)
         table.add_column("in/out", justify="right", no_wrap=True)
-        table.add_column("attack", overflow="fold", max_width=12)
+        table.add_column("attack", no_wrap=True)
         table.add_column("AUC", justify="right", no_wrap=True)
         for fpr in _FPRS:
             table.add_column(f"TPR@{fpr * 100:g}%", justify="right", no_wrap=True)
@@ -61,3 +63,21 @@ def slice_tables(slices: Slices) -> list[Table]:
                 )
         tables.append(table)
     return tables
+
+
+def slice_views(slices: Slices, console: Console) -> list[RenderableType]:
+    """:func:`slice_tables`, each stacked (one block per slice and attack) when the console cannot hold it whole."""
+    views: list[RenderableType] = []
+    for table in slice_tables(slices):
+        if fits(table, console):
+            views.append(table)
+            continue
+        headers = [str(column.header) for column in table.columns]
+        blocks, piece, counts = [], "", ""
+        for cells in zip(*(column.cells for column in table.columns)):
+            piece, counts = (cells[0], cells[1]) if cells[0] else (piece, counts)
+            heading = f"{piece} [dim]({counts})[/]" + (f" · {cells[2]}" if cells[2] else "")
+            items = [f"[dim]{h}[/] {c}" for h, c in zip(headers[3:], cells[3:]) if c]
+            blocks.append((heading, items))
+        views.append(stacked(blocks, width=console.width, title=str(table.title), caption=str(table.caption)))
+    return views

@@ -1,14 +1,25 @@
-"""Rich tables for the terminal."""
+"""Rich tables for the terminal: the verdict first, then one row per attack."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from privaudit.mia.run import MiaResult
-from privaudit.report.slice_table import slice_tables
+from privaudit.report.fit import fits, stacked
+from privaudit.report.headline import Headline, check_line, headline
+from privaudit.report.slice_table import slice_views
+
+if TYPE_CHECKING:
+    from privaudit.gate.gate import GateResult
+
+# Failed checks listed in the summary; the gate's table below lists them all.
+_SUMMARY_CHECKS = 4
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -51,7 +62,7 @@ def mia_table(result: MiaResult) -> Table:
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("attack", style="bold", overflow="fold", min_width=8)
+    table.add_column("attack", style="bold", no_wrap=True, min_width=8)
     table.add_column("AUC", justify="right", min_width=9, no_wrap=True)
     fprs = [t.fpr for t in result.attacks[0].metrics.tpr_at_fpr] if result.attacks else []
     for fpr in fprs:
@@ -74,16 +85,40 @@ def mia_table(result: MiaResult) -> Table:
     return table
 
 
+def mia_view(result: MiaResult, console: Console) -> RenderableType:
+    """:func:`mia_table` when the console holds it whole; else the same numbers stacked, one block per attack."""
+    table = mia_table(result)
+    if fits(table, console):
+        return table
+    eps = result.theoretical_epsilon
+    blocks = []
+    for attack in result.attacks:
+        m = attack.metrics
+        items = [f"AUC {m.auc.value:.3f} [dim]({m.auc.low:.2f}–{m.auc.high:.2f})[/]"]
+        for t in m.tpr_at_fpr:
+            value = f"{t.tpr:.3f} [dim]({t.low:.2f}–{t.high:.2f})[/]" if t.supported else "[dim]n/a[/]"
+            items.append(f"TPR@{t.fpr * 100:g}% {value}")
+        bound = f"{m.epsilon_lower_bound:.3f}"
+        if eps is not None and m.epsilon_lower_bound > eps:
+            bound = f"[bold red]{bound} > ε[/]"
+        items += [f"adv. {m.advantage:.3f}", f"ε ≥ {bound}", f"ε DP {'∞' if eps is None else f'{eps:.3f}'}"]
+        blocks.append((escape(attack.name), items))
+    caption = str(table.caption).replace(
+        "Below each value its 95% interval", "In parentheses each value's 95% interval"
+    )
+    return stacked(blocks, width=console.width, title=str(table.title), caption=caption)
+
+
 def print_mia(result: MiaResult, console: Console) -> None:
-    """The table, and a loud warning when an empirical bound exceeds the theoretical epsilon."""
-    console.print(mia_table(result))
+    """The table (stacked on a narrow terminal), and a loud warning when an empirical bound exceeds epsilon."""
+    console.print(mia_view(result, console))
     if result.users is not None:
         from privaudit.report.users import users_table
 
         console.print(users_table(result))
     if result.slices is not None:
-        for table in slice_tables(result.slices):
-            console.print(table)
+        for view in slice_views(result.slices, console):
+            console.print(view)
     exceeded = result.exceeded()
     if exceeded:
         names = ", ".join(a.name for a in exceeded)
@@ -96,3 +131,52 @@ def print_mia(result: MiaResult, console: Console) -> None:
                 border_style="bold red",
             )
         )
+
+
+def summary_lines(head: Headline) -> list[str]:
+    """The summary's lines (Rich markup): verdict and failed checks, strongest attack, largest epsilon bound.
+
+    At most ``4 + _SUMMARY_CHECKS`` lines, each short enough for 80 columns unless an attack's name is long.
+    """
+    lines = []
+    if head.verdict is not None:
+        style = "bold red" if head.verdict == "fail" else "bold green"
+        lines.append(f"[{style}]{escape(head.summary or head.verdict)}[/]")
+        shown = head.failed[:_SUMMARY_CHECKS]
+        lines += [f"  [red]✗[/] {escape(check_line(c))}" for c in shown]
+        if len(head.failed) > len(shown):
+            lines.append(f"  [dim]and {len(head.failed) - len(shown)} more: see the gate below[/]")
+    level = head.confidence
+    if head.strongest is None:
+        lines.append("no attack was run")
+        return lines
+    name = escape(head.strongest.name)
+    t = head.strongest_tpr
+    if t is not None:
+        lines.append(
+            f"strongest attack: [bold]{name}[/], TPR {t.tpr:.3f} at 1% FPR [dim]({level} CI {t.low:.3f}–{t.high:.3f})[/]"
+        )
+    else:
+        auc = head.strongest.metrics.auc
+        lines.append(
+            f"strongest attack: [bold]{name}[/], AUC {auc.value:.3f} [dim]({level} CI {auc.low:.3f}–{auc.high:.3f}; "
+            "TPR at 1% FPR n/a)[/]"
+        )
+    bound = head.largest_bound
+    eps = head.theoretical_epsilon
+    text = f"{bound.metrics.epsilon_lower_bound:.3f}"
+    if head.exceeded:
+        text = f"[bold red]{text} > ε[/]"
+    claim = "∞ (no DP)" if eps is None else f"{eps:.3f}"
+    lines.append(f"empirical ε ≥ {text} [dim]({escape(bound.name)}, {level})[/]; theoretical ε {claim}")
+    return lines
+
+
+def print_summary(result: MiaResult, gate: GateResult | None, console: Console) -> None:
+    """The verdict first: the gate's verdict and failed checks, the strongest attack, the largest ε bound."""
+    console.print(
+        Panel(
+            "\n".join(summary_lines(headline(result, gate))), title="privaudit mia", title_align="left", expand=False
+        ),
+        highlight=False,
+    )

@@ -1,4 +1,4 @@
-"""Reference-model jobs, and the executors that run them: ``local`` (one after another, here) and ``ray``.
+"""Reference-model jobs, and the executors that run them: ``local`` (worker processes here) and ``ray``.
 
 A job is (recipe, data subset, seed) and its cache entry. Jobs are idempotent: a job whose entry is complete
 returns it; otherwise it trains into a temporary directory beside the entry and renames it into place, atomically. So
@@ -18,7 +18,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -244,12 +244,3 @@ def run_job(
 
 Done = Callable[[JobResult], None]
 Step = Callable[[int, int, int], None]
-
-
-def run_local(
-    jobs: Sequence[ReferenceJob], data: JobData, *, compute: Compute = CPU, on_done: Done, on_step: Step | None = None
-) -> None:
-    """Today's loop: each job in turn, in this process, on ``compute``."""
-    for job in jobs:
-        step = None if on_step is None else (lambda done, total, i=job.index: on_step(i, done, total))
-        on_done(run_job(job, data, compute=compute, on_step=step))

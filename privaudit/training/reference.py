@@ -5,7 +5,8 @@ Each reference model trains on as many examples as the target did, drawn at rand
 (online: each audited example is IN some models and OUT of the others, as LiRA needs; Carlini et al. 2022, sec. IV).
 The models are cached on disk under a key of the recipe, the data and the seed, each written atomically, so an
 interrupted run resumes with the models it already has. Each model is one job (``privaudit.training.executor``), run
-here one after another or as Ray tasks across a cluster.
+in worker processes here (``privaudit.training.local_executor``) or as Ray tasks across a cluster, with the same
+torch threads per job on both, so that both give the same models.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from privaudit.training.executor import (
     RayOptions,
     ReferenceJob,
     Step,
-    run_local,
     subset,
 )
+from privaudit.training.local_executor import run_local
 from privaudit.training.model import Architecture
 from privaudit.training.train import DPConfig, TrainConfig
 from privaudit.training.word_models import WordModel
@@ -60,7 +61,7 @@ def run_jobs(
     on_done: Done,
     on_step: Step | None = None,
 ) -> None:
-    """Run every job on ``executor``, calling ``on_done`` as each finishes (in any order with Ray).
+    """Run every job on ``executor``, calling ``on_done`` as each finishes (in any order).
 
     Raises:
         PrivauditError: an unknown executor, a job that failed, or (Ray) a cluster that cannot run the jobs.
@@ -69,12 +70,21 @@ def run_jobs(
         raise PrivauditError(f"--executor '{executor}' is unknown; use one of {', '.join(EXECUTORS)}")
     if not jobs:
         return
-    if executor == "local":  # today's loop; Ray is never imported
-        run_local(jobs, data, compute=compute, on_done=on_done, on_step=on_step)
+    ray = ray or RayOptions()
+    if executor == "local":  # worker processes here, with a Ray job's torch threads; Ray is never imported
+        run_local(
+            jobs,
+            data,
+            compute=compute,
+            on_done=on_done,
+            on_step=on_step,
+            workers=ray.workers,
+            cpus_per_job=ray.cpus_per_job,
+        )
         return
     from privaudit.training.ray_executor import run_ray
 
-    run_ray(jobs, data, options=ray or RayOptions(), precision=compute.precision, on_done=on_done)
+    run_ray(jobs, data, options=ray, precision=compute.precision, on_done=on_done)
 
 
 def train_config_from_recipe(recipe: dict | None, source: str) -> tuple[TrainConfig, DPConfig | None, int]:
@@ -155,8 +165,9 @@ def reference_signals(
         on_model: called with (models done, total, "trained" | "cached") as each model becomes available.
         on_step: training progress, (model index, steps done, total steps); the local executor only.
         compute: the device, and the precision of scoring and of non-DP training.
-        executor: ``"local"`` (one model after another, here) or ``"ray"`` (each model a Ray task).
-        ray: the Ray executor's options.
+        executor: ``"local"`` (worker processes here) or ``"ray"`` (each model a Ray task); either trains each
+            model with ``ray.cpus_per_job`` torch threads, so both give the same models.
+        ray: the executors' options: ``workers`` and ``cpus_per_job`` apply to both, the rest to Ray.
         audited_groups: each audited example's owner (``--group-by``); with ``population_groups``, models hold
             whole users in or out, never some of a user's records.
         population_groups: each population example's owner.

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_records, write_jsonl
+from conftest import FIXTURE_DATA, FIXTURE_MODEL, make_records, write_jsonl
 
 from privaudit.errors import PrivauditError
 from privaudit.training.executor import RayOptions, complete, remove_stale
@@ -80,6 +80,43 @@ def test_ray_gives_the_local_models_and_numbers(ray_cluster, run_cli, tiny_model
     assert list(models) == ["model-0", "model-1"]
     assert models == _models(local_cache)  # the same weights, byte for byte: the same reference logits
     assert _temporaries(ray_cache) == []
+
+
+def _first(path: Path, n: int) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:n]]
+
+
+def test_local_and_ray_give_byte_identical_models_with_default_flags(ray_cluster, run_cli, tmp_path):
+    """The fixture's recipe (3 epochs, to be quick), whose matrices are large enough that two torch threads sum in
+    another order than one. The local run starts with two threads, as a fresh process on two cores does (conftest
+    sets one): before the executors agreed on a job's threads, its models differed from Ray's in the last bits."""
+    import torch
+
+    data = FIXTURE_DATA
+    files = {
+        name: write_jsonl(tmp_path / f"{name}.jsonl", _first(data / f"{name}.jsonl", n))
+        for name, n in (("members", 100), ("non_members", 100), ("population", 400))
+    }
+    recipe = json.loads((FIXTURE_MODEL / "privaudit.json").read_text(encoding="utf-8"))
+    recipe["recipe"]["epochs"] = 3
+    config = tmp_path / "recipe.json"
+    config.write_text(json.dumps(recipe), encoding="utf-8")
+    args = (
+        "mia", FIXTURE_MODEL, "--members", files["members"], "--non-members", files["non_members"],
+        "--population", files["population"], "--attack", "lira-offline", "--reference-models", 2,
+        "--train-config", config, "--format", "json", "--device", "cpu",
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        local = run_cli(*args, "--cache-dir", tmp_path / "local")
+    finally:
+        torch.set_num_threads(threads)
+    ray_run = run_cli(*args, "--cache-dir", tmp_path / "ray", "--executor", "ray")
+    assert _numbers(local) == _numbers(ray_run)
+    models = _models(tmp_path / "local")
+    assert list(models) == ["model-0", "model-1"]
+    assert models == _models(tmp_path / "ray")
 
 
 def _run_and_kill(run_cli, tiny_model, audit, cache: Path, *extra: object):
