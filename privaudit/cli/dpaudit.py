@@ -147,7 +147,8 @@ def dp_audit(
 
     On a model you trained yourself on the output of 'privaudit plant', from the base you fine-tuned:
 
-        privaudit dp-audit my-model --base bert-base -c planted/secret/canaries.jsonl --epsilon 8
+        privaudit dp-audit my-model --base bert-base \\
+            -c planted/secret/canaries.jsonl --epsilon 8
 
     Defaults come from \\[tool.privaudit.dp-audit] in pyproject.toml or \\[dp-audit] in privaudit.toml; flags
     override them.

@@ -60,10 +60,12 @@ def plant(
     Each canary is a short text of wordpieces that occur nowhere in DATA (so its input-embedding rows move only if it
     was trained on), with a random label; each is added to the data with probability 1/2. Writes OUT/DATA's name (the
     planted training file, rows shuffled, same format) and OUT/secret/canaries.jsonl (the secret canary file). Train
-    on the planted file with your own pipeline, then audit the final model:
+    on the planted file with your own pipeline:
 
         privaudit plant train.jsonl --base bert-base --count 100 --out planted
-        # fine-tune bert-base on planted/train.jsonl your way, into my-model
+
+    then fine-tune bert-base on planted/train.jsonl your way (here into my-model), and audit the final model:
+
         privaudit dp-audit my-model --base bert-base \\
             -c planted/secret/canaries.jsonl --epsilon 8
 

@@ -73,7 +73,8 @@ def _canaries() -> CanaryResult:
         guess = secret if i == 0 else tuple(reversed(secret))
         extraction = SimpleNamespace(
             guess=guess, recovered=i == 0, slot_accuracy=0.5, rank=4 + 100 * i, space_size=10_000,
-            random_baseline=1e-4,
+            random_baseline=1e-4, exact_budget=100_000, guess_method="exhaustive", search_guess=guess,
+            search_recovered=i == 0,
         )  # fmt: skip
         rows.append(
             CanaryRow(canary, loss=0.1 * i, exposure=8.0 - i * 0.6, extraction=extraction, exposure_rank=1 + 40 * i,
