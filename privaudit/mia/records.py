@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from privaudit.mia.types import Examples, ExposedMember, MostExposed  # noqa: F401 (re-exported: the names' old home)
+
 if TYPE_CHECKING:
-    from privaudit.mia.run import AttackResult, MiaResult
     from privaudit.mia.signals import Signals
+    from privaudit.mia.types import AttackResult, MiaResult
 
 EXAMPLE_SCHEMA = "privaudit.mia.example/1"
 STRONGEST_FPR = 0.01
@@ -41,38 +42,6 @@ MEMBERS, NON_MEMBERS = "members", "non_members"
 def text_sha256(text: str) -> str:
     """The SHA-256 of a text's UTF-8 bytes, as lower-case hex: the ``sha256`` of every row and top-N entry."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Examples:
-    """What is known of each audited example, in audit order (members first, then non-members).
-
-    Attributes:
-        sets: ``"members"`` or ``"non_members"`` per example (for ``--scores``, by its ``member`` column).
-        files: the file each example came from, per example.
-        index: the example's 0-based position among the records of its file.
-        sha256: :func:`text_sha256` of its text; ``None`` when the audit had no texts (``--scores``).
-        texts: the texts; ``None`` under ``--redact-texts`` or without texts. Never held when redacted.
-        labels: the label names (ids as strings when the audit had no model); ``None`` without labels.
-        correct: whether the target model's argmax is the true label; ``None`` without logits.
-        users: under ``--group-by``, each entry is a user: its id (``index`` is then its first record's position
-            in its file, ``labels`` its most frequent label, ``correct`` whether the model is right on at least half
-            of its records, and there is no text or hash); ``None`` for records.
-        records: under ``--group-by``, each user's number of records.
-    """
-
-    sets: tuple[str, ...]
-    files: tuple[str, ...]
-    index: np.ndarray = field(repr=False)
-    sha256: tuple[str, ...] | None = field(default=None, repr=False)
-    texts: tuple[str, ...] | None = field(default=None, repr=False)
-    labels: tuple[str, ...] | None = field(default=None, repr=False)
-    correct: np.ndarray | None = field(default=None, repr=False)
-    users: tuple[str, ...] | None = field(default=None, repr=False)
-    records: np.ndarray | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.sets)
 
 
 def examples_from_files(
@@ -156,76 +125,6 @@ def largest_epsilon_bound(attacks: Sequence[AttackResult]) -> AttackResult | Non
     if not attacks:
         return None
     return max(enumerate(attacks), key=lambda ia: (ia[1].metrics.epsilon_lower_bound, -ia[0]))[1]
-
-
-@dataclass(frozen=True)
-class ExposedMember:
-    """One of the most exposed members: its rank, where it came from, and how far it stands out.
-
-    Attributes:
-        rank: 1 for the member with the highest score under the strongest attack.
-        set: ``"members"``.
-        file: its file.
-        index: its 0-based position in that file.
-        sha256: :func:`text_sha256` of its text, or ``None`` without texts.
-        text: the text; ``None`` under ``--redact-texts`` or without texts.
-        label: its label name, or ``None``.
-        score: its score under the strongest attack.
-        flag_fpr: the share of non-members at or above that score: the FPR at which it would be flagged.
-        user: under ``--group-by``, the member user's id (the entry is that user); else ``None``.
-        records: under ``--group-by``, that user's number of records.
-    """
-
-    rank: int
-    set: str
-    file: str
-    index: int
-    sha256: str | None
-    text: str | None
-    label: str | None
-    score: float
-    flag_fpr: float
-    user: str | None = None
-    records: int | None = None
-
-    def to_dict(self, *, with_text: bool = True) -> dict:
-        # No file path: it is --members' (or --scores'), and leaving it out keeps the document the same wherever the
-        # data was read from (a file, or records in memory through privaudit.audit_membership).
-        row = {
-            "rank": self.rank,
-            "set": self.set,
-            "index": self.index,
-            "sha256": self.sha256,
-            "label": self.label,
-            "score": self.score,
-            "flag_fpr": self.flag_fpr,
-        }
-        if self.user is not None:
-            row["user"] = self.user
-            row["records"] = self.records
-        if with_text and self.text is not None:
-            row["text"] = self.text
-        return row
-
-
-@dataclass(frozen=True)
-class MostExposed:
-    """The ``--top N`` members with the highest scores under the strongest attack.
-
-    Attributes:
-        attack: the strongest attack's name.
-        rule: how it was chosen (:data:`STRONGEST_RULE`).
-        n: the ``N`` asked for (the list may be shorter when there are fewer members).
-        members: best first; ties keep audit order.
-    """
-
-    attack: str
-    rule: str
-    n: int
-    members: tuple[ExposedMember, ...]
-
-    def to_dict(self) -> dict:
-        return {"attack": self.attack, "rule": self.rule, "n": self.n, "members": [m.to_dict() for m in self.members]}
 
 
 def most_exposed(

@@ -18,11 +18,11 @@ from privaudit.endpoint.client import EndpointConfig
 from privaudit.errors import PrivauditError
 from privaudit.mia.records import examples_from_files, examples_from_scores, most_exposed
 from privaudit.mia.registry import build_attacks, get_attack_class, resolve
-from privaudit.mia.result import SCHEMA, AttackResult, MiaResult
 from privaudit.mia.scoring import check_sides, describe_target, extra_queries, load_target, score_texts
 from privaudit.mia.signals import Signals
 from privaudit.mia.slices import DEFAULT_MIN_PER_SIDE, check_slice_kinds, compute_slices
-from privaudit.mia.users import UserLevel, check_aggregate, check_users, choose_on_references, user_view
+from privaudit.mia.types import SCHEMA, AttackResult, MiaResult, UserLevel
+from privaudit.mia.users import check_aggregate, check_users, choose_on_references, user_view
 from privaudit.ranges import check_epsilon
 from privaudit.stats.accounting import epsilon_from_model
 from privaudit.stats.metrics import evaluate

@@ -15,17 +15,16 @@ skips it. The slices of one kind partition the audit, so their counts add up to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privaudit.errors import PrivauditError
-from privaudit.stats.metrics import AttackMetrics, evaluate
+from privaudit.mia.types import Slice, SliceAttack, Slices  # noqa: F401 (re-exported: the names' old home)
+from privaudit.stats.metrics import evaluate
 
 if TYPE_CHECKING:
-    from privaudit.mia.records import Examples
-    from privaudit.mia.run import AttackResult
+    from privaudit.mia.types import AttackResult, Examples
 
 SLICE_KINDS = ("class", "correctness")
 CORRECTNESS_VALUES = ("correct", "wrong")
@@ -42,94 +41,6 @@ def check_slice_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
         if kind not in SLICE_KINDS:
             raise PrivauditError(f"--slice '{kind}' is unknown; choose from: {', '.join(SLICE_KINDS)}")
     return tuple(dict.fromkeys(kinds))
-
-
-@dataclass(frozen=True)
-class SliceAttack:
-    """One attack's metrics on one slice."""
-
-    name: str
-    metrics: AttackMetrics
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, **self.metrics.to_dict()}
-
-
-@dataclass(frozen=True)
-class Slice:
-    """One slice of the audited examples and, when it is large enough, every attack's metrics on it.
-
-    Attributes:
-        kind: ``"class"`` or ``"correctness"``.
-        value: the label name, or ``"correct"`` / ``"wrong"``.
-        n_members: members in the slice.
-        n_non_members: non-members in the slice.
-        min_per_side: the minimum on each side for the slice to be measured.
-        attacks: one entry per attack, in ``--attack`` order; empty when the slice is too small.
-    """
-
-    kind: str
-    value: str
-    n_members: int
-    n_non_members: int
-    min_per_side: int
-    attacks: tuple[SliceAttack, ...] = ()
-
-    @property
-    def subject(self) -> str:
-        """The slice's gate subject, e.g. ``class=transfer_money``; ``class=transfer_money/loss`` for one attack."""
-        return f"{self.kind}={self.value}"
-
-    @property
-    def measured(self) -> bool:
-        return min(self.n_members, self.n_non_members) >= self.min_per_side
-
-    @property
-    def note(self) -> str | None:
-        """``too few examples: 7 members, 12 non-members (at least 20 a side)``, or ``None`` when measured."""
-        if self.measured:
-            return None
-        return (
-            f"too few examples: {self.n_members} members, {self.n_non_members} non-members "
-            f"(at least {self.min_per_side} a side)"
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "value": self.value,
-            "subject": self.subject,
-            "n_members": self.n_members,
-            "n_non_members": self.n_non_members,
-            "measured": self.measured,
-            "note": self.note,
-            "attacks": [a.to_dict() for a in self.attacks],
-        }
-
-
-@dataclass(frozen=True)
-class Slices:
-    """Every slice asked for with ``--slice``, kind by kind.
-
-    Attributes:
-        kinds: the slice kinds, in the order asked.
-        min_per_side: ``--slice-min``.
-        slices: kind by kind; within a kind, sorted by value.
-    """
-
-    kinds: tuple[str, ...]
-    min_per_side: int
-    slices: tuple[Slice, ...]
-
-    def of_kind(self, kind: str) -> list[Slice]:
-        return [s for s in self.slices if s.kind == kind]
-
-    def to_dict(self) -> dict:
-        return {
-            "kinds": list(self.kinds),
-            "min_per_side": self.min_per_side,
-            "slices": [s.to_dict() for s in self.slices],
-        }
 
 
 def slice_masks(kind: str, examples: Examples) -> dict[str, np.ndarray]:

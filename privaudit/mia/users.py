@@ -12,28 +12,25 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privaudit.data import TextDataset
 from privaudit.errors import PrivauditError
+from privaudit.mia.types import UserLevel  # noqa: F401 (re-exported: the names' old home)
 from privaudit.stats.groups import (
     AGGREGATES,
     DEFAULT_AGGREGATE,
     aggregate,
     choose_aggregate,
     group_index,
-    group_privacy,
     records_per_user,
 )
 from privaudit.stats.logits import losses
-from privaudit.stats.metrics import AttackMetrics
 
 if TYPE_CHECKING:
-    from privaudit.mia.records import Examples
-    from privaudit.mia.run import AttackResult
+    from privaudit.mia.types import AttackResult, Examples
     from privaudit.training.reference import ReferenceSignals
 
 AUTO = "auto"
@@ -97,81 +94,6 @@ def choose_on_references(reference: ReferenceSignals | None, population: TextDat
     return method, "chosen on the reference models (LOSS signal, population users)", tpr
 
 
-@dataclass(frozen=True)
-class UserLevel:
-    """What the user-level view was built from: the ``users`` section of the JSON report.
-
-    Attributes:
-        field: the ``--group-by`` column.
-        aggregate: the aggregation used (:data:`privaudit.stats.groups.AGGREGATES`).
-        aggregate_source: ``"given"``, or how it was chosen.
-        aggregate_tpr: each aggregation's mean TPR at 1% FPR on the reference models, when chosen there.
-        records: each user's number of records, in user order (members first).
-        n_member_records: records of member users.
-        n_non_member_records: records of non-member users.
-        record_level: per attack, the record-level metrics before aggregation.
-        epsilon: the record-level theoretical ε (``None`` without DP).
-        delta: the audit's δ.
-    """
-
-    field: str
-    aggregate: str
-    aggregate_source: str
-    aggregate_tpr: dict[str, float]
-    records: np.ndarray = field(repr=False)
-    n_member_records: int
-    n_non_member_records: int
-    record_level: dict[str, AttackMetrics] = field(repr=False)
-    epsilon: float | None
-    delta: float
-
-    @property
-    def max_records(self) -> int:
-        return int(self.records.max())
-
-    def group_privacy(self) -> tuple[float, float] | None:
-        """(kε, k·e^((k-1)ε)·δ) for the largest user's k records; ``None`` without DP."""
-        return group_privacy(self.epsilon, self.delta, self.max_records)
-
-    def to_dict(self) -> dict:
-        bound = self.group_privacy()
-        return {
-            "group_by": self.field,
-            "aggregate": self.aggregate,
-            "aggregate_source": self.aggregate_source,
-            "aggregate_tpr_at_1pct_fpr": self.aggregate_tpr or None,
-            "n_member_records": self.n_member_records,
-            "n_non_member_records": self.n_non_member_records,
-            "records_per_user": {
-                "min": int(self.records.min()),
-                "median": float(np.median(self.records)),
-                "mean": float(self.records.mean()),
-                "max": self.max_records,
-            },
-            "group_privacy": None
-            if bound is None
-            else {
-                "k": self.max_records,
-                "epsilon": _finite(bound[0]),
-                "delta": _finite(bound[1]),
-                "vacuous": not bound[1] < 1.0,
-                "rule": "(k*eps, k*exp((k-1)*eps)*delta)-DP for k records (Vadhan 2017, Lemma 2.2)",
-            },
-            "record_level": {
-                name: {
-                    "auc": m.auc.value,
-                    "tpr_at_fpr": [{"fpr": t.fpr, "tpr": t.tpr, "supported": t.supported} for t in m.tpr_at_fpr],
-                    "epsilon_lower_bound": m.epsilon_lower_bound,
-                }
-                for name, m in self.record_level.items()
-            },
-        }
-
-
-def _finite(x: float) -> float | None:
-    return None if not np.isfinite(x) else float(x)
-
-
 def _majority(values: Sequence, inverse: np.ndarray, n_users: int) -> list:
     counts: list[Counter] = [Counter() for _ in range(n_users)]
     for value, user in zip(values, inverse, strict=True):
@@ -203,7 +125,7 @@ def user_view(
     """
     from dataclasses import replace
 
-    from privaudit.mia.records import Examples
+    from privaudit.mia.types import Examples
 
     users, inverse = group_index(groups)
     n_users = len(users)

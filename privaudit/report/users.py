@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
-from privaudit.mia.result import MiaResult
+from privaudit.mia.types import MiaResult
 
 NO_DP = "none (trained without DP)"
 

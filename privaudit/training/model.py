@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from privaudit.families.forward import prepare
 from privaudit.target import _quiet_transformers
+from privaudit.training.config import Architecture, TrainConfig  # noqa: F401 (Architecture re-exported)
 from privaudit.training.head import load_base
 
-if TYPE_CHECKING:
-    from privaudit.training.train import TrainConfig
-
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A small BERT for ``--from-scratch`` training."""
-
-    hidden_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 2
-    intermediate_size: int = 256
-    vocab_size: int = 4000
-    dropout: float = 0.1
 
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):

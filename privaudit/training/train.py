@@ -21,6 +21,7 @@ from privaudit.errors import PrivauditError
 from privaudit.families.adapter import adapter_for
 from privaudit.families.forward import one_row_per_example
 from privaudit.stats.accounting import epsilon, noise_multiplier_for_epsilon
+from privaudit.training.config import Architecture, TrainConfig  # noqa: F401 (re-exported: their old home)
 from privaudit.training.dp_sgd import DPConfig
 from privaudit.training.dp_sgd import empty_batch_step as _empty_batch_step  # tests spy on it here
 from privaudit.training.ghost import ghost_refuses_ties
@@ -31,59 +32,10 @@ from privaudit.training.layers import (
     parse_train_layers,
     trainable_names,
 )
-from privaudit.training.model import Architecture, build_model
-from privaudit.training.word_models import WordModel, check_arch
+from privaudit.training.model import build_model
 
 if TYPE_CHECKING:
     from privaudit.training.canary_insertion import GradientCanaries
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: enough, with the data, to train reference models the same way."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    max_length: int = 64
-    seed: int = 0
-    weight_decay: float = 0.0
-    base: str | None = None
-    architecture: Architecture | None = field(default_factory=Architecture)
-    # What trains (privaudit/training/layers.py): "all", "head" or "last:N"; with lora_rank > 0, LoRA adapters on
-    # lora_targets plus the head. Recorded in privaudit.json, so reference models train the same parameters.
-    train_layers: str = "all"
-    lora_rank: int = 0
-    lora_alpha: float | None = None
-    lora_targets: tuple[str, ...] = ()  # empty: the family's attention projections (privaudit.families)
-    # "bert" (the small BERT above, or --base), or privaudit's own "bilstm" / "cnn" (privaudit.models) sized by
-    # word_model. Early stopping: stop after `early_stopping` epochs without a lower validation loss and keep the
-    # best epoch's weights; the validation data is `validation_file`, or a `validation_fraction` of the training data
-    # held out (so reference models, which read this recipe, split theirs alike).
-    arch: str = "bert"
-    word_model: WordModel | None = None
-    early_stopping: int = 0
-    validation_fraction: float = 0.0
-    validation_file: str | None = None
-
-    def __post_init__(self) -> None:
-        check_arch(self.arch)
-        if self.early_stopping < 0:
-            raise PrivauditError(
-                f"--early-stopping must be 0 (off) or a patience of 1 or more epochs, not {self.early_stopping}"
-            )
-        if not 0 <= self.validation_fraction < 1:
-            raise PrivauditError(f"--validation-fraction must be in [0, 1) (0: off), not {self.validation_fraction}")
-        if self.early_stopping and not (self.validation_fraction or self.validation_file):
-            raise PrivauditError(
-                "--early-stopping needs validation data: pass --validation FILE or --validation-fraction F"
-            )
-        spec = parse_train_layers(self.train_layers)  # fails early, before any data is read
-        if self.lora_rank < 0:
-            raise PrivauditError(f"--lora-rank must be at least 1 (0: no LoRA), not {self.lora_rank}")
-        if self.lora_rank and spec.kind != "all":
-            raise PrivauditError("give --train-layers or --lora-rank, not both: LoRA trains its adapters and the head")
-        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
 
 @dataclass

@@ -251,7 +251,7 @@ def test_slices_and_the_gate_work_per_user(tmp_path, run_cli):
 
 
 def _result_with_users(records: list[int], epsilon: float, bound_scores) -> object:
-    from privaudit.mia.result import AttackResult, MiaResult
+    from privaudit.mia.types import AttackResult, MiaResult
     from privaudit.mia.users import UserLevel
     from privaudit.stats.metrics import evaluate
 
