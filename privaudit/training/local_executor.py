@@ -18,9 +18,11 @@ import multiprocessing
 import os
 import queue
 import signal
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 from privaudit.device import CPU, Compute
@@ -108,7 +110,8 @@ def _run_pool(
     pool = ProcessPoolExecutor(
         max_workers=n, mp_context=context, initializer=_start_worker, initargs=(data, compute, threads, steps)
     )
-    futures: dict[Future, ReferenceJob] = {pool.submit(_work, job): job for job in jobs}
+    with _main_not_rerun():  # the workers start as the jobs are submitted
+        futures: dict[Future, ReferenceJob] = {pool.submit(_work, job): job for job in jobs}
     pending = set(futures)
     failure: PrivauditError | None = None
     try:
@@ -141,6 +144,28 @@ def _run_pool(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Start spawned workers without importing ``__main__`` in them.
+
+    A spawned child imports the parent's main script (to find what it defines) unless the script is a ``-m`` module:
+    a user's script that calls ``privaudit.audit_membership`` without an ``if __name__ == "__main__":`` guard would
+    run its audit again in every worker. The workers need nothing from it (their functions and data are
+    privaudit's), so while they start the main module shows no file or spec to import.
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
+    try:
+        if "__file__" in saved:
+            del main.__file__
+        if "__spec__" in saved:
+            main.__spec__ = None  # multiprocessing reads main.__spec__ itself, so it must stay
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def _drain(steps, on_step: Step | None) -> None:

@@ -294,3 +294,25 @@ def test_the_command_line_refuses_an_unreachable_cluster_in_one_line(tiny_model,
     assert last.startswith("error: --ray-address 127.0.0.1:1: no Ray cluster answers there (")
     assert "Traceback" not in done.stderr
     assert time.monotonic() - start < 90
+
+
+def test_local_workers_do_not_rerun_a_script_without_a_main_guard(tmp_path):
+    """A user's script calling the API at top level: the spawned workers must not run it again."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "audit.py"
+    script.write_text(
+        "import multiprocessing\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from privaudit.training.local_executor import _main_not_rerun\n"
+        "print('script ran', flush=True)\n"
+        "with _main_not_rerun():\n"
+        "    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context('spawn'))\n"
+        "    futures = [pool.submit(len, 'abc') for _ in range(3)]\n"
+        "print([f.result() for f in futures], flush=True)\n"
+        "pool.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["script ran", "[3, 3, 3]"]
