@@ -126,7 +126,10 @@ def run(repeats: int = 1, runs=RUNS) -> dict:
     members = DATA / "members.jsonl"
     texts, _ = read_jsonl(members)
     base = make_base(
-        WORK / "base", texts, extra_words=4000, shape=BaseShape(hidden_size=128, num_hidden_layers=2, intermediate_size=256)
+        WORK / "base",
+        texts,
+        extra_words=4000,
+        shape=BaseShape(hidden_size=128, num_hidden_layers=2, intermediate_size=256),
     )
     count = round(PLANT_SHARE * len(texts))
     started = time.perf_counter()
@@ -138,9 +141,16 @@ def run(repeats: int = 1, runs=RUNS) -> dict:
     nm = noise_multiplier_for_epsilon(target_epsilon=EPSILON, sample_rate=RATE, steps=STEPS, delta=DELTA)
     data: dict = {
         "what": "the fixture recipe trained by the outside pipeline (plain transformers + Opacus)",
-        "recipe": {"sample_rate": RATE, "steps": STEPS, "max_length": MAX_LENGTH, "delta": DELTA, "lr": LR,
-                   "target_epsilon": EPSILON, "noise_multiplier": nm, "base": "BERT hidden 128, 2 layers, random, "
-                   "fixture words + 4,000 generated"},  # fmt: skip
+        "recipe": {
+            "sample_rate": RATE,
+            "steps": STEPS,
+            "max_length": MAX_LENGTH,
+            "delta": DELTA,
+            "lr": LR,
+            "target_epsilon": EPSILON,
+            "noise_multiplier": nm,
+            "base": "BERT hidden 128, 2 layers, random, fixture words + 4,000 generated",
+        },  # fmt: skip
         "plant": {"rows": len(texts), "canaries": count, "rows_added": planted_rows - len(texts), "seconds": plant_s},
         "hook_canaries": HOOK_CANARIES,
         "targets": TARGETS,
@@ -177,9 +187,7 @@ def run(repeats: int = 1, runs=RUNS) -> dict:
         }
         if with_plant:
             for key, kwargs in (("data_white", {"base": base}), ("data_black", {})):
-                request = DpAuditRequest(
-                    model_dir=out / "model", canaries=secret, epsilon=claim, delta=DELTA, **kwargs
-                )
+                request = DpAuditRequest(model_dir=out / "model", canaries=secret, epsilon=claim, delta=DELTA, **kwargs)
                 row[key] = _audit(request, claim)
         if with_hook:
             row["hook_audit"] = _audit(DpAuditRequest(canaries=hook_file, epsilon=claim, delta=DELTA), claim)
@@ -261,12 +269,35 @@ def markdown(data: dict) -> list[str]:
             gates = [g for g, k in (("bound", "exit_bound"), ("estimate", "exit_estimate")) if audit[k] == 1]
             caught.append(f"{what} {'caught by the ' + ' and '.join(gates) + ' gate' if gates else 'not caught'}")
         notes.append(f"- {r['pipeline']}: " + "; ".join(caught) + ".")
-    strict_ceiling = [r["data_white"]["eps_delta"] for r in rows if "data_white" in r]
-    if strict_ceiling:
+    data_rows = [r for r in rows if "data_white" in r]
+    if data_rows:
+        ceiling = max(max(r[k]["eps_delta"] for k in ("data_white", "data_black")) for r in data_rows)
+        flagged = [
+            r["pipeline"]
+            for r in data_rows
+            if any(r[k]["exit_estimate"] == 1 and r[k]["exit_bound"] == 0 for k in ("data_white", "data_black"))
+        ]
+        below = ceiling < min(r["claimed_epsilon"] for r in data_rows)
         notes.append(
-            f"- With {plant['canaries']} data canaries the strict bound reached at most {max(strict_ceiling):.2f} in "
-            f"this run: one run of M canaries cannot prove much more than ln M, so only the estimate gate can flag a "
-            "data-canary pipeline against a claim of 8."
+            f"- Data canaries: the strict bound reached at most {ceiling:.2f} in this run"
+            + (
+                ", below every claim: one run of M canaries cannot prove much more than ln M, so "
+                "`--fail-if-bound-exceeds-epsilon` cannot fire on these claims with this many"
+                if below
+                else ""
+            )
+            + (
+                f"; flagged by the estimate gate alone: {', '.join(flagged)}."
+                if flagged
+                else "; the estimate gate flagged no pipeline the bound gate passed."
+            )
+        )
+    shuffled = next((r for r in rows if r["variant"] == "shuffled" and "hook_audit" in r), None)
+    if shuffled:
+        notes.append(
+            "- The hook samples its own canaries at the accounted rate, so it cannot see the shuffled-batches bug "
+            f"(its gates gave exit {shuffled['hook_audit']['exit_bound']} and "
+            f"{shuffled['hook_audit']['exit_estimate']} there); data canaries go through the loader."
         )
     notes.append(
         f"- Planting: {plant['rows_added']} rows added to {plant['rows']} "
