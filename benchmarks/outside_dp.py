@@ -114,9 +114,8 @@ def run(repeats: int = 1, runs=RUNS) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from outside.pipeline import BaseShape, make_base, read_jsonl, train_classifier
+    from outside.pipeline import BaseShape, make_base, read_jsonl
 
-    from privaudit.canary.dpaudit import DpAuditRequest
     from privaudit.canary.plant import plant
     from privaudit.stats.accounting import noise_multiplier_for_epsilon
 
@@ -161,42 +160,87 @@ def run(repeats: int = 1, runs=RUNS) -> dict:
     del planted
     for name, variant, seed, with_plant, with_hook in runs:
         label = f"{name}, seed {seed}"
-        print(f"outside-dp: {label} ...", file=sys.stderr, flush=True)
-        out = WORK / f"{variant}-{seed}-{int(with_plant)}{int(with_hook)}"
-        out.mkdir()
-        hook_file = out / "hook.canaries.jsonl"
-        started = time.perf_counter()
-        info = train_classifier(
-            base, planted_data if with_plant else members, out / "model", noise_multiplier=nm, sample_rate=RATE,
-            steps=STEPS, max_length=MAX_LENGTH, lr=LR, seed=seed, variant=variant,
-            gradient_canaries=HOOK_CANARIES if with_hook else 0, canary_file=hook_file if with_hook else None,
-        )  # fmt: skip
-        train_s = time.perf_counter() - started
-        claim = info["epsilon"]
-        row: dict = {
-            "pipeline": name,
-            "variant": variant,
-            "seed": seed,
-            "planted": with_plant,
-            "hook": with_hook,
-            "claimed_epsilon": claim,
-            "accounted_sample_rate": info["accounted_sample_rate"],
-            "train_seconds": train_s,
-            "train_accuracy": info["train_accuracy"],
-            "test_accuracy": _accuracy(out / "model", DATA / "non_members.jsonl"),
-        }
-        if with_plant:
-            for key, kwargs in (("data_white", {"base": base}), ("data_black", {})):
-                request = DpAuditRequest(model_dir=out / "model", canaries=secret, epsilon=claim, delta=DELTA, **kwargs)
-                row[key] = _audit(request, claim)
-        if with_hook:
-            row["hook_audit"] = _audit(DpAuditRequest(canaries=hook_file, epsilon=claim, delta=DELTA), claim)
+        data_file, canaries = (planted_data, secret) if with_plant else (members, None)
+        row = _row(base, data_file, canaries, nm, name, variant, seed, with_hook, LR)
         data["rows"].append(row)
-        data["seconds"][label] = train_s
-        print(json.dumps(row, default=str), file=sys.stderr, flush=True)
+        data["seconds"][label] = row["train_seconds"]
         _write_partial(data)
     data["partial"] = False
     return data
+
+
+def _row(
+    base: Path,
+    data: Path,
+    secret: Path | None,
+    nm: float,
+    name: str,
+    variant: str,
+    seed: int,
+    with_hook: bool,
+    lr: float,
+) -> dict:
+    """Train one pipeline on ``data`` and audit every path it carries: the data canaries of ``secret`` (``None``:
+    ``data`` is not planted) and the hook's."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from outside.pipeline import train_classifier
+
+    from privaudit.canary.dpaudit import DpAuditRequest
+
+    with_plant = secret is not None
+    print(f"outside-dp: {name}, seed {seed} ...", file=sys.stderr, flush=True)
+    out = WORK / f"{variant}-{seed}-{int(with_plant)}{int(with_hook)}-lr{lr:g}"
+    out.mkdir()
+    hook_file = out / "hook.canaries.jsonl"
+    started = time.perf_counter()
+    info = train_classifier(
+        base, data, out / "model", noise_multiplier=nm, sample_rate=RATE, steps=STEPS, max_length=MAX_LENGTH, lr=lr,
+        seed=seed, variant=variant, gradient_canaries=HOOK_CANARIES if with_hook else 0,
+        canary_file=hook_file if with_hook else None,
+    )  # fmt: skip
+    train_s = time.perf_counter() - started
+    claim = info["epsilon"]
+    row: dict = {
+        "pipeline": name,
+        "variant": variant,
+        "seed": seed,
+        "lr": lr,
+        "planted": with_plant,
+        "hook": with_hook,
+        "claimed_epsilon": claim,
+        "accounted_sample_rate": info["accounted_sample_rate"],
+        "train_seconds": train_s,
+        "train_accuracy": info["train_accuracy"],
+        "test_accuracy": _accuracy(out / "model", DATA / "non_members.jsonl"),
+    }
+    if with_plant:
+        for key, kwargs in (("data_white", {"base": base}), ("data_black", {})):
+            request = DpAuditRequest(model_dir=out / "model", canaries=secret, epsilon=claim, delta=DELTA, **kwargs)
+            row[key] = _audit(request, claim)
+    if with_hook:
+        row["hook_audit"] = _audit(DpAuditRequest(canaries=hook_file, epsilon=claim, delta=DELTA), claim)
+    print(json.dumps(row, default=str), file=sys.stderr, flush=True)
+    return row
+
+
+# Run after the section on request (``python -m benchmarks.outside_dp --supplement``), on the same base and canaries:
+# the no-noise pipeline at the learning rate of benchmarks/data_canaries.py, where its data canaries separated.
+SUPPLEMENT = (("noise multiplier 0, Adam at 1e-3 (supplementary)", "noise0", 0, True, 1e-3),)
+
+
+def supplement() -> list[dict]:
+    """The :data:`SUPPLEMENT` rows, on the base and planted data that :func:`run` left in ``WORK``."""
+    from privaudit.stats.accounting import noise_multiplier_for_epsilon
+
+    base, planted = WORK / "base", WORK / "planted" / "members.jsonl"
+    if not planted.is_file():
+        raise SystemExit(f"{planted} is missing: run the section first (benchmarks/run.py --only outside-dp)")
+    nm = noise_multiplier_for_epsilon(target_epsilon=EPSILON, sample_rate=RATE, steps=STEPS, delta=DELTA)
+    secret = WORK / "planted" / "secret" / "canaries.jsonl"
+    rows = []
+    for name, variant, seed, with_hook, lr in SUPPLEMENT:
+        rows.append({**_row(base, planted, secret, nm, name, variant, seed, with_hook, lr), "supplementary": True})
+    return rows
 
 
 def _f(x: float | None) -> str:
@@ -299,6 +343,11 @@ def markdown(data: dict) -> list[str]:
             f"(its gates gave exit {shuffled['hook_audit']['exit_bound']} and "
             f"{shuffled['hook_audit']['exit_estimate']} there); data canaries go through the loader."
         )
+    if any(r.get("supplementary") for r in rows):
+        notes.append(
+            "- Rows marked supplementary were run after the section (`python -m benchmarks.outside_dp --supplement`, "
+            f"measured {data.get('supplement_measured', 'later')}) on the same base and the same planted canaries."
+        )
     notes.append(
         f"- Planting: {plant['rows_added']} rows added to {plant['rows']} "
         f"({plant['rows_added'] / plant['rows']:.1%}), {plant['seconds']:.2f} s."
@@ -330,6 +379,12 @@ def markdown(data: dict) -> list[str]:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    document = run()
-    document["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (RESULTS / "outside-dp.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    results = RESULTS / "outside-dp.json"
+    if "--supplement" in sys.argv:  # appended to the section's last run, marked
+        document = json.loads(results.read_text())
+        document["rows"] = [r for r in document["rows"] if not r.get("supplementary")] + supplement()
+        document["supplement_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    else:
+        document = run()
+        document["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results.write_text(json.dumps(document, indent=2, default=str) + "\n")
