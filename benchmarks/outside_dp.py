@@ -256,8 +256,9 @@ def _cell(audit: dict | None) -> str:
     )
 
 
-def _range(values: list[float]) -> str:
-    return f"{min(values):.2f}" if min(values) == max(values) else f"{min(values):.2f}–{max(values):.2f}"
+def _range(values: list[float], fmt: str = ".2f") -> str:
+    low, high = format(min(values), fmt), format(max(values), fmt)
+    return low if low == high else f"{low}–{high}"
 
 
 def markdown(data: dict) -> list[str]:
@@ -359,7 +360,9 @@ def markdown(data: dict) -> list[str]:
         notes.append(
             f"- Training time, honest seed 0 on the planted data: {no_hook['train_seconds']:.0f} s without the hook, "
             f"{with_hook['train_seconds']:.0f} s with {data['hook_canaries']:,} gradient canaries "
-            f"({with_hook['train_seconds'] / no_hook['train_seconds']:.2f}x)."
+            f"({with_hook['train_seconds'] / no_hook['train_seconds']:.2f}x); with the hook over the honest seeds: "
+            f"{_range([r['train_seconds'] for r in honest], '.0f')} s. Single runs on a shared machine: the spread between "
+            "seeds, which do the same work, is other load, so the ratio is only an upper sketch of the hook's cost."
         )
     if clean and no_hook:
         notes.append(
