@@ -299,7 +299,7 @@ def markdown(data: dict) -> list[str]:
             verdict = "meets" if min(bounds) >= target else "misses"
             what = "data canaries (white-box)" if path == "data" else "the Opacus hook"
             notes.append(
-                f"- Honest, {len(honest)} seed(s), {what}: strict bound {_range(bounds)}, "
+                f"- Honest, {len(honest)} seed{'s' if len(honest) > 1 else ''}, {what}: strict bound {_range(bounds)}, "
                 f"{'every one' if within else 'NOT every one'} at or below the claim; {verdict} issue 18's "
                 f"target of {target:g}."
             )
@@ -312,7 +312,10 @@ def markdown(data: dict) -> list[str]:
             if audit is None:
                 continue
             gates = [g for g, k in (("bound", "exit_bound"), ("estimate", "exit_estimate")) if audit[k] == 1]
-            caught.append(f"{what} {'caught by the ' + ' and '.join(gates) + ' gate' if gates else 'not caught'}")
+            verdict = (
+                f"caught by the {' and '.join(gates)} gate{'s' if len(gates) > 1 else ''}" if gates else "not caught"
+            )
+            caught.append(f"{what} {verdict}")
         notes.append(f"- {r['pipeline']}: " + "; ".join(caught) + ".")
     data_rows = [r for r in rows if "data_white" in r]
     if data_rows:
