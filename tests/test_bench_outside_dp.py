@@ -73,7 +73,7 @@ def test_the_notes_follow_the_rows(document):
     assert "data canaries (white-box): strict bound 0.00, every one at or below the claim; misses" in out
     assert "the Opacus hook: strict bound 2.90, every one at or below the claim; meets" in out
     assert "noise multiplier 0: data white-box caught by the estimate gate" in out
-    assert "hook caught by the bound gate;" in out
+    assert "hook caught by the bound gate." in out
     assert "flagged by the estimate gate alone: noise multiplier 0" in out
     assert "50 s without the hook, 100 s with 100,000 gradient canaries (2.00x)" in out
     assert "0.600 without canaries, 0.500 with the data canaries planted" in out
