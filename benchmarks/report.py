@@ -308,6 +308,7 @@ def write_markdown(results: Path, out: Path) -> None:
         "sweep-minilm",
         "tightness",
         "user-level",
+        "outside-dp",
         "modiva-study",
         "modiva-paper",
     ):
@@ -390,6 +391,8 @@ def write_markdown(results: Path, out: Path) -> None:
             parts += _sweep(data)
         elif name == "tightness":
             parts += __import__("benchmarks.tightness", fromlist=["markdown"]).markdown(data)
+        elif name == "outside-dp":
+            parts += __import__("benchmarks.outside_dp", fromlist=["markdown"]).markdown(data)
         elif name == "modiva-study":
             parts += _modiva_study(data)
         elif name == "modiva-paper":

@@ -19,6 +19,8 @@ repeats, so that load from elsewhere inflates both sides alike. Sections:
 - sweep:    ``privaudit sweep`` of the fixture recipe over inf,16,8,4,2,1 (benchmarks/sweep.py);
 - tightness: the one-run audits against the claimed epsilon at 1, 2, 4, 8 (benchmarks/tightness.py);
 - user-level: record-level against user-level TPR at 1% FPR per aggregation, group-privacy epsilon (benchmarks/users.py);
+- outside-dp: a DP claim checked on the outside pipeline (plain Opacus), data canaries and the Opacus hook in one run,
+  honest and four broken pipelines (benchmarks/outside_dp.py);
 - modiva-study: ModIvA's exact recovery against repeats, dropout and DP, beside the exhaustive rank
   (benchmarks/modiva_study.py; ``make bench-modiva``, not part of the default run).
 - modiva-paper: the study in paper mode: exact recovery over N models of one secret each, per architecture x defence
@@ -367,6 +369,7 @@ SECTIONS = {
     "sweep-minilm": lambda repeats: __import__("benchmarks.sweep_minilm", fromlist=["run"]).run(repeats),
     "tightness": lambda repeats: __import__("benchmarks.tightness", fromlist=["run"]).run(repeats),
     "user-level": lambda repeats: __import__("benchmarks.users", fromlist=["run"]).run(repeats),
+    "outside-dp": lambda repeats: __import__("benchmarks.outside_dp", fromlist=["run"]).run(repeats),
 }
 # Run on request only (``--only modiva-study``, ``make bench-modiva``; ``--only modiva-paper``,
 # ``make bench-modiva-paper``): they train a model per configuration, or N.

@@ -209,10 +209,12 @@ COMMAND_KEYS: dict[str, dict[str, Key]] = {
     },
     "dp_audit": {  # [tool.privaudit.dp-audit] (or dp_audit); the analysis draws nothing, so no seed
         **{name: key for name, key in GATE_KEYS.items() if name != "seed"},
+        "fail_if_estimate_exceeds_epsilon": Key("fail_if_estimate_exceeds_epsilon", _bool),
         "model": Key("model_dir", _path),
         "scores": Key("scores", _path),
         "canaries": Key("canaries", _path),
-        "canary_kind": Key("canary_kind", _choice("auto", "audit", "gradient")),
+        "canary_kind": Key("canary_kind", _choice("auto", "audit", "gradient", "data")),
+        "base": Key("base", _path),
         "epsilon": Key("epsilon", _float),
         "delta": Key("delta", _float),
         "alpha": Key("alpha", _float),

@@ -68,6 +68,19 @@ def test_pyproject_and_privaudit_toml_read_the_same_keys(tmp_path):
     assert pyproject.source == f"{tmp_path / 'pyproject.toml'} tool.privaudit.mia"
 
 
+def test_dp_audit_keys_for_data_canaries_and_the_estimate_gate(tmp_path):
+    body = 'base = "models/base"\ncanary_kind = "data"\nfail_if_estimate_exceeds_epsilon = true\n'
+    config = load_config(write(tmp_path / "pyproject.toml", "[tool.privaudit.dp-audit]\n" + body), "dp_audit")
+    assert config.defaults == {
+        "base": str(tmp_path / "models" / "base"),
+        "canary_kind": "data",
+        "fail_if_estimate_exceeds_epsilon": True,
+    }
+    bad = write(tmp_path / "privaudit.toml", "[dp-audit]\nfail_if_estimate_exceeds_epsilon = 'yes'\n")
+    with pytest.raises(PrivauditError, match=r"fail_if_estimate_exceeds_epsilon: expected true or false"):
+        load_config(bad, "dp_audit")
+
+
 def test_a_file_without_the_commands_table_is_empty(tmp_path):
     config = load_config(write(tmp_path / "pyproject.toml", "[tool.ruff]\nline-length = 120\n"), "mia")
     assert (config.defaults, config.fail_above, config.max_increase) == ({}, {}, {})

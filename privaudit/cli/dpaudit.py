@@ -12,10 +12,12 @@ from privaudit.cli.output import (
     Baseline,
     ExitZero,
     FailIfBoundExceedsEpsilon,
+    FailIfEstimateExceedsEpsilon,
     JsonOut,
     JunitOut,
     MarkdownOut,
     NoFailIfBoundExceedsEpsilon,
+    NoFailIfEstimateExceedsEpsilon,
     Output,
     OutputFormat,
     SarifOut,
@@ -109,11 +111,13 @@ def dp_audit(
         fail_above_option(
             metavar="METRIC=VALUE",
             metrics="fdp_epsilon_lb (f-DP, (eps, delta) family), gdp_epsilon_lb and gdp_mu_lb (f-DP, Gaussian "
-            "family), steinke_epsilon_lb",
+            "family), steinke_epsilon_lb; estimate_epsilon_lower (the estimate's lower limit, not a bound)",
         ),
     ] = None,
     fail_if_bound_exceeds_epsilon: FailIfBoundExceedsEpsilon = False,
     no_fail_if_bound_exceeds_epsilon: NoFailIfBoundExceedsEpsilon = False,
+    fail_if_estimate_exceeds_epsilon: FailIfEstimateExceedsEpsilon = False,
+    no_fail_if_estimate_exceeds_epsilon: NoFailIfEstimateExceedsEpsilon = False,
     baseline: Baseline = None,
     max_increase: Annotated[list[str] | None, max_increase_option(metavar="METRIC=VALUE")] = None,
     save_baseline: SaveBaseline = None,
@@ -130,7 +134,8 @@ def dp_audit(
     theoretical epsilon, three lower bounds at confidence 1 - alpha: f-DP with the (eps, delta) family (a strict
     bound, the one --fail-if-bound-exceeds-epsilon checks), f-DP with the Gaussian family (tighter, but it assumes a
     Gaussian trade-off curve) and Steinke et al. (2023). Beside them, a likelihood estimate (an equal-variance Gaussian
-    fit of the scores as mu-GDP, with its lower limit): an estimate, not a bound, never what the gate checks. Example:
+    fit of the scores as mu-GDP, with its lower limit): an estimate, not a bound, gated only on request
+    (--fail-if-estimate-exceeds-epsilon, for few canaries, whose strict bound cannot reach the claim). Example:
 
         privaudit dp-audit --scores canary-scores.jsonl --epsilon 8
 
@@ -149,6 +154,10 @@ def dp_audit(
 
         privaudit dp-audit my-model --base bert-base \\
             -c planted/secret/canaries.jsonl --epsilon 8
+
+    100 data canaries cannot prove much more than ln(100) = 4.6, so a claim of 8 is out of the strict bound's reach;
+    to flag a pipeline whose estimate is far above its claim (an estimate, not a proof), add
+    --fail-if-estimate-exceeds-epsilon.
 
     Defaults come from \\[tool.privaudit.dp-audit] in pyproject.toml or \\[dp-audit] in privaudit.toml; flags
     override them.

@@ -68,6 +68,25 @@ NoFailIfBoundExceedsEpsilon = Annotated[
         help="Turn off fail_if_bound_exceeds_epsilon set in the config file.",
     ),
 ]
+FailIfEstimateExceedsEpsilon = Annotated[
+    bool,
+    typer.Option(
+        "--fail-if-estimate-exceeds-epsilon",
+        help="Exit 1 if the likelihood ESTIMATE's lower limit exceeds the theoretical epsilon. Opt-in: it gates on an "
+        "estimate (an equal-variance Gaussian fit of the scores), not a bound; it can flag what few canaries cannot "
+        "prove, and it is only as right as the scores are Gaussian.",
+        rich_help_panel="Gate",
+        metavar="",
+    ),
+]
+NoFailIfEstimateExceedsEpsilon = Annotated[
+    bool,
+    typer.Option(
+        "--no-fail-if-estimate-exceeds-epsilon",
+        hidden=True,
+        help="Turn off fail_if_estimate_exceeds_epsilon set in the config file.",
+    ),
+]
 Baseline = Annotated[
     Path | None,
     typer.Option(help="Compare with this baseline (see 'privaudit baseline save').", rich_help_panel="Gate"),
@@ -120,6 +139,8 @@ class GateOptions:
         fail_above: ``--fail-above`` specs, e.g. ``["auc=0.6"]``.
         max_increase: ``--max-increase`` specs; they need ``baseline``.
         fail_if_bound_exceeds_epsilon: check the command's epsilon lower bound against the theoretical epsilon.
+        fail_if_estimate_exceeds_epsilon: check the likelihood estimate's lower limit (not a bound) against the
+            theoretical epsilon (``dp-audit`` only).
         baseline: ``--baseline FILE``.
         save_baseline: ``--save-baseline FILE``.
         exit_zero: report breaches but exit 0.
@@ -132,6 +153,7 @@ class GateOptions:
     fail_above: Sequence[str] = ()
     max_increase: Sequence[str] = ()
     fail_if_bound_exceeds_epsilon: bool = False
+    fail_if_estimate_exceeds_epsilon: bool = False
     baseline: Path | None = None
     save_baseline: Path | None = None
     exit_zero: bool = False
@@ -150,6 +172,8 @@ class GateOptions:
         values["max_increase"] = tuple(values["max_increase"] or ())
         if params.get("no_fail_if_bound_exceeds_epsilon"):
             values["fail_if_bound_exceeds_epsilon"] = False
+        if params.get("no_fail_if_estimate_exceeds_epsilon"):
+            values["fail_if_estimate_exceeds_epsilon"] = False
         return cls(**values)
 
     def sinks(self) -> Iterator[tuple[str, Path]]:
@@ -169,12 +193,14 @@ class GatePlan:
         thresholds: from the config file and the flags, merged (the epsilon claim comes with the result).
         baseline: the measurements of ``--baseline``, or ``None``.
         bound_source: where ``fail_if_bound_exceeds_epsilon`` came from (flag or config key); ``None`` when off.
+        estimate_source: likewise ``fail_if_estimate_exceeds_epsilon``.
     """
 
     options: GateOptions
     thresholds: tuple[Threshold, ...]
     baseline: list[Measurement] | None
     bound_source: str | None
+    estimate_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -255,11 +281,15 @@ def prepare_gate(
     bound_source = None
     if options.fail_if_bound_exceeds_epsilon:
         bound_source = value_source(ctx, "fail_if_bound_exceeds_epsilon", "--fail-if-bound-exceeds-epsilon")
+    estimate_source = None
+    if options.fail_if_estimate_exceeds_epsilon:
+        estimate_source = value_source(ctx, "fail_if_estimate_exceeds_epsilon", "--fail-if-estimate-exceeds-epsilon")
     return GatePlan(
         options=options,
         thresholds=tuple(thresholds),
         baseline=load_baseline(options.baseline) if options.baseline is not None else None,
         bound_source=bound_source,
+        estimate_source=estimate_source,
     )
 
 
@@ -295,6 +325,7 @@ def finish(plan: GatePlan, audit: AuditReport) -> None:
     from privaudit.cli.console import err_console, write_text
     from privaudit.gate.baseline import baseline_document
     from privaudit.gate.gate import PER_USER, epsilon_claim, run_gate
+    from privaudit.gate.measurements import ESTIMATE_METRIC
     from privaudit.report import formats
 
     options, result = plan.options, audit.result
@@ -306,6 +337,11 @@ def finish(plan: GatePlan, audit: AuditReport) -> None:
             claimed, source = result.claimed_epsilon(), f"{source} {PER_USER}"
         claim = epsilon_claim(claimed, metric=audit.bound_metric, source=source)
         thresholds.append(claim)
+    if plan.estimate_source is not None:
+        # Opt-in, and named apart from the bound's check: the estimate's lower limit is not a bound.
+        thresholds.append(
+            epsilon_claim(result.theoretical_epsilon, metric=ESTIMATE_METRIC, source=plan.estimate_source)
+        )
     gate = run_gate(
         audit.measurements,
         thresholds,

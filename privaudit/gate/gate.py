@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from privaudit.errors import PrivauditError
-from privaudit.gate.measurements import Measurement, format_number, is_slice_subject, tpr_metric
+from privaudit.gate.measurements import ESTIMATE_METRIC, Measurement, format_number, is_slice_subject, tpr_metric
 from privaudit.ranges import check_epsilon, check_limit
 
 Kind = Literal["fail_above", "max_increase", "epsilon_claim"]
@@ -369,9 +369,14 @@ def _check_claim(t: Threshold, subject: str, m: Measurement | None) -> Check:
             note = "per user, group privacy guarantees no epsilon at the audit's delta (its delta is larger)"
         return Check(t, subject, "skipped", m, f"{subject}: {m.metric} not gated: {note}")
     if m.value > t.limit + _ABS_TOL:
+        if m.metric == ESTIMATE_METRIC:
+            # Not a proof: the estimate holds only as far as the scores are Gaussian (privaudit.stats.gaussian_fit).
+            verdict = "an estimate, not a bound: likely a DP bug or wrong privacy metadata, not proved"
+        else:
+            verdict = "the DP implementation has a bug or the privacy metadata is wrong"
         message = (
             f"{subject}: {m.metric} = {m.describe()} exceeds the theoretical epsilon {format_number(t.limit)}: "
-            f"the DP implementation has a bug or the privacy metadata is wrong ({t.source})"
+            f"{verdict} ({t.source})"
         )
         return Check(t, subject, "failed", m, message)
     return Check(t, subject, "passed", m, f"{subject}: {m.metric} = {m.describe()} <= epsilon {format_number(t.limit)}")

@@ -9,6 +9,8 @@ command's JSON document, so a baseline file and a fresh run give the same measur
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,7 +28,10 @@ MIA_FIXED_METRICS = ("auc", "advantage", "epsilon_lb")
 # (strict), f-DP with the Gaussian family (eps at delta, and mu; assumes a Gaussian trade-off curve), Steinke et al.
 ONE_RUN_BOUND_METRICS = ("fdp_epsilon_lb", "gdp_epsilon_lb", "gdp_mu_lb", "steinke_epsilon_lb")
 CANARY_METRICS = ("exposure", "extracted", "one_run_epsilon_lb", *ONE_RUN_BOUND_METRICS)
-DP_AUDIT_METRICS = ONE_RUN_BOUND_METRICS
+# The likelihood estimate's lower limit (privaudit.stats.gaussian_fit): an estimate, NOT a bound; gated only on request
+# (``--fail-if-estimate-exceeds-epsilon``, or ``--fail-above estimate_epsilon_lower=VALUE``).
+ESTIMATE_METRIC = "estimate_epsilon_lower"
+DP_AUDIT_METRICS = (*ONE_RUN_BOUND_METRICS, ESTIMATE_METRIC)
 # Subjects of a canary audit: the inserted canaries as a set, each inserted canary, and the one-run audit canaries.
 CANARY_SET = "canaries"
 ONE_RUN = "one-run"
@@ -237,7 +242,7 @@ def one_run_bound_measurements(bounds: Mapping, subject: str) -> list[Measuremen
 
 
 def dp_audit_measurements(result: DpAuditResult) -> list[Measurement]:
-    """The measurements of ``privaudit dp-audit``: the four one-run bounds, of the subject ``one-run``."""
+    """The measurements of ``privaudit dp-audit``: the four one-run bounds and the estimate's lower limit."""
     return measurements_from_dp_audit_dict(result.to_dict())
 
 
@@ -245,14 +250,25 @@ def measurements_from_dp_audit_dict(document: Mapping) -> list[Measurement]:
     """:func:`dp_audit_measurements` from the JSON document (``privaudit.dp-audit/1``) of ``privaudit dp-audit``.
 
     Subject ``one-run``: ``fdp_epsilon_lb`` (f-DP, (eps, delta) family: the bound ``--fail-if-bound-exceeds-epsilon``
-    checks), ``gdp_epsilon_lb`` and ``gdp_mu_lb`` (f-DP, Gaussian family: assumes a Gaussian trade-off curve) and
-    ``steinke_epsilon_lb`` (Steinke et al. 2023).
+    checks), ``gdp_epsilon_lb`` and ``gdp_mu_lb`` (f-DP, Gaussian family: assumes a Gaussian trade-off curve),
+    ``steinke_epsilon_lb`` (Steinke et al. 2023) and, when the document has an ``estimate``,
+    ``estimate_epsilon_lower``: the lower confidence limit of the equal-variance Gaussian fit's epsilon, an estimate
+    and not a bound (the check ``--fail-if-estimate-exceeds-epsilon`` reads).
 
     Raises:
         PrivauditError: when the document lacks a field the measurements need.
     """
     try:
-        return one_run_bound_measurements(document, ONE_RUN)
+        found = one_run_bound_measurements(document, ONE_RUN)
+        estimate = document.get("estimate")
+        if estimate is not None:
+            lower = estimate["epsilon_lower"]
+            level = 1 - float(estimate["alpha"])
+            # JSON writes an infinite limit (scores of zero spread, perfectly apart) as null; the gate gets the
+            # largest float instead, which fails any claim and still writes as a JSON number.
+            value = sys.float_info.max if lower is None or math.isinf(lower) else float(lower)
+            found.append(Measurement(ONE_RUN, ESTIMATE_METRIC, value, confidence=level, note=estimate["label"]))
+        return found
     except (KeyError, TypeError) as err:
         raise PrivauditError(f"not a privaudit.dp-audit/1 document: missing or malformed field {err}") from err
 

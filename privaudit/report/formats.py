@@ -41,6 +41,7 @@ _TITLES = {
     "gdp_epsilon_lb": "one-run f-DP epsilon lower bound (Gaussian family; assumes a Gaussian trade-off curve)",
     "gdp_mu_lb": "one-run mu-GDP lower bound (assumes a Gaussian trade-off curve)",
     "steinke_epsilon_lb": "one-run epsilon lower bound of Steinke et al. (Pareto frontier)",
+    "estimate_epsilon_lower": "lower limit of the likelihood estimate's epsilon (an estimate, not a bound)",
 }
 
 
@@ -128,6 +129,8 @@ def _rule(check: Check) -> dict:
         "max_increase": f"The {title} rose above its baseline by more than --max-increase allows.",
         "epsilon_claim": f"The {title} exceeds the theoretical epsilon: the DP guarantee cannot hold as stated.",
     }[check.threshold.kind]
+    if check.threshold.kind == "epsilon_claim" and check.metric == "estimate_epsilon_lower":
+        text = f"The {title} exceeds the theoretical epsilon: likely a DP bug or wrong privacy metadata (not proved)."
     return {
         "id": rule_id(check),
         "name": "".join(w.capitalize() for w in rule_id(check).split("-")),

@@ -6,7 +6,7 @@ trade-off of N(0, 1) against N(mu, 1)). This is the heuristic of Steinke et al. 
 a Gaussian fit of the canaries' statistics) and of Agrawal et al. 2026 ("Let's Ask Gauss"): by the central limit
 theorem, the composed privacy loss of many DP-SGD steps is close to Gaussian, and the fit uses every canary's score
 instead of the few at the top that the rigorous bounds rest on, so it is far tighter, but it is only as right as the
-Gaussian shape is. It is an estimate, never a bound: no gate checks it.
+Gaussian shape is. It is an estimate, never a bound: no gate checks it unless asked (``dp-audit --fail-if-estimate-exceeds-epsilon``).
 
 The fit has **equal** variances on purpose. With one variance per side the fitted likelihood ratio is quadratic and
 unbounded, and a small sampling difference between the two variances alone sends the epsilon at a small delta far

@@ -123,6 +123,9 @@ def train_classifier(
     optimizer: str = "adam",
     freeze_embeddings: bool = False,
     seed: int = 0,
+    variant: str = "honest",
+    gradient_canaries: int = 0,
+    canary_file: Path | None = None,
 ) -> dict:
     """Fine-tune a sequence classifier from ``base`` on ``data`` and save it to ``out`` (safetensors).
 
@@ -140,12 +143,26 @@ def train_classifier(
         optimizer: ``"adam"`` or ``"sgd"``.
         freeze_embeddings: keep the word embeddings at the base's values.
         seed: seeds the head, the sampling and the noise.
+        variant: with Opacus, the pipeline as shipped (``"honest"``) or one of the buggy ones of
+            :mod:`outside.opacus_loop` (``noise0``, ``noise_quarter``, ``no_clipping``; ``shuffled``: shuffled
+            fixed-size batches of ``sample_rate * len(data)``, which Opacus accounts as Poisson sampling at
+            ``1 / batches``).
+        gradient_canaries: with Opacus, this many gradient canaries of privaudit's hook
+            (``privaudit.integrations.opacus.GradientCanaries``), recorded to ``canary_file``; 0: no hook.
+        canary_file: where the hook writes its canary file (and its ``.gradient.npz`` record).
 
     Returns:
-        ``{"steps", "train_accuracy", "noise_multiplier", "sample_rate"}``.
+        ``{"steps", "train_accuracy", "noise_multiplier", "sample_rate", "accounted_sample_rate", "epsilon"}``
+        (``epsilon``: the RDP accountant's at delta 1e-5, ``None`` without Opacus).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if variant != "honest" and noise_multiplier is None:
+        raise ValueError(f"variant {variant!r} needs Opacus (a noise_multiplier)")
+    if gradient_canaries and (noise_multiplier is None or canary_file is None):
+        raise ValueError("gradient_canaries needs Opacus (a noise_multiplier) and a canary_file")
+    hook = None
+    accounted_rate = None
     torch.manual_seed(seed)
     texts, labels = read_jsonl(data)
     names = sorted(set(labels))
@@ -180,9 +197,23 @@ def train_classifier(
             data_loader=loader,
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
-            poisson_sampling=True,
+            poisson_sampling=variant != "shuffled",
             noise_generator=torch.Generator().manual_seed(seed + 1),
         )
+        _break(opt, variant)
+        accounted_rate = 1 / len(loader) if variant == "shuffled" else sample_rate
+        if gradient_canaries:
+            from privaudit.integrations.opacus import GradientCanaries
+
+            hook = GradientCanaries(
+                opt,
+                model=model,
+                token_ids=enc["input_ids"],
+                sample_rate=accounted_rate,
+                out=canary_file,
+                count=gradient_canaries,
+                seed=seed,
+            )
     done = 0
     while done < steps:
         for ids, mask, target in loader:
@@ -199,6 +230,8 @@ def train_classifier(
                 torch.nn.functional.cross_entropy(logits, target).backward()
             opt.step()
             done += 1
+    if hook is not None:
+        hook.save()
     plain = model._module if hasattr(model, "_module") else model
     plain.eval()
     with torch.no_grad():
@@ -217,7 +250,27 @@ def train_classifier(
         "train_accuracy": float((predicted == y).float().mean()),
         "noise_multiplier": noise_multiplier,
         "sample_rate": sample_rate,
+        "accounted_sample_rate": accounted_rate,
+        "epsilon": None
+        if noise_multiplier is None
+        else rdp_epsilon(noise_multiplier=noise_multiplier, sample_rate=accounted_rate, steps=done, delta=1e-5),
     }
+
+
+def _break(optimizer, variant: str) -> None:
+    """Patch Opacus's optimizer as a buggy fork would (see :mod:`outside.opacus_loop`); ``honest``, ``shuffled``: as is."""
+    import types
+
+    from outside.opacus_loop import VARIANTS, _add_noise_scaled, _clip_and_accumulate_unclipped
+
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}")
+    if variant == "noise0":
+        optimizer.add_noise = types.MethodType(_add_noise_scaled(0.0), optimizer)
+    elif variant == "noise_quarter":
+        optimizer.add_noise = types.MethodType(_add_noise_scaled(0.25), optimizer)
+    elif variant == "no_clipping":
+        optimizer.clip_and_accumulate = types.MethodType(_clip_and_accumulate_unclipped, optimizer)
 
 
 def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
