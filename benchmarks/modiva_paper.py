@@ -21,9 +21,11 @@ Architectures, defences and the canary label are training options passed to the 
 checkout's job lacks one (``--arch``, ``--char-embeddings``, ``--early-stopping``, ``--validation``: the recurrent
 and convolutional classifiers of issue 19), the configuration's row is skipped with a note naming the missing flag,
 never approximated by another model. ``MODIVA_PAPER_MODELS``, ``MODIVA_PAPER_ARCHES``, ``MODIVA_PAPER_DEFENCES``
-(names, comma-separated), ``MODIVA_PAPER_REPEATS`` and ``MODIVA_PAPER_LABEL`` (``random``: an existing label drawn per
-model, the default; ``new``: a label of the secret's own, once ``--canary-label new`` exists) and ``MODIVA_PAPER_EPOCHS`` (every
-architecture's epochs) scale or change the run; a run that leaves out part of the design is marked partial.
+(names, comma-separated), ``MODIVA_PAPER_REPEATS`` and ``MODIVA_PAPER_LABEL`` (``new``, the default: a label of the
+secret's own, as the paper gave each secret; ``random``: an existing label drawn per model) and ``MODIVA_PAPER_EPOCHS``
+(every architecture's epochs) scale or change the run; a run that leaves out part of the design is marked partial, and
+the rows it left out are named. Rows that do not apply (character embeddings on a transformer) are shown as such and
+do not make a run partial.
 
 One secret per model has a consequence the pooled study does not: the template's words alone tell the secret's label
 (no other text of the template is in the data), so the model needs none of the digits to fit it, and the loss ranks
@@ -43,6 +45,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +64,8 @@ CONTROLS = 1  # never-inserted secrets per model: the recovery rate on secrets t
 PATIENCE = 3  # early stopping: epochs without a lower validation loss
 DP_EPSILON = 8.0
 STUDY = CACHE / "modiva-paper"
+LABEL = "new"  # --canary-label new: each secret a label of its own, as in the paper
+NOT_APPLICABLE = "not applicable"
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ def grid(
     return [Config(a, d, k) for a in arches for d in defences for k in repeats]
 
 
-def train_options(config: Config, fields: Iterable[str], *, label: str = "random") -> tuple[dict, str | None]:
+def train_options(config: Config, fields: Iterable[str], *, label: str = LABEL) -> tuple[dict, str | None]:
     """The TrainJob keywords of one model of ``config`` (less data, out, seed), or why it cannot be trained here.
 
     Args:
@@ -170,7 +175,7 @@ def train_options(config: Config, fields: Iterable[str], *, label: str = "random
     options = dict(defence.options)
     if "char_embeddings" in options and not recipe.word_model:
         if defence.name == "character embeddings":
-            return {}, f"not applicable: --char-embeddings is for word models, not {config.arch}"
+            return {}, f"{NOT_APPLICABLE}: --char-embeddings is for word models, not {config.arch}"
         del options["char_embeddings"]  # "all combined" for a transformer: every defence that applies to it
     wanted = {**recipe.options, **(recipe.dp_options if options.get("dp") else {}), **options}
     if defence.dropout is not None:
@@ -225,14 +230,25 @@ def summarise(config: Config, models: Sequence[dict]) -> dict:
 
 
 def skipped(config: Config, note: str) -> dict:
-    """A row the checkout cannot train, with the reason."""
+    """A row not measured, with the reason: ``not applicable`` to the architecture, or ``skipped`` (a missing flag)."""
     return {
         "arch": config.arch,
         "defence": config.defence.name,
         "repeats": config.repeats,
-        "status": "skipped",
+        "status": NOT_APPLICABLE if note.startswith(NOT_APPLICABLE) else "skipped",
         "note": note,
     }
+
+
+def left_out(rows: Sequence[dict], design: Sequence[Config] | None = None) -> list[str]:
+    """The configurations of the design (by default the full grid) that ``rows`` do not hold, by architecture."""
+    have = {(r["arch"], r["defence"], r["repeats"]) for r in rows}
+    missing: dict[str, list[str]] = {}
+    for c in grid() if design is None else design:
+        if (c.arch, c.defence.name, c.repeats) not in have:
+            missing.setdefault(c.arch, []).append(f"{c.defence.name} ({c.repeats})")
+    every = {a: len([c for c in grid() if c.arch == a]) for a in ARCHES}
+    return [f"{a}: every row" if len(m) == every.get(a) else f"{a}: " + ", ".join(m) for a, m in missing.items()]
 
 
 def verdicts(rows: Sequence[dict], comparison: PaperComparison = PAPER_COMPARISON) -> list[str]:
@@ -331,7 +347,7 @@ def run(repeats: int) -> dict:
     n = int(os.environ.get("MODIVA_PAPER_MODELS", MODELS))
     if n < 1:
         raise SystemExit(f"MODIVA_PAPER_MODELS must be at least 1, not {n}")
-    label = os.environ.get("MODIVA_PAPER_LABEL", "random")
+    label = os.environ.get("MODIVA_PAPER_LABEL", LABEL)
     names = _pick("MODIVA_PAPER_DEFENCES", [d.name for d in DEFENCES])
     defences = [d for d in DEFENCES if d.name in names]
     configs = grid(_pick("MODIVA_PAPER_ARCHES", ARCHES), defences, _pick("MODIVA_PAPER_REPEATS", REPEATS, int))
@@ -346,11 +362,14 @@ def run(repeats: int) -> dict:
                 continue
             if epochs:
                 options["epochs"] = int(epochs)
-            start = time.perf_counter()
-            models = [audit_model(options, seed, label) for seed in range(n)]
-            seconds[config.name] = time.perf_counter() - start
+            models = []
+            for seed in range(n):
+                models.append(audit_model(options, seed, label))
+                print(f"modiva-paper: {config.name}: model {seed + 1}/{n}", file=sys.stderr, flush=True)
+            # Each model's own train + audit time, as recorded when it was trained (a cached model costs nothing now).
+            seconds[config.name] = sum(m["train_seconds"] + m["audit_seconds"] for m in models)
             rows.append(summarise(config, models) | {"models": models})
-    full = n >= MIN_MODELS and configs == grid() and all(r["status"] == "measured" for r in rows)
+    full = n >= MIN_MODELS and configs == grid() and all(r["status"] != "skipped" for r in rows)
     return {
         "seconds": seconds,
         "rows": rows,
@@ -361,6 +380,7 @@ def run(repeats: int) -> dict:
         "epochs_override": int(epochs) if epochs else None,
         "paper_comparison": dataclasses.asdict(PAPER_COMPARISON),
         "verdicts": verdicts(rows),
+        "left_out": left_out(rows),
         "what": (
             f"One secret per model ('{TEMPLATE}', label '{label}', plus {CONTROLS} never-inserted control), {n} models "
             "a configuration (model i of each plants the same secret), trained with privaudit train's job on the "
@@ -374,9 +394,12 @@ def markdown(data: dict) -> list[str]:
     """The BENCHMARKS.md section, from the stored results."""
     lines = [f"{data['what']}\n"]
     if not data["full"]:
+        n = data.get("models_per_configuration")
         lines.append(
-            "**Partial run**: fewer than 10 models a configuration, part of the grid, or rows skipped; not the "
-            "paper-mode measurement.\n"
+            f"**Partial run**: {n} models a configuration; not the whole paper-mode grid."
+            + (" Not run: " + "; ".join(data["left_out"]) + "." if data.get("left_out") else "")
+            + (f" Epochs overridden: {data['epochs_override']}." if data.get("epochs_override") else "")
+            + "\n"
         )
     lines += [
         "| architecture | defence | repeats | ModIvA exact [95% CI] | its search alone [95% CI] | controls "
@@ -390,8 +413,9 @@ def markdown(data: dict) -> list[str]:
         return f"{found['hits']}/{found['n']} {found['rate']:.2f} [{found['low']:.2f}, {found['high']:.2f}]"
 
     for r in data["rows"]:
-        if r["status"] == "skipped":
-            lines.append(f"| {r['arch']} | {r['defence']} | {r['repeats']} | skipped: {r['note']} | | | | | |")
+        if r["status"] != "measured":
+            note = r["note"] if r["status"] == NOT_APPLICABLE else f"skipped: {r['note']}"
+            lines.append(f"| {r['arch']} | {r['defence']} | {r['repeats']} | {note} | | | | | |")
             continue
         eps = "" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
         lines.append(
