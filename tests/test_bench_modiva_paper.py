@@ -140,6 +140,20 @@ def test_left_out_names_the_rows_a_run_did_not_hold(study):
     assert len(missing) == 2 and study.left_out(rows, [c for c in study.grid() if c.arch == "bilstm"]) == []
 
 
+def test_the_run_order_starts_with_the_named_comparison_and_shards_split_it_exactly(study):
+    plan = study.planned()
+    named = study.PAPER_COMPARISON
+    assert (plan[0].arch, plan[0].defence.name, plan[0].repeats) == (named.arch, named.defence, named.repeats)
+    assert len({c.name for c in plan}) == len(plan) and all(c in study.grid() for c in plan)
+    # Every defence on the BiLSTM at the named row's repeats comes before any 10-repeat row.
+    head = [(c.arch, c.defence.name) for c in plan[:6]]
+    assert head == [("bilstm", d.name) for d in study.DEFENCES] and {c.repeats for c in plan[:6]} == {100}
+    shards = [study.shard_jobs(plan, 10, i, 3) for i in range(3)]
+    pairs = [(c, seed) for c in plan for seed in range(10)]
+    assert sorted(sum(shards, []), key=pairs.index) == pairs and sum(map(len, shards)) == len(pairs)
+    assert shards[0][:4] == [(plan[0], 0), (plan[0], 3), (plan[0], 6), (plan[0], 9)]
+
+
 def test_rates_carry_clopper_pearson_intervals(study):
     half = study.rate(5, 10)
     assert (half["hits"], half["n"], half["rate"]) == (5, 10, 0.5)
