@@ -310,6 +310,35 @@ def verdicts(rows: Sequence[dict], comparison: PaperComparison = PAPER_COMPARISO
             f"{arch}, {repeats} repeats: {defence} {row['recovered']['rate']:.2f} against no defence "
             f"{base['recovered']['rate']:.2f}: {claim}: {'yes' if holds else 'no'}."
         )
+    return lines + _summaries(by_key, comparison)
+
+
+def _summaries(by_key: Mapping[tuple, dict], comparison: PaperComparison) -> list[str]:
+    """Per architecture and repeat count, how many defences lower the rate; and the transformer beside the named
+    architecture at each repeat count both have an undefended row for."""
+    lines = []
+    for arch, repeats in sorted({(a, k) for a, _, k in by_key}):
+        base = by_key.get((arch, "no defence", repeats))
+        others = [r for (a, d, k), r in by_key.items() if (a, k) == (arch, repeats) and d != "no defence"]
+        if base is None or not others:
+            continue
+        lower = [r["defence"] for r in others if r["recovered"]["rate"] < base["recovered"]["rate"]]
+        kept = [r["defence"] for r in others if r["defence"] not in lower]
+        lines.append(
+            f"{arch}, {repeats} repeats: {len(lower)} of {len(others)} defences measured lower the rate"
+            + (f" (not: {', '.join(kept)})" if kept else "")
+            + "."
+        )
+    for (arch, defence, repeats), row in sorted(by_key.items()):
+        named = by_key.get((comparison.arch, "no defence", repeats))
+        if arch != "bert" or defence != "no defence" or named is None or comparison.arch == "bert":
+            continue
+        lines.append(
+            f"Beside it, the tiny BERT, no defence, {repeats} repeats: {row['recovered']['hits']}/"
+            f"{row['recovered']['n']} recovered (median loss rank {row['median_exposure_rank']:.0f}) against the "
+            f"{comparison.arch}'s {named['recovered']['hits']}/{named['recovered']['n']} (median loss rank "
+            f"{named['median_exposure_rank']:.0f})."
+        )
     return lines
 
 

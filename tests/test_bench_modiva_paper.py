@@ -197,6 +197,12 @@ def test_verdicts_are_read_from_the_rows(study):
     assert "bilstm, 100 repeats: dropout 0.5 0.30 against no defence 0.60: lowers the rate: yes." in lines
     assert "bilstm, 100 repeats: early stopping 0.70 against no defence 0.60: lowers the rate: no." in lines
     assert "bilstm, 100 repeats: all combined 0.00 against no defence 0.60: gives 0: yes." in lines
+    assert "bilstm, 100 repeats: 2 of 3 defences measured lower the rate (not: early stopping)." in lines
+    bert = study.summarise(_config(study, "bert", "no defence", 100), _models(1))
+    assert study.verdicts([*rows, bert])[-1] == (
+        "Beside it, the tiny BERT, no defence, 100 repeats: 1/10 recovered (median loss rank 50) against the "
+        "bilstm's 6/10 (median loss rank 1)."
+    )
     # 1 of 10: [0.0025, 0.4450], wholly below the paper's 0.5.
     assert study.verdicts([row("no defence", 1)])[0].endswith("the paper's 0.5 is above the interval: not reproduced.")
     assert study.verdicts([row("no defence", 6, arch="cnn")]) == []  # the named row was not measured
