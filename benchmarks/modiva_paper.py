@@ -24,7 +24,10 @@ never approximated by another model. ``MODIVA_PAPER_MODELS``, ``MODIVA_PAPER_ARC
 (names, comma-separated), ``MODIVA_PAPER_REPEATS`` and ``MODIVA_PAPER_LABEL`` (``new``, the default: a label of the
 secret's own, as the paper gave each secret; ``random``: an existing label drawn per model) and ``MODIVA_PAPER_EPOCHS``
 (every architecture's epochs) scale or change the run; a run that leaves out part of the design is marked partial, and
-the rows it left out are named. Rows that do not apply (character embeddings on a transformer) are shown as such and
+the rows it left out are named. ``MODIVA_PAPER_PLAN=1`` runs :data:`RUN_ORDER` (the recorded run's rows) in place
+of the grid; ``python -m benchmarks.modiva_paper --shard I/K`` trains worker I of K's share of the models into the
+cache (deterministic: a model depends only on its options and seed), and ``MODIVA_PAPER_CACHED_ONLY=1`` then writes
+the section from the cache alone, leaving out (and naming) any configuration not all of whose models finished. Rows that do not apply (character embeddings on a transformer) are shown as such and
 do not make a run partial.
 
 One secret per model has a consequence the pooled study does not: the template's words alone tell the secret's label
