@@ -277,9 +277,13 @@ def left_out(rows: Sequence[dict], design: Sequence[Config] | None = None) -> li
     have = {(r["arch"], r["defence"], r["repeats"]) for r in rows}
     missing: dict[str, list[str]] = {}
     for c in grid() if design is None else design:
-        if (c.arch, c.defence.name, c.repeats) not in have:
+        applies = RECIPES[c.arch].word_model or c.defence.name != "character embeddings"
+        if applies and (c.arch, c.defence.name, c.repeats) not in have:
             missing.setdefault(c.arch, []).append(f"{c.defence.name} ({c.repeats})")
-    every = {a: len([c for c in grid() if c.arch == a]) for a in ARCHES}
+    every = {
+        a: len([c for c in grid() if c.arch == a and (RECIPES[a].word_model or "character" not in c.defence.name)])
+        for a in ARCHES
+    }
     return [f"{a}: every row" if len(m) == every.get(a) else f"{a}: " + ", ".join(m) for a, m in missing.items()]
 
 
@@ -301,7 +305,8 @@ def verdicts(rows: Sequence[dict], comparison: PaperComparison = PAPER_COMPARISO
         f"{comparison.paper_rate:g} is {'inside or below' if reaches else 'above'} the interval: "
         f"{'reproduced' if reaches else 'not reproduced'}."
     ]
-    for (arch, defence, repeats), row in sorted(by_key.items()):
+    order = {(c.arch, c.defence.name, c.repeats): i for i, c in enumerate(grid())}
+    for (arch, defence, repeats), row in sorted(by_key.items(), key=lambda item: order[item[0]]):
         base = by_key.get((arch, "no defence", repeats))
         if defence == "no defence" or base is None:
             continue
@@ -313,6 +318,12 @@ def verdicts(rows: Sequence[dict], comparison: PaperComparison = PAPER_COMPARISO
             f"{arch}, {repeats} repeats: {defence} {row['recovered']['rate']:.2f} against no defence "
             f"{base['recovered']['rate']:.2f}: {claim}: {'yes' if holds else 'no'}."
         )
+    dp = [r for r in by_key.values() if r["epsilon"] is not None]
+    lines += [
+        f"{r['arch']}, {r['defence']}, {r['repeats']} repeats: ε {r['epsilon']:.2f} is per example; the secret's "
+        f"{r['repeats']} copies are covered only as a group (about {r['repeats']} x ε)."
+        for r in dp
+    ]
     return lines + _summaries(by_key, comparison)
 
 

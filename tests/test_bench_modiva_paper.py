@@ -137,6 +137,7 @@ def test_left_out_names_the_rows_a_run_did_not_hold(study):
     missing = study.left_out(rows)
     assert missing[0] == "cnn: every row"
     assert missing[1].startswith("bert: dropout 0.5 (10), dropout 0.5 (100), early stopping (10)")
+    assert "character embeddings" not in missing[1]  # not applicable to a transformer, so never "not run"
     assert len(missing) == 2 and study.left_out(rows, [c for c in study.grid() if c.arch == "bilstm"]) == []
 
 
