@@ -553,7 +553,7 @@ def markdown(data: dict) -> list[str]:
             f"| {r['train_accuracy']:.1%} | {eps} |"
         )
     if data["verdicts"]:
-        lines += ["", *data["verdicts"]]
+        lines += ["", *(f"- {line}" for line in data["verdicts"])]
     return lines + [""]
 
 
