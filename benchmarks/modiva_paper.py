@@ -21,9 +21,14 @@ Architectures, defences and the canary label are training options passed to the 
 checkout's job lacks one (``--arch``, ``--char-embeddings``, ``--early-stopping``, ``--validation``: the recurrent
 and convolutional classifiers of issue 19), the configuration's row is skipped with a note naming the missing flag,
 never approximated by another model. ``MODIVA_PAPER_MODELS``, ``MODIVA_PAPER_ARCHES``, ``MODIVA_PAPER_DEFENCES``
-(names, comma-separated), ``MODIVA_PAPER_REPEATS`` and ``MODIVA_PAPER_LABEL`` (``random``: an existing label drawn per
-model, the default; ``new``: a label of the secret's own, once ``--canary-label new`` exists) and ``MODIVA_PAPER_EPOCHS`` (every
-architecture's epochs) scale or change the run; a run that leaves out part of the design is marked partial.
+(names, comma-separated), ``MODIVA_PAPER_REPEATS`` and ``MODIVA_PAPER_LABEL`` (``new``, the default: a label of the
+secret's own, as the paper gave each secret; ``random``: an existing label drawn per model) and ``MODIVA_PAPER_EPOCHS``
+(every architecture's epochs) scale or change the run; a run that leaves out part of the design is marked partial, and
+the rows it left out are named. ``MODIVA_PAPER_PLAN=1`` runs :data:`RUN_ORDER` (the recorded run's rows) in place
+of the grid; ``python -m benchmarks.modiva_paper --shard I/K`` trains worker I of K's share of the models into the
+cache (deterministic: a model depends only on its options and seed), and ``MODIVA_PAPER_CACHED_ONLY=1`` then writes
+the section from the cache alone, leaving out (and naming) any configuration not all of whose models finished. Rows that do not apply (character embeddings on a transformer) are shown as such and
+do not make a run partial.
 
 One secret per model has a consequence the pooled study does not: the template's words alone tell the secret's label
 (no other text of the template is in the data), so the model needs none of the digits to fit it, and the loss ranks
@@ -43,6 +48,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +67,8 @@ CONTROLS = 1  # never-inserted secrets per model: the recovery rate on secrets t
 PATIENCE = 3  # early stopping: epochs without a lower validation loss
 DP_EPSILON = 8.0
 STUDY = CACHE / "modiva-paper"
+LABEL = "new"  # --canary-label new: each secret a label of its own, as in the paper
+NOT_APPLICABLE = "not applicable"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,31 @@ class PaperComparison:
 # The paper's headline, about 0.5, is its best configuration: an undefended recurrent NLU classifier. The most
 # repeats of the design is the most exposed secret; named here, before any run, and not changed after one.
 PAPER_COMPARISON = PaperComparison(arch="bilstm", defence="no defence", repeats=100)
+
+# The recorded run (05:15 UTC, 5 December 2026), named before it: the rows it trains, most important first, on a CPU
+# shared with other jobs and a time limit of about an hour. Timed before the choice, one model each (train + ModIvA
+# audit, 1 thread, 2 such processes at a load of ~10 on 2 cores): the BiLSTM at its recipe below 105 s + 16 s, the
+# tiny BERT at its recipe 133 s + 8 s. So the full grid's 360 models (~12 h) cannot run; the run trains, in this
+# order, and keeps whatever configurations finish all their N models (MODIVA_PAPER_CACHED_ONLY): the named
+# comparison; every defence on the BiLSTM at the same 100 repeats (the defence claims); the tiny BERT at 100 repeats
+# for contrast; then the 10-repeat rows. The CNN rows are left out of this run.
+_DP_NAME = f"DP ε {8.0:g}"
+RUN_ORDER: tuple[tuple[str, str, int], ...] = (
+    ("bilstm", "no defence", 100),
+    ("bilstm", "dropout 0.5", 100),
+    ("bilstm", "early stopping", 100),
+    ("bilstm", "character embeddings", 100),
+    ("bilstm", _DP_NAME, 100),
+    ("bilstm", "all combined", 100),
+    ("bert", "no defence", 100),
+    ("bilstm", "no defence", 10),
+    ("bilstm", "dropout 0.5", 10),
+    ("bilstm", "early stopping", 10),
+    ("bilstm", "character embeddings", 10),
+    ("bilstm", _DP_NAME, 10),
+    ("bilstm", "all combined", 10),
+    ("bert", "no defence", 10),
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +147,11 @@ class Recipe:
 
 # Small and short, so that N models a configuration train in minutes on a CPU. The BERT is the fixture's
 # (fixtures/make_models.py: 2 layers of width 128, 30 epochs; DP: Poisson batch 256, lr 1e-2) with no dropout; the
-# word models are the issue's (100-d embeddings, 100 units or filters, privaudit's defaults for --arch).
+# word models are the issue's (100-d embeddings, 100 units or filters, privaudit's defaults for --arch). Fixed for the
+# recorded run before it, from one timed model and plausibility only (no recovery result was looked at): the BiLSTM,
+# 20 epochs of batch 32 at lr 1e-3 (Adam), fits the training data (100% train accuracy) in ~2 minutes a model here;
+# 30 epochs (a helper's 20-of-20 BiLSTM run) would not leave time for the defence rows. DP ε 8 keeps the fixture's
+# DP recipe (Poisson batch 256, lr 1e-2, same epochs). The CNN's recipe is untimed and not run.
 RECIPES: dict[str, Recipe] = {
     "bilstm": Recipe({"arch": "bilstm", "epochs": 20, "batch_size": 32, "lr": 1e-3}, {"batch_size": 256, "lr": 1e-2}),
     "cnn": Recipe({"arch": "cnn", "epochs": 20, "batch_size": 32, "lr": 1e-3}, {"batch_size": 256, "lr": 1e-2}),
@@ -150,7 +187,7 @@ def grid(
     return [Config(a, d, k) for a in arches for d in defences for k in repeats]
 
 
-def train_options(config: Config, fields: Iterable[str], *, label: str = "random") -> tuple[dict, str | None]:
+def train_options(config: Config, fields: Iterable[str], *, label: str = LABEL) -> tuple[dict, str | None]:
     """The TrainJob keywords of one model of ``config`` (less data, out, seed), or why it cannot be trained here.
 
     Args:
@@ -170,7 +207,7 @@ def train_options(config: Config, fields: Iterable[str], *, label: str = "random
     options = dict(defence.options)
     if "char_embeddings" in options and not recipe.word_model:
         if defence.name == "character embeddings":
-            return {}, f"not applicable: --char-embeddings is for word models, not {config.arch}"
+            return {}, f"{NOT_APPLICABLE}: --char-embeddings is for word models, not {config.arch}"
         del options["char_embeddings"]  # "all combined" for a transformer: every defence that applies to it
     wanted = {**recipe.options, **(recipe.dp_options if options.get("dp") else {}), **options}
     if defence.dropout is not None:
@@ -225,14 +262,29 @@ def summarise(config: Config, models: Sequence[dict]) -> dict:
 
 
 def skipped(config: Config, note: str) -> dict:
-    """A row the checkout cannot train, with the reason."""
+    """A row not measured, with the reason: ``not applicable`` to the architecture, or ``skipped`` (a missing flag)."""
     return {
         "arch": config.arch,
         "defence": config.defence.name,
         "repeats": config.repeats,
-        "status": "skipped",
+        "status": NOT_APPLICABLE if note.startswith(NOT_APPLICABLE) else "skipped",
         "note": note,
     }
+
+
+def left_out(rows: Sequence[dict], design: Sequence[Config] | None = None) -> list[str]:
+    """The configurations of the design (by default the full grid) that ``rows`` do not hold, by architecture."""
+    have = {(r["arch"], r["defence"], r["repeats"]) for r in rows}
+    missing: dict[str, list[str]] = {}
+    for c in grid() if design is None else design:
+        applies = RECIPES[c.arch].word_model or c.defence.name != "character embeddings"
+        if applies and (c.arch, c.defence.name, c.repeats) not in have:
+            missing.setdefault(c.arch, []).append(f"{c.defence.name} ({c.repeats})")
+    every = {
+        a: len([c for c in grid() if c.arch == a and (RECIPES[a].word_model or "character" not in c.defence.name)])
+        for a in ARCHES
+    }
+    return [f"{a}: every row" if len(m) == every.get(a) else f"{a}: " + ", ".join(m) for a, m in missing.items()]
 
 
 def verdicts(rows: Sequence[dict], comparison: PaperComparison = PAPER_COMPARISON) -> list[str]:
@@ -253,7 +305,8 @@ def verdicts(rows: Sequence[dict], comparison: PaperComparison = PAPER_COMPARISO
         f"{comparison.paper_rate:g} is {'inside or below' if reaches else 'above'} the interval: "
         f"{'reproduced' if reaches else 'not reproduced'}."
     ]
-    for (arch, defence, repeats), row in sorted(by_key.items()):
+    order = {(c.arch, c.defence.name, c.repeats): i for i, c in enumerate(grid())}
+    for (arch, defence, repeats), row in sorted(by_key.items(), key=lambda item: order[item[0]]):
         base = by_key.get((arch, "no defence", repeats))
         if defence == "no defence" or base is None:
             continue
@@ -264,6 +317,41 @@ def verdicts(rows: Sequence[dict], comparison: PaperComparison = PAPER_COMPARISO
         lines.append(
             f"{arch}, {repeats} repeats: {defence} {row['recovered']['rate']:.2f} against no defence "
             f"{base['recovered']['rate']:.2f}: {claim}: {'yes' if holds else 'no'}."
+        )
+    dp = [r for r in by_key.values() if r["epsilon"] is not None]
+    lines += [
+        f"{r['arch']}, {r['defence']}, {r['repeats']} repeats: ε {r['epsilon']:.2f} is per example; the secret's "
+        f"{r['repeats']} copies are covered only as a group (about {r['repeats']} x ε)."
+        for r in dp
+    ]
+    return lines + _summaries(by_key, comparison)
+
+
+def _summaries(by_key: Mapping[tuple, dict], comparison: PaperComparison) -> list[str]:
+    """Per architecture and repeat count, how many defences lower the rate; and the transformer beside the named
+    architecture at each repeat count both have an undefended row for."""
+    lines = []
+    for arch, repeats in sorted({(a, k) for a, _, k in by_key}):
+        base = by_key.get((arch, "no defence", repeats))
+        others = [r for (a, d, k), r in by_key.items() if (a, k) == (arch, repeats) and d != "no defence"]
+        if base is None or not others:
+            continue
+        lower = [r["defence"] for r in others if r["recovered"]["rate"] < base["recovered"]["rate"]]
+        kept = [r["defence"] for r in others if r["defence"] not in lower]
+        lines.append(
+            f"{arch}, {repeats} repeats: {len(lower)} of {len(others)} defences measured lower the rate"
+            + (f" (not: {', '.join(kept)})" if kept else "")
+            + "."
+        )
+    for (arch, defence, repeats), row in sorted(by_key.items()):
+        named = by_key.get((comparison.arch, "no defence", repeats))
+        if arch != "bert" or defence != "no defence" or named is None or comparison.arch == "bert":
+            continue
+        lines.append(
+            f"Beside it, the tiny BERT, no defence, {repeats} repeats: {row['recovered']['hits']}/"
+            f"{row['recovered']['n']} recovered (median loss rank {row['median_exposure_rank']:.0f}) against the "
+            f"{comparison.arch}'s {named['recovered']['hits']}/{named['recovered']['n']} (median loss rank "
+            f"{named['median_exposure_rank']:.0f})."
         )
     return lines
 
@@ -277,6 +365,16 @@ def _key(options: Mapping[str, Any], label: str) -> str:
     return hashlib.sha256(plain.encode()).hexdigest()[:16]
 
 
+def _where(options: Mapping[str, Any], seed: int, label: str):
+    return STUDY / _key(options, label) / f"model-{seed}"
+
+
+def is_cached(options: Mapping[str, Any], seed: int, label: str) -> bool:
+    """Whether model ``seed`` of these options has been trained and audited (its audit is cached)."""
+    where = _where(options, seed, label)
+    return where.with_name(where.name + ".audit.json").is_file()
+
+
 def audit_model(options: Mapping[str, Any], seed: int, label: str) -> dict:
     """Train (or find cached) model ``seed`` of a configuration and audit its secret: the model's fields.
 
@@ -287,7 +385,7 @@ def audit_model(options: Mapping[str, Any], seed: int, label: str) -> dict:
     from privaudit.canary.run import CanaryRequest, run_canary
     from privaudit.training.job import TrainJob, run_train
 
-    where = STUDY / _key(options, label) / f"model-{seed}"
+    where = _where(options, seed, label)
     cached = where.with_name(where.name + ".audit.json")
     if cached.is_file():
         return json.loads(cached.read_text())
@@ -324,33 +422,83 @@ def _pick(env: str, names: Sequence, convert=str) -> list:
     return [convert(x.strip()) for x in wanted.split(",") if x.strip()]
 
 
-def run(repeats: int) -> dict:
-    """The ``modiva-paper`` section (``repeats``, the timing repeats of other sections, is not used)."""
-    from privaudit.training.job import TrainJob
+def planned(order: Sequence[tuple[str, str, int]] = RUN_ORDER) -> list[Config]:
+    """The configurations of :data:`RUN_ORDER`, in its order."""
+    by_key = {(c.arch, c.defence.name, c.repeats): c for c in grid()}
+    return [by_key[key] for key in order]
 
+
+def _settings() -> tuple[int, str, list[Config], str | None]:
+    """The run's models a configuration, canary label, configurations and epochs override, from the environment."""
     n = int(os.environ.get("MODIVA_PAPER_MODELS", MODELS))
     if n < 1:
         raise SystemExit(f"MODIVA_PAPER_MODELS must be at least 1, not {n}")
-    label = os.environ.get("MODIVA_PAPER_LABEL", "random")
-    names = _pick("MODIVA_PAPER_DEFENCES", [d.name for d in DEFENCES])
-    defences = [d for d in DEFENCES if d.name in names]
-    configs = grid(_pick("MODIVA_PAPER_ARCHES", ARCHES), defences, _pick("MODIVA_PAPER_REPEATS", REPEATS, int))
-    fields = {f.name for f in dataclasses.fields(TrainJob)}
-    epochs = os.environ.get("MODIVA_PAPER_EPOCHS")  # every architecture's epochs, in place of its recipe's
+    label = os.environ.get("MODIVA_PAPER_LABEL", LABEL)
+    if os.environ.get("MODIVA_PAPER_PLAN"):
+        configs = planned()
+    else:
+        names = _pick("MODIVA_PAPER_DEFENCES", [d.name for d in DEFENCES])
+        defences = [d for d in DEFENCES if d.name in names]
+        configs = grid(_pick("MODIVA_PAPER_ARCHES", ARCHES), defences, _pick("MODIVA_PAPER_REPEATS", REPEATS, int))
+    return n, label, configs, os.environ.get("MODIVA_PAPER_EPOCHS")
+
+
+def _options(config: Config, label: str, epochs: str | None) -> tuple[dict, str | None]:
+    from privaudit.training.job import TrainJob
+
+    options, note = train_options(config, {f.name for f in dataclasses.fields(TrainJob)}, label=label)
+    if note is None and epochs:
+        options["epochs"] = int(epochs)
+    return options, note
+
+
+def shard_jobs(configs: Sequence[Config], n: int, shard: int, shards: int) -> list[tuple[Config, int]]:
+    """Worker ``shard`` of ``shards``'s models: every ``shards``-th (configuration, seed) pair in run order, so the
+    workers finish the configurations in order. Each model depends only on its options and seed, so which process
+    trains it does not change it."""
+    pairs = [(config, seed) for config in configs for seed in range(n)]
+    return pairs[shard::shards]
+
+
+def fill(shard: int, shards: int) -> None:
+    """Train and audit one worker's share of the run's models into the cache (``python -m benchmarks.modiva_paper
+    --shard I/K``); the section is then written from the cache (``MODIVA_PAPER_CACHED_ONLY=1``)."""
+    n, label, configs, epochs = _settings()
+    with torch_threads(int(os.environ.get("BENCH_THREADS", 1))):
+        for config, seed in shard_jobs(configs, n, shard, shards):
+            options, note = _options(config, label, epochs)
+            if note is None:
+                found = audit_model(options, seed, label)
+                took = found["train_seconds"] + found["audit_seconds"]
+                print(f"shard {shard}/{shards}: {config.name}: model {seed} ({took:.0f} s)", flush=True)
+
+
+def run(repeats: int) -> dict:
+    """The ``modiva-paper`` section (``repeats``, the timing repeats of other sections, is not used).
+
+    With ``MODIVA_PAPER_CACHED_ONLY`` set, nothing is trained: a configuration whose N models are not all cached is
+    left out (named in the section), so a run stopped by its time limit is recorded as exactly what it measured.
+    """
+    n, label, configs, epochs = _settings()
+    cached_only = bool(os.environ.get("MODIVA_PAPER_CACHED_ONLY"))
+    configs = sorted(configs, key=grid().index)  # the table's order
     rows, seconds = [], {}
     with torch_threads(int(os.environ.get("BENCH_THREADS", THREADS))):
         for config in configs:
-            options, note = train_options(config, fields, label=label)
+            options, note = _options(config, label, epochs)
             if note is not None:
                 rows.append(skipped(config, note))
                 continue
-            if epochs:
-                options["epochs"] = int(epochs)
-            start = time.perf_counter()
-            models = [audit_model(options, seed, label) for seed in range(n)]
-            seconds[config.name] = time.perf_counter() - start
+            if cached_only and not all(is_cached(options, seed, label) for seed in range(n)):
+                continue
+            models = []
+            for seed in range(n):
+                models.append(audit_model(options, seed, label))
+                print(f"modiva-paper: {config.name}: model {seed + 1}/{n}", file=sys.stderr, flush=True)
+            # Each model's own train + audit time, as recorded when it was trained (a cached model costs nothing now).
+            seconds[config.name] = sum(m["train_seconds"] + m["audit_seconds"] for m in models)
             rows.append(summarise(config, models) | {"models": models})
-    full = n >= MIN_MODELS and configs == grid() and all(r["status"] == "measured" for r in rows)
+    full = n >= MIN_MODELS and len(rows) == len(grid()) and all(r["status"] != "skipped" for r in rows)
     return {
         "seconds": seconds,
         "rows": rows,
@@ -361,6 +509,7 @@ def run(repeats: int) -> dict:
         "epochs_override": int(epochs) if epochs else None,
         "paper_comparison": dataclasses.asdict(PAPER_COMPARISON),
         "verdicts": verdicts(rows),
+        "left_out": left_out(rows),
         "what": (
             f"One secret per model ('{TEMPLATE}', label '{label}', plus {CONTROLS} never-inserted control), {n} models "
             "a configuration (model i of each plants the same secret), trained with privaudit train's job on the "
@@ -374,9 +523,12 @@ def markdown(data: dict) -> list[str]:
     """The BENCHMARKS.md section, from the stored results."""
     lines = [f"{data['what']}\n"]
     if not data["full"]:
+        n = data.get("models_per_configuration")
         lines.append(
-            "**Partial run**: fewer than 10 models a configuration, part of the grid, or rows skipped; not the "
-            "paper-mode measurement.\n"
+            f"**Partial run**: {n} models a configuration; not the whole paper-mode grid."
+            + (" Not run: " + "; ".join(data["left_out"]) + "." if data.get("left_out") else "")
+            + (f" Epochs overridden: {data['epochs_override']}." if data.get("epochs_override") else "")
+            + "\n"
         )
     lines += [
         "| architecture | defence | repeats | ModIvA exact [95% CI] | its search alone [95% CI] | controls "
@@ -390,8 +542,9 @@ def markdown(data: dict) -> list[str]:
         return f"{found['hits']}/{found['n']} {found['rate']:.2f} [{found['low']:.2f}, {found['high']:.2f}]"
 
     for r in data["rows"]:
-        if r["status"] == "skipped":
-            lines.append(f"| {r['arch']} | {r['defence']} | {r['repeats']} | skipped: {r['note']} | | | | | |")
+        if r["status"] != "measured":
+            note = r["note"] if r["status"] == NOT_APPLICABLE else f"skipped: {r['note']}"
+            lines.append(f"| {r['arch']} | {r['defence']} | {r['repeats']} | {note} | | | | | |")
             continue
         eps = "" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
         lines.append(
@@ -400,5 +553,14 @@ def markdown(data: dict) -> list[str]:
             f"| {r['train_accuracy']:.1%} | {eps} |"
         )
     if data["verdicts"]:
-        lines += ["", *data["verdicts"]]
+        lines += ["", *(f"- {line}" for line in data["verdicts"])]
     return lines + [""]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=fill.__doc__)
+    parser.add_argument("--shard", required=True, help="I/K: this worker's index I (from 0) of K")
+    index, count = (int(x) for x in parser.parse_args().shard.split("/"))
+    fill(index, count)

@@ -85,7 +85,7 @@ def test_the_bert_rows_this_checkout_can_train(study):
     assert note is None
     assert plain["architecture"] == Architecture(dropout=0.0)  # no defence: the fixture's BERT without dropout
     assert (plain["canary_count"], plain["canary_repeats"], plain["canary_controls"]) == (1, 100, study.CONTROLS)
-    assert plain["canary_label"] == "random" and (plain["epochs"], plain["batch_size"]) == (30, 64)
+    assert plain["canary_label"] == "new" and (plain["epochs"], plain["batch_size"]) == (30, 64)
     dropout, _ = study.train_options(_config(study, "bert", "dropout 0.5"), MAIN_FIELDS)
     assert dropout["architecture"] == Architecture(dropout=0.5)
     dp, _ = study.train_options(_config(study, "bert", "DP ε 8"), MAIN_FIELDS)
@@ -109,6 +109,50 @@ def test_with_the_recurrent_flags_every_word_model_row_is_trained_as_the_flags_s
         options, note = study.train_options(_config(study, arch, defence), RNN_FIELDS)
         assert note is None or (arch, defence) == ("bert", "character embeddings")
         assert set(options) <= RNN_FIELDS
+
+
+def test_with_this_checkouts_own_flags_no_row_is_skipped_and_each_is_a_valid_train_job(study, tmp_path):
+    from privaudit.training.job import _check_flags
+
+    fields = {f.name for f in dataclasses.fields(TrainJob)}
+    for config in study.grid():
+        options, note = study.train_options(config, fields)
+        if (config.arch, config.defence.name) == ("bert", "character embeddings"):
+            assert note.startswith("not applicable") and study.skipped(config, note)["status"] == "not applicable"
+            continue
+        assert note is None, config.name
+        job = TrainJob(data=tmp_path / "d.jsonl", out=tmp_path / "m", canaries_out=tmp_path / "c.jsonl", **options)
+        _check_flags(job)  # raises PrivauditError on a combination `privaudit train` refuses
+        assert job.canary_label == "new" and job.canary_count == 1 and job.canary_repeats == config.repeats
+        assert job.arch == config.arch
+        assert bool(job.early_stopping) == ("early" in config.defence.name or config.defence.name == "all combined")
+
+
+def test_left_out_names_the_rows_a_run_did_not_hold(study):
+    rows = [
+        study.summarise(c, _models(1, n=2))
+        for c in study.grid()
+        if c.arch == "bilstm" or (c.arch == "bert" and c.defence.name == "no defence")
+    ]
+    missing = study.left_out(rows)
+    assert missing[0] == "cnn: every row"
+    assert missing[1].startswith("bert: dropout 0.5 (10), dropout 0.5 (100), early stopping (10)")
+    assert "character embeddings" not in missing[1]  # not applicable to a transformer, so never "not run"
+    assert len(missing) == 2 and study.left_out(rows, [c for c in study.grid() if c.arch == "bilstm"]) == []
+
+
+def test_the_run_order_starts_with_the_named_comparison_and_shards_split_it_exactly(study):
+    plan = study.planned()
+    named = study.PAPER_COMPARISON
+    assert (plan[0].arch, plan[0].defence.name, plan[0].repeats) == (named.arch, named.defence, named.repeats)
+    assert len({c.name for c in plan}) == len(plan) and all(c in study.grid() for c in plan)
+    # Every defence on the BiLSTM at the named row's repeats comes before any 10-repeat row.
+    head = [(c.arch, c.defence.name) for c in plan[:6]]
+    assert head == [("bilstm", d.name) for d in study.DEFENCES] and {c.repeats for c in plan[:6]} == {100}
+    shards = [study.shard_jobs(plan, 10, i, 3) for i in range(3)]
+    pairs = [(c, seed) for c in plan for seed in range(10)]
+    assert sorted(sum(shards, []), key=pairs.index) == pairs and sum(map(len, shards)) == len(pairs)
+    assert shards[0][:4] == [(plan[0], 0), (plan[0], 3), (plan[0], 6), (plan[0], 9)]
 
 
 def test_rates_carry_clopper_pearson_intervals(study):
@@ -154,6 +198,12 @@ def test_verdicts_are_read_from_the_rows(study):
     assert "bilstm, 100 repeats: dropout 0.5 0.30 against no defence 0.60: lowers the rate: yes." in lines
     assert "bilstm, 100 repeats: early stopping 0.70 against no defence 0.60: lowers the rate: no." in lines
     assert "bilstm, 100 repeats: all combined 0.00 against no defence 0.60: gives 0: yes." in lines
+    assert "bilstm, 100 repeats: 2 of 3 defences measured lower the rate (not: early stopping)." in lines
+    bert = study.summarise(_config(study, "bert", "no defence", 100), _models(1))
+    assert study.verdicts([*rows, bert])[-1] == (
+        "Beside it, the tiny BERT, no defence, 100 repeats: 1/10 recovered (median loss rank 50) against the "
+        "bilstm's 6/10 (median loss rank 1)."
+    )
     # 1 of 10: [0.0025, 0.4450], wholly below the paper's 0.5.
     assert study.verdicts([row("no defence", 1)])[0].endswith("the paper's 0.5 is above the interval: not reproduced.")
     assert study.verdicts([row("no defence", 6, arch="cnn")]) == []  # the named row was not measured
