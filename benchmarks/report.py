@@ -165,6 +165,17 @@ def _executor(data: dict) -> list[str]:
             f"between its reference logits and Ray's: {data['max_abs_logit_difference']:.2g} (the old loop's: "
             f"{data['max_abs_logit_difference_before']:.2g})."
         )
+        two = next((v for k, v in seconds.items() if k.startswith("local before")), None)
+        one = next((v for k, v in seconds.items() if "1 torch thread" in k), None)
+        if two is not None and one is not None and two > one:
+            # Two threads never lose to one on an idle 2-core machine (1.48x faster on 2026-12-01): other load was
+            # running while the old loop was timed, so the speed-up over it is overstated.
+            lines.append(
+                f"Caution: the old two-thread loop ran slower than the one-thread loop here ({two:.1f} s against "
+                f"{one:.1f} s), a sign of other load on the machine while it was timed; the speed-up over it is "
+                f"overstated. Against the one-thread loop timed in the same run the local default is "
+                f"{one / seconds[next(k for k in seconds if k.startswith('local now'))]:.2f}x."
+            )
     speedup, with_start = data["speedup"], data["speedup_with_start"]
     lines.append(
         f"\nThroughput of `--executor ray` over `local`: **{speedup:.2f}x** for the jobs ({with_start:.2f}x with the "
