@@ -111,7 +111,7 @@ RUN_ORDER: tuple[tuple[str, str, int], ...] = (
 )
 
 
-# The second recorded run (07:55 UTC, 5 December 2026, session 6), named before it: the CNN rows the first left out,
+# The second recorded run (07:24 UTC, 5 December 2026, session 6), named before it: the CNN rows the first left out,
 # every defence at 100 repeats then at 10, in the grid's defence order; one worker, one thread, beside other work.
 # Models train into the same cache; the section is rewritten from the cache (MODIVA_PAPER_CACHED_ONLY), so rows whose
 # N models did not all finish are left out and named. The tiny BERT's defence rows remain unrun (~110 s a model).
