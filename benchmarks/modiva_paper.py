@@ -25,7 +25,7 @@ never approximated by another model. ``MODIVA_PAPER_MODELS``, ``MODIVA_PAPER_ARC
 secret's own, as the paper gave each secret; ``random``: an existing label drawn per model) and ``MODIVA_PAPER_EPOCHS``
 (every architecture's epochs) scale or change the run; a run that leaves out part of the design is marked partial, and
 the rows it left out are named. ``MODIVA_PAPER_PLAN=1`` runs :data:`RUN_ORDER` (the first recorded run's rows) in place
-of the grid, ``MODIVA_PAPER_PLAN=cnn`` :data:`RUN_ORDER_CNN` (the second's); ``python -m benchmarks.modiva_paper --shard I/K`` trains worker I of K's share of the models into the
+of the grid, ``MODIVA_PAPER_PLAN=cnn`` :data:`RUN_ORDER_CNN` (the second's), ``bert`` :data:`RUN_ORDER_BERT` (the third's); ``python -m benchmarks.modiva_paper --shard I/K`` trains worker I of K's share of the models into the
 cache (deterministic: a model depends only on its options and seed), and ``MODIVA_PAPER_CACHED_ONLY=1`` then writes
 the section from the cache alone, leaving out (and naming) any configuration not all of whose models finished. Rows that do not apply (character embeddings on a transformer) are shown as such and
 do not make a run partial.
@@ -119,6 +119,16 @@ RUN_ORDER_CNN: tuple[tuple[str, str, int], ...] = tuple(
     ("cnn", name, repeats)
     for repeats in (100, 10)
     for name in ("no defence", "dropout 0.5", "early stopping", "character embeddings", _DP_NAME, "all combined")
+)
+
+# The third (07:28 UTC, same session), named before it and run beside the second by a second worker: the tiny BERT's
+# rows the first left out, the no-defence row at 10 repeats first (the contrast row at both repeat counts), then its
+# defences at 100 repeats and at 10 (character embeddings do not apply to it). About 110 s a model here, so the
+# session's time limit, not the design, decides how many finish; unfinished rows are left out and named.
+RUN_ORDER_BERT: tuple[tuple[str, str, int], ...] = (("bert", "no defence", 10),) + tuple(
+    ("bert", name, repeats)
+    for repeats in (100, 10)
+    for name in ("dropout 0.5", "early stopping", _DP_NAME, "all combined")
 )
 
 
@@ -447,7 +457,7 @@ def _settings() -> tuple[int, str, list[Config], str | None]:
     label = os.environ.get("MODIVA_PAPER_LABEL", LABEL)
     plan = os.environ.get("MODIVA_PAPER_PLAN")
     if plan:
-        configs = planned(RUN_ORDER_CNN if plan == "cnn" else RUN_ORDER)
+        configs = planned({"cnn": RUN_ORDER_CNN, "bert": RUN_ORDER_BERT}.get(plan, RUN_ORDER))
     else:
         names = _pick("MODIVA_PAPER_DEFENCES", [d.name for d in DEFENCES])
         defences = [d for d in DEFENCES if d.name in names]
