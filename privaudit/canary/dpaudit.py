@@ -123,6 +123,9 @@ class DpAuditResult:
                 "gaussian": b.gaussian.to_dict(),
                 "steinke": b.steinke.to_dict(),
             },
+            # The most these canaries can show (every inserted one above every left-out one): a claim above it
+            # cannot fail the strict gate, whatever the model did.
+            "reach": b.reach,
             **({"estimate": self.estimate.to_dict()} if self.estimate is not None else {}),
         }
 

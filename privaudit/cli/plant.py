@@ -80,6 +80,15 @@ def plant(
         f"planted {result.inserted} of {result.canaries} canaries ({result.tokens_per_canary} free wordpieces each, "
         f"of {result.free_tokens} free) into {result.data} ({result.rows} rows)"
     )
+    n_in, n_out = result.inserted, result.canaries - result.inserted
+    if n_in and n_out:
+        from privaudit.stats.auditor import reach
+
+        typer.echo(
+            f"reach: these {result.canaries} canaries can show at most ε {reach(n_in, n_out, 0.05, 1e-5):.2f} "
+            "(δ 1e-5, 95% confidence, every inserted one on top); a larger claim can fail only the estimate's gate "
+            "(--fail-if-estimate-exceeds-epsilon), or plant more"
+        )
     typer.echo(f"train on:  {result.data}")
     typer.echo(f"audit with: privaudit dp-audit MODEL_DIR --base {base} -c {result.secret}")
     err_console.print(

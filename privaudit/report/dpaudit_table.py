@@ -69,9 +69,24 @@ def print_dp_audit(result: DpAuditResult, console: Console) -> None:
             f"note: the Gaussian-family bound {result.bounds.gaussian.epsilon:.3f} exceeds ε {eps:.3f}; it "
             "assumes a Gaussian trade-off curve, so this is a warning sign, not a proof."
         )
-    for line in (estimate_line(result), estimate_warning(result)):
+    for line in (reach_line(result), estimate_line(result), estimate_warning(result)):
         if line is not None:
-            console.print(line, style="yellow" if line.startswith("warning") else None, markup=False)
+            console.print(line, style="yellow" if line.startswith(("warning", "note")) else None, markup=False)
+
+
+def reach_line(result: DpAuditResult) -> str | None:
+    """What these canaries can show at most, and a note when the claim lies above it (so the strict gate cannot
+    fail); ``None`` when the audit has no reach."""
+    b, eps = result.bounds, result.theoretical_epsilon
+    if b.reach is None:
+        return None
+    if eps is None or eps <= b.reach:
+        return f"reach: with {b.m} canaries this audit can show at most ε {b.reach:.3f} (every inserted one on top)"
+    return (
+        f"note: with {b.m} canaries this audit can show at most ε {b.reach:.3f}, below the claimed ε {eps:.3f}: "
+        "no model can fail the strict bound's gate here; use more canaries, or gate on the estimate "
+        "(--fail-if-estimate-exceeds-epsilon)"
+    )
 
 
 def estimate_line(result: DpAuditResult) -> str | None:
@@ -111,7 +126,11 @@ def dp_audit_markdown(result: DpAuditResult, gate: GateResult) -> str:
         f"(δ={result.delta:g}); {1 - b.alpha:.0%} confidence, Bonferroni over {b.n_hypotheses} thresholds.",
         "",
         *bounds_markdown(b),
-        *(f"\n{line}" for line in (estimate_line(result), estimate_warning(result)) if line is not None),
+        *(
+            f"\n{line}"
+            for line in (reach_line(result), estimate_line(result), estimate_warning(result))
+            if line is not None
+        ),
     ]
     gate_part = markdown_gate(gate)
     return "\n".join(lines) + ("\n\n" + gate_part if gate_part else "") + "\n"

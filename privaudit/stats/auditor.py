@@ -125,6 +125,8 @@ class OneRunBounds:
         one_sided: only "in" guesses; else also the reverse ("out") rule of every threshold.
         n_hypotheses: guess rules tested; ``alpha_per_test = alpha / n_hypotheses``.
         eps_delta, gaussian, steinke: the bounds.
+        reach: the (eps, delta)-family bound at these counts if every inserted canary scored above every left-out one
+            (:func:`reach`): the most this audit can show, whatever the scores.
     """
 
     m: int
@@ -139,6 +141,7 @@ class OneRunBounds:
     eps_delta: Bound
     gaussian: Bound
     steinke: Bound
+    reach: float | None = None
 
     @property
     def bounds(self) -> tuple[Bound, Bound, Bound]:
@@ -159,7 +162,23 @@ class OneRunBounds:
             "eps_delta": self.eps_delta.to_dict(),
             "gaussian": self.gaussian.to_dict(),
             "steinke": self.steinke.to_dict(),
+            "reach": self.reach,
         }
+
+
+def reach(n_in: int, n_out: int, alpha: float, delta: float, *, one_sided: bool = True) -> float:
+    """The most a one-run audit of ``n_in`` inserted and ``n_out`` left-out canaries can show: its (eps, delta)-family
+    bound if every inserted canary scored above every left-out one.
+
+    A claim above the reach cannot fail the strict gate with so few canaries, however badly the claim is broken: the
+    bound is capped by the number of guesses, not by the model (Steinke et al. 2023, Figure 1; Mahloujifar et al.
+    2024). Perfect separation puts every guess of every rule right, so no score set of these counts gives a higher
+    bound at the same levels (it also tests the fewest rules, so it pays the smallest Bonferroni price).
+    """
+    if n_in < 1 or n_out < 1:
+        raise PrivauditError(f"the reach needs an inserted and a left-out canary, got {n_in} and {n_out}")
+    perfect = CanaryScoreAuditor(np.ones(n_in), np.zeros(n_out))
+    return perfect.epsilon_fdp(alpha, delta, one_sided=one_sided).epsilon
 
 
 def upper_hull(points: np.ndarray) -> np.ndarray:
@@ -308,6 +327,7 @@ class CanaryScoreAuditor:
             eps_delta=self.epsilon_fdp(alpha, delta, strategy, one_sided=one_sided),
             gaussian=self.gaussian_fdp(alpha, delta, strategy, one_sided=one_sided),
             steinke=self.epsilon_steinke(alpha, delta, strategy, one_sided=one_sided),
+            reach=reach(self.in_scores_.size, self.out_scores_.size, alpha, delta, one_sided=one_sided),
         )
 
 

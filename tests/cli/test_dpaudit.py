@@ -259,3 +259,17 @@ def test_two_sided_doubles_the_rules(separated):
     assert (one["one_sided"], two["one_sided"]) == (True, False)
     assert two["n_hypotheses"] == 2 * one["n_hypotheses"]
     assert two["alpha_per_test"] == pytest.approx(one["alpha_per_test"] / 2)
+
+
+def test_a_claim_above_the_reach_is_said_to_be_uncheckable(tmp_path):
+    rng = np.random.default_rng(2)
+    inserted = np.arange(100) % 2 == 0
+    scores = write_scores(tmp_path / "few.jsonl", rng.normal(size=100) + 10.0 * inserted, inserted)
+    above = dp_audit("--scores", str(scores), "--epsilon", "8", "--fail-if-bound-exceeds-epsilon")
+    assert above.exit_code == 0, above.output  # perfectly separated, yet the strict gate cannot fail a claim of 8
+    text = re.sub(r"\s+", " ", above.stdout)
+    assert "with 100 canaries this audit can show at most ε 2.461, below the claimed ε 8.000" in text
+    below = dp_audit("--scores", str(scores), "--epsilon", "1", "-f", "json")
+    assert json.loads(below.stdout)["reach"] == pytest.approx(2.4612, abs=1e-3)
+    markdown = dp_audit("--scores", str(scores), "--epsilon", "8", "-f", "markdown")
+    assert "can show at most ε 2.461" in markdown.stdout

@@ -16,7 +16,7 @@ from conftest import make_records, write_jsonl
 from outside.pipeline import BaseShape, make_base, rdp_epsilon, train_classifier
 
 from privaudit.stats.accounting import noise_multiplier_for_epsilon
-from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor
+from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, reach
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schema-dp-audit.json").read_text(encoding="utf-8"))
@@ -157,6 +157,9 @@ def test_plant_cli_writes_and_warns(run_cli, world, tmp_path):
     result = run_cli("plant", world["root"] / "train.jsonl", "--base", world["base"], "--count", "10", "--out", out)
     assert result.exit_code == 0, result.output
     assert "planted" in result.stdout and (out / "train.jsonl").is_file()
+    secret = [json.loads(line) for line in (out / "secret" / "canaries.jsonl").read_text().splitlines()]
+    n_in = sum(c["inserted"] for c in secret)
+    assert f"these 10 canaries can show at most ε {reach(n_in, 10 - n_in, 0.05, 1e-5):.2f}" in result.stdout
     assert "never give it" in result.stderr and str(out / "secret" / "canaries.jsonl") in result.stderr
 
 
