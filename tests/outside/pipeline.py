@@ -12,6 +12,7 @@ fine-tuning set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import string
@@ -126,6 +127,7 @@ def train_classifier(
     variant: str = "honest",
     gradient_canaries: int = 0,
     canary_file: Path | None = None,
+    physical_batch_size: int | None = None,
 ) -> dict:
     """Fine-tune a sequence classifier from ``base`` on ``data`` and save it to ``out`` (safetensors).
 
@@ -150,6 +152,8 @@ def train_classifier(
         gradient_canaries: with Opacus, this many gradient canaries of privaudit's hook
             (``privaudit.integrations.opacus.GradientCanaries``), recorded to ``canary_file``; 0: no hook.
         canary_file: where the hook writes its canary file (and its ``.gradient.npz`` record).
+        physical_batch_size: with Opacus, split each Poisson batch into physical batches of at most this many
+            examples (Opacus's ``BatchMemoryManager``: the same DP step, less memory for per-sample gradients).
 
     Returns:
         ``{"steps", "train_accuracy", "noise_multiplier", "sample_rate", "accounted_sample_rate", "epsilon"}``
@@ -216,20 +220,29 @@ def train_classifier(
             )
     done = 0
     while done < steps:
-        for ids, mask, target in loader:
-            if done >= steps:
-                break
-            opt.zero_grad()
-            if len(target):
-                # Explicit per-example positions and segments: BERT's default ones are one row shared by the batch,
-                # whose per-sample gradient Opacus cannot compute.
-                positions = torch.arange(ids.shape[1]).expand_as(ids)
-                logits = model(
-                    input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids), position_ids=positions
-                ).logits
-                torch.nn.functional.cross_entropy(logits, target).backward()
-            opt.step()
-            done += 1
+        with contextlib.ExitStack() as stack:
+            batches = loader
+            if physical_batch_size is not None and noise_multiplier is not None:
+                from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+                batches = stack.enter_context(
+                    BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical_batch_size, optimizer=opt)
+                )
+            for ids, mask, target in batches:
+                if done >= steps:
+                    break
+                opt.zero_grad()
+                if len(target):
+                    # Explicit per-example positions and segments: BERT's default ones are one row shared by the
+                    # batch, whose per-sample gradient Opacus cannot compute.
+                    positions = torch.arange(ids.shape[1]).expand_as(ids)
+                    logits = model(
+                        input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids), position_ids=positions
+                    ).logits
+                    torch.nn.functional.cross_entropy(logits, target).backward()
+                opt.step()
+                # A physical batch that is not the last of its Poisson batch only accumulates: no step taken.
+                done += not getattr(opt, "_is_last_step_skipped", False)
     if hook is not None:
         hook.save()
     plain = model._module if hasattr(model, "_module") else model
