@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from privaudit.errors import PrivauditError
-from privaudit.textfile import read_utf8
+from privaudit.textfile import parse_json_lines, read_utf8
 
 SUPPORTED = (".jsonl", ".json", ".csv")
 
@@ -171,21 +171,12 @@ def _check_record(where: str, text: object, label: object) -> tuple[str, str | i
 
 def _read_jsonl(path: Path, raw: str, group_by: str | None = None) -> list[tuple[str, str | int, str | None]]:
     records = []
-    # split("\n"), not splitlines(): JSON strings may hold U+2028, U+0085 and the like raw, and those end a line there.
-    for number, line in enumerate(raw.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PrivauditError(
-                f"{path}:{number}: malformed JSON ({err.msg}); each line must be one object like "
-                '{"text": "...", "label": "..."}'
-            ) from err
+    hint = '; each line must be one object like {"text": "...", "label": "..."}'
+    for where, obj in parse_json_lines(path, raw, hint=hint):
         if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
-            raise PrivauditError(f"{path}:{number}: each line needs both 'text' and 'label' fields")
-        text, label = _check_record(f"{path}:{number}", obj["text"], obj["label"])
-        records.append((text, label, _group(f"{path}:{number}", obj, group_by)))
+            raise PrivauditError(f"{where}: each line needs both 'text' and 'label' fields")
+        text, label = _check_record(where, obj["text"], obj["label"])
+        records.append((text, label, _group(where, obj, group_by)))
     return records
 
 

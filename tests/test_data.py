@@ -87,7 +87,7 @@ GOOD = '{"text": "play jazz", "label": "play_music"}\n'
 @pytest.mark.parametrize(
     ("line", "complaint"),
     [
-        ('{"text": "unterminated, "label": "x"}', "malformed JSON"),
+        ('{"text": "unterminated, "label": "x"}', "not JSON"),
         ('["play jazz", "play_music"]', "needs both 'text' and 'label'"),
         ('{"text": "play jazz"}', "needs both 'text' and 'label'"),
         ('{"label": "play_music"}', "needs both 'text' and 'label'"),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from privaudit.errors import PrivauditError
-from privaudit.textfile import read_utf8
+from privaudit.textfile import json_lines
 
 ALPHABETS = {"d": tuple(string.digits), "l": tuple(string.ascii_lowercase)}
 SLOT = re.compile(r"\{([a-z]+)\}")
@@ -270,16 +270,7 @@ def read_canaries(path: str | Path) -> list[Canary]:
         raise PrivauditError(f"{path}: no such canary file; 'privaudit train --canaries-out FILE' writes one")
     canaries = []
     gradient = data = 0
-    for number, line in enumerate(read_utf8(path, what="canary file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PrivauditError(
-                f"{where}: not JSON ({err.msg}); each line needs 'template', 'secret' and 'label'"
-            ) from None
+    for where, obj in json_lines(path, what="canary file", hint="; each line needs 'template', 'secret' and 'label'"):
         if not isinstance(obj, dict):
             raise PrivauditError(f"{where}: a canary record must be a JSON object")
         if obj.get("kind") == GRADIENT_KIND:

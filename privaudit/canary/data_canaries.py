@@ -18,7 +18,6 @@ the choice of score only changes how tight the bound is, never whether it holds 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from privaudit.canary.plant import KIND, DataCanary
 from privaudit.errors import PrivauditError
+from privaudit.textfile import json_lines
 
 WHITE_BOX = "embedding-movement"
 BLACK_BOX = "loss"
@@ -50,12 +50,8 @@ def read_data_canaries(path: Path) -> list[DataCanary]:
     if not path.is_file():
         raise PrivauditError(f"{path}: no such canary file; 'privaudit plant' writes one in OUT/secret/")
     canaries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
+    for where, obj in json_lines(path, what="secret canary file"):
         try:
-            obj = json.loads(line)
             if not isinstance(obj, dict) or obj.get("kind") != KIND:
                 raise PrivauditError(f"{where}: not a data canary (kind '{KIND}'); give the secret file of plant")
             ids = tuple(int(i) for i in obj["token_ids"])
@@ -69,7 +65,7 @@ def read_data_canaries(path: Path) -> list[DataCanary]:
                 token_ids=ids,
                 tokens=tokens,
             )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise PrivauditError(
                 f"{where}: each line needs 'text', 'label', 'inserted', 'token_ids' and 'tokens' ({err})"
             ) from None

@@ -17,7 +17,6 @@ Steinke et al.'s binomial test, on the same thresholds):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from privaudit.errors import PrivauditError
 from privaudit.ranges import check_epsilon
 from privaudit.stats.auditor import Bonferroni, CanaryScoreAuditor, OneRunBounds
 from privaudit.stats.gaussian_fit import GaussianFitEstimate, gaussian_fit_estimate
-from privaudit.textfile import read_utf8
+from privaudit.textfile import json_lines
 
 SCHEMA = "privaudit.dp-audit/1"
 DEFAULT_DELTA = 1e-5
@@ -145,16 +144,7 @@ def read_scores_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise PrivauditError(f"{path}: no such scores file")
     scores: list[float] = []
     inserted: list[bool] = []
-    for number, line in enumerate(read_utf8(path, what="scores file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PrivauditError(
-                f'{where}: not JSON ({err.msg}); each line is {{"score": S, "inserted": 0|1}}'
-            ) from None
+    for where, record in json_lines(path, what="scores file", hint='; each line is {"score": S, "inserted": 0|1}'):
         if not isinstance(record, dict) or "score" not in record or "inserted" not in record:
             raise PrivauditError(
                 f"{where}: each line needs 'score' and 'inserted', e.g. {{\"score\": 1.5, \"inserted\": 1}}"
@@ -190,14 +180,8 @@ def canary_file_kinds(path: Path) -> set[str]:
         raise PrivauditError(f"{path}: no such canary file")
     kinds: set[str] = set()
     seen = False
-    for number, line in enumerate(read_utf8(path, what="canary file").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for _, record in json_lines(path, what="canary file"):
         seen = True
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PrivauditError(f"{path}:{number}: not JSON ({err.msg})") from None
         if not isinstance(record, dict):
             continue
         if record.get("kind") == "data":

@@ -18,7 +18,7 @@ import numpy as np
 
 from privaudit.errors import PrivauditError
 from privaudit.mia.signals import Signals
-from privaudit.textfile import read_utf8
+from privaudit.textfile import parse_json_lines, read_utf8
 
 TRUE = {"1", "true", "yes", "member", "in"}
 FALSE = {"0", "false", "no", "non-member", "out"}
@@ -32,15 +32,10 @@ def _records(path: Path) -> list[tuple[int, dict]]:
         reader = csv.DictReader(raw.splitlines())
         return [(reader.line_num, row) for row in reader]
     out = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if line.strip():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PrivauditError(f"{path}:{number}: malformed JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise PrivauditError(f'{path}:{number}: a record must be a JSON object, e.g. {{"member": 1, ...}}')
-            out.append((number, record))
+    for where, record in parse_json_lines(path, raw):
+        if not isinstance(record, dict):
+            raise PrivauditError(f'{where}: a record must be a JSON object, e.g. {{"member": 1, ...}}')
+        out.append((int(where.rsplit(":", 1)[1]), record))
     return out
 
 

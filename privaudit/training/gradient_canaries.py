@@ -20,7 +20,6 @@ format and the scores, which ``privaudit dp-audit`` reads.
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 import zlib
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from privaudit.errors import PrivauditError
-from privaudit.textfile import read_utf8
+from privaudit.textfile import json_lines
 
 # The canary file's ``kind`` for gradient canaries (input-space ones are "exposure" and "audit").
 KIND = "gradient"
@@ -67,11 +66,7 @@ def read_gradient_canaries(canaries_file: Path) -> GradientCanaryRecord:
             f"{canaries_file}: no such canary file; 'privaudit train --gradient-canaries M' writes one"
         )
     lines = []
-    for number, line in enumerate(read_utf8(canaries_file, what="canary file").splitlines(), start=1):
-        try:
-            obj = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError as err:
-            raise PrivauditError(f"{canaries_file}:{number}: not JSON ({err})") from err
+    for _, obj in json_lines(canaries_file, what="canary file"):
         if isinstance(obj, dict) and obj.get("kind") == KIND:
             lines.append(obj)
     if not lines:

@@ -109,7 +109,7 @@ def missing_data_file(tmp: Path, data: Path) -> tuple[list[object], list[str]]:
 def malformed_jsonl_line(tmp: Path, data: Path) -> tuple[list[object], list[str]]:
     bad = tmp / "bad.jsonl"
     bad.write_text('{"text": "play jazz", "label": "play_music"}\n{oops\n', encoding="utf-8")
-    return _train(bad, tmp), [f"{bad}:2: malformed JSON"]
+    return _train(bad, tmp), [f"{bad}:2: not JSON"]
 
 
 def empty_data_set(tmp: Path, data: Path) -> tuple[list[object], list[str]]:
