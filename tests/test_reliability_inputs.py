@@ -321,3 +321,20 @@ def test_train_refuses_a_dp_value_that_cannot_be_right(run_cli, tmp_path: Path, 
     result = run_cli("train", tiny_data, "--out", tmp_path / "m", "--epochs", 1, "--dp", *flags)
     fails_with_one_line(result, *needles)
     assert not (tmp_path / "m").exists()
+
+
+def test_jsonl_readers_keep_a_record_whose_string_holds_a_line_separator(tmp_path):
+    # U+2028 and U+0085 are line breaks to str.splitlines but legal raw inside a JSON string (ensure_ascii=False
+    # writes them so): every JSONL reader must keep such a record whole.
+    import json as _json
+
+    from privaudit.canary.dpaudit import canary_file_kinds, read_scores_file
+
+    scores = tmp_path / "scores.jsonl"
+    lines = [{"score": 1.0, "inserted": 1, "note": "a\u2028b"}, {"score": 0.0, "inserted": 0, "note": "c\u0085d"}]
+    scores.write_text("".join(_json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+    values, inserted = read_scores_file(scores)
+    assert values.tolist() == [1.0, 0.0] and inserted.tolist() == [True, False]
+    canaries = tmp_path / "canaries.jsonl"
+    canaries.write_text(_json.dumps({"kind": "data", "text": "x\u2028y"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert canary_file_kinds(canaries) == {"data"}
