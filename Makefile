@@ -36,7 +36,7 @@ test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		{ timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the HTML screenshot test will skip"; }
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -155,9 +155,9 @@ def dp_audit(
         privaudit dp-audit my-model --base bert-base \\
             -c planted/secret/canaries.jsonl --epsilon 8
 
-    100 data canaries cannot prove much more than ln(100) = 4.6, so a claim of 8 is out of the strict bound's reach;
-    to flag a pipeline whose estimate is far above its claim (an estimate, not a proof), add
-    --fail-if-estimate-exceeds-epsilon.
+    M canaries can show at most about ln M: the report prints this reach (2.46 for 100 canaries at the defaults), and
+    a claim above it cannot fail the strict bound's gate. To flag a pipeline whose estimate is far above its claim
+    (an estimate, not a proof), add --fail-if-estimate-exceeds-epsilon.
 
     Defaults come from \\[tool.privaudit.dp-audit] in pyproject.toml or \\[dp-audit] in privaudit.toml; flags
     override them.
