@@ -91,3 +91,29 @@ def test_the_notes_follow_the_rows(document):
 def test_no_rows_says_so(document):
     document["rows"] = []
     assert text(document) == "No row finished."
+
+
+def test_the_ideal_canary_note_and_the_minilm_row_are_read_from_the_document(document):
+    document["ideal"] = {
+        "noise_multiplier": 1.785,
+        "trials": 200,
+        "counts": {"100": {"median": 0.81, "p_target": 0.3, "reach": 2.46}, "1000": {"median": 1.9, "p_target": 1.0, "reach": 4.8}},
+    }  # fmt: skip
+    document["rows"].append(
+        row("honest, MiniLM (supplementary)", "honest", 0, supplementary=True, lr=1e-3, data=audit(0.3, 0.1))
+    )
+    out = text(document)
+    assert "100 canaries: median strict bound 0.81, at or above 1 in 30% of runs (reach 2.46)" in out
+    assert "even a perfect canary meets issue 18's data-canary target only in 30% of runs" in out
+    assert (
+        "MiniLM, honest (supplementary, Adam 0.001, physical batches of 50): data canaries white-box strict 0.30" in out
+    )
+    assert "was not run in this section" not in out
+    assert "Honest, 1 seed, data canaries (white-box): strict bound 0.00" in out  # the supplementary row stays apart
+
+
+def test_ideal_canaries_stay_within_their_reach():
+    ideal = outside_dp.ideal_canaries(counts=(100,), trials=20)
+    count = ideal["counts"]["100"]
+    assert 0.0 <= count["median"] <= count["reach"] < 2.5
+    assert ideal["noise_multiplier"] == pytest.approx(1.785, abs=1e-3)  # epsilon 8 at the recipe, Opacus RDP
