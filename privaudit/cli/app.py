@@ -47,6 +47,40 @@ def _click_flow_exceptions() -> tuple[type[BaseException], ...]:
 _PASS_THROUGH = _click_flow_exceptions()
 
 
+def _keep_option_names_whole() -> None:
+    """Keep option names whole in ``--help`` at any width.
+
+    typer's options panel is a Rich table whose columns it creates row by row, all wrappable; at 80 columns Rich
+    shrinks the widest columns to one width, so a long flag beside a long help text came out as
+    ``--fail-if-bound-excee…``. Marking the name columns ``no_wrap`` makes Rich shrink the help text instead, whose long
+    words then fold onto the next line rather than end in an ellipsis. A small
+    subclass of the table typer's panel builds (its own ``add_column`` calls, as the commands panel makes, are left
+    alone); if a typer release stops building panels this way, help keeps working and only the names may be cut.
+    """
+    from rich.table import Table
+    from rich.text import Text
+    from typer import rich_utils
+
+    class OptionsTable(Table):
+        def add_row(self, *renderables, **kwargs):
+            implicit = not self.columns
+            if implicit and renderables:  # the options panel: [required mark,] long names, short names, ... help
+                # Its help cell is a Columns of Texts: a long word (a metric's name) folds onto the next line.
+                for item in getattr(renderables[-1], "renderables", ()):
+                    if isinstance(item, Text):
+                        item.overflow = "fold"
+            super().add_row(*renderables, **kwargs)
+            if implicit:
+                for column in self.columns[:3]:
+                    column.no_wrap = True
+
+    if getattr(rich_utils, "Table", None) is Table:
+        rich_utils.Table = OptionsTable
+
+
+_keep_option_names_whole()
+
+
 def tidy_help(text: str | None) -> str | None:
     """A command's help as Rich should wrap it: prose paragraphs on one line, indented examples kept line by line.
 

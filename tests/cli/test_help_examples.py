@@ -109,3 +109,15 @@ def test_the_reader_catches_a_wrapped_example():
     assert after == "--target-epsilon 8"
     continued = "\n     privaudit train data.jsonl --out model \\\n         --dp --target-epsilon 8\n\n"
     assert examples(continued) == [("privaudit train data.jsonl --out model --dp --target-epsilon 8", "")]
+
+
+def test_long_flags_keep_their_whole_names_at_80_columns():
+    # Rich shrank the options table's widest columns to one width, cutting "--fail-if-bound-exceeds-epsilon" short
+    from typer.testing import CliRunner
+
+    from privaudit.cli.app import app
+
+    for command in ("dp-audit", "canary", "mia"):
+        out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}).stdout
+        assert "--fail-if-bound-exceeds-epsilon " in out, command
+        assert "--fail-if-bound-exceeds" + "…" not in out
