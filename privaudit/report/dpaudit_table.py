@@ -23,7 +23,9 @@ def bounds_table(bounds: OneRunBounds, *, title: str) -> Table:
     caption = (
         f"{bounds.m} canaries ({bounds.n_in} in, {bounds.n_out} out); confidence {1 - bounds.alpha:.0%}, "
         f"δ = {bounds.delta:g}; guess 'in' above each threshold of the (FN, TN) Pareto frontier{out}: "
-        f"{bounds.n_hypotheses} rules, each tested at α/{bounds.n_hypotheses} (Bonferroni). * {GAUSSIAN_NOTE}"
+        f"{bounds.n_hypotheses} rules, each tested at α/{bounds.n_hypotheses} (Bonferroni)."
+        + ("" if bounds.reach is None else f" Reach: ε {bounds.reach:.3f}, the most these canaries can show.")
+        + f" * {GAUSSIAN_NOTE}"
     )
     table = Table(title=title, caption=caption)
     for column in ("analysis", "ε lower bound", "μ lower bound", "guesses"):
@@ -75,13 +77,13 @@ def print_dp_audit(result: DpAuditResult, console: Console) -> None:
 
 
 def reach_line(result: DpAuditResult) -> str | None:
-    """What these canaries can show at most, and a note when the claim lies above it (so the strict gate cannot
-    fail); ``None`` when the audit has no reach."""
+    """A note when the claim lies above what these canaries can show at most (so the strict gate cannot fail);
+    ``None`` otherwise (the bounds table's caption gives the reach)."""
     b, eps = result.bounds, result.theoretical_epsilon
     if b.reach is None:
         return None
     if eps is None or eps <= b.reach:
-        return f"reach: with {b.m} canaries this audit can show at most ε {b.reach:.3f} (every inserted one on top)"
+        return None  # the table's caption gives the reach
     return (
         f"note: with {b.m} canaries this audit can show at most ε {b.reach:.3f}, below the claimed ε {eps:.3f}: "
         "no model can fail the strict bound's gate here; use more canaries, or gate on the estimate "

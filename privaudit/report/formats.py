@@ -306,7 +306,8 @@ def bounds_markdown(bounds: OneRunBounds) -> list[str]:
     """The bounds as Markdown table lines, with the Gaussian family's assumption as a footnote."""
     lines = ["| analysis | ε lower bound | μ lower bound | guesses |", "|---|---:|---:|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in bound_rows(bounds)]
-    return [*lines, "", f"\\* {GAUSSIAN_NOTE}."]
+    reach = "" if bounds.reach is None else f"Reach: ε {bounds.reach:.3f}, the most these canaries can show. "
+    return [*lines, "", f"{reach}\\* {GAUSSIAN_NOTE}."]
 
 
 def _bits(value: float | None) -> str:
