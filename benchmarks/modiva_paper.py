@@ -52,11 +52,12 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.power import CACHE, DATA, THREADS, torch_threads
+from benchmarks.power import CACHE, DATA, ROOT, THREADS, torch_threads
 
 TEMPLATE = "my pin code is {d} {d} {d} {d}"
 ARCHES = ("bilstm", "cnn", "bert")
@@ -378,12 +379,18 @@ def _summaries(by_key: Mapping[tuple, dict], comparison: PaperComparison) -> lis
 
 
 def _key(options: Mapping[str, Any], label: str) -> str:
-    plain = json.dumps(
-        {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else str(v)) for k, v in sorted(options.items())}
-        | {"label": label},
-        sort_keys=True,
-    )
+    """The cache key of a configuration's models: its options and label, a path inside the checkout relative to it
+    (the same model in another clone or worktree is the same entry)."""
+    plain = json.dumps({k: _plain(v) for k, v in sorted(options.items())} | {"label": label}, sort_keys=True)
     return hashlib.sha256(plain.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path) and value.is_absolute() and value.is_relative_to(ROOT):
+        return value.relative_to(ROOT).as_posix()
+    return str(value)
 
 
 def _where(options: Mapping[str, Any], seed: int, label: str):

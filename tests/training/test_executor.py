@@ -26,7 +26,7 @@ ATTACKS = "lira-offline,rmia"
 
 @pytest.fixture(scope="module")
 def audit(tiny_model, tmp_path_factory):
-    """The tiny model's data, a population, and a slower recipe (150 epochs, seconds) that a test can kill a job of."""
+    """The tiny model's data, a population, and a slower recipe (60 epochs, a second or two) that a test can kill a job of."""
     root = tmp_path_factory.mktemp("executor")
     seen = {json.loads(line)["text"] for line in tiny_model.members.read_text().splitlines()}
 
@@ -41,7 +41,7 @@ def audit(tiny_model, tmp_path_factory):
     non_members = write_jsonl(root / "non_members.jsonl", unseen(300, seed=2))
     population = write_jsonl(root / "population.jsonl", unseen(600, seed=3))
     recipe = json.loads((tiny_model.path / "privaudit.json").read_text())
-    recipe["recipe"]["epochs"] = 150
+    recipe["recipe"]["epochs"] = 60
     slow = root / "slow.json"
     slow.write_text(json.dumps(recipe))
     return {"root": root, "population": population, "non_members": non_members, "slow": slow}
