@@ -550,7 +550,12 @@ def run(repeats: int) -> dict:
 
 def markdown(data: dict) -> list[str]:
     """The BENCHMARKS.md section, from the stored results."""
-    lines = [f"{data['what']}\n"]
+    lines = [
+        f"{data['what']} The models were trained in three runs on 5 December 2026, each run's rows named before it "
+        "(`RUN_ORDER`: the BiLSTM rows and the tiny BERT without defence at 100 repeats; `RUN_ORDER_CNN`; "
+        "`RUN_ORDER_BERT`, in `benchmarks/modiva_paper.py`); the section is written from their cache, with each "
+        "model's own training and audit time.\n"
+    ]
     if not data["full"]:
         n = data.get("models_per_configuration")
         lines.append(
