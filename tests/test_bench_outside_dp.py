@@ -117,3 +117,11 @@ def test_ideal_canaries_stay_within_their_reach():
     count = ideal["counts"]["100"]
     assert 0.0 <= count["median"] <= count["reach"] < 2.5
     assert ideal["noise_multiplier"] == pytest.approx(1.785, abs=1e-3)  # epsilon 8 at the recipe, Opacus RDP
+
+
+def test_a_supplementary_row_does_not_stand_in_for_the_section_s_own(document):
+    document["rows"].append(
+        row("honest, MiniLM (supplementary)", "honest", 0, supplementary=True, lr=1e-3, train_seconds=3000.0)
+    )
+    out = text(document)
+    assert "50 s without the hook, 100 s with 100,000 gradient canaries (2.00x)" in out
