@@ -117,7 +117,6 @@ def run(repeats: int = 1, runs=RUNS) -> dict:
     from outside.pipeline import BaseShape, make_base, read_jsonl
 
     from privaudit.canary.plant import plant
-    from privaudit.stats.accounting import noise_multiplier_for_epsilon
 
     torch.set_num_threads(1)
     shutil.rmtree(WORK, ignore_errors=True)
@@ -137,7 +136,7 @@ def run(repeats: int = 1, runs=RUNS) -> dict:
     planted_data = WORK / "planted" / members.name
     secret = WORK / "planted" / "secret" / "canaries.jsonl"
     planted_rows = len(read_jsonl(planted_data)[0])
-    nm = noise_multiplier_for_epsilon(target_epsilon=EPSILON, sample_rate=RATE, steps=STEPS, delta=DELTA)
+    nm = _noise_multiplier()
     data: dict = {
         "what": "the fixture recipe trained by the outside pipeline (plain transformers + Opacus)",
         "recipe": {
@@ -241,12 +240,11 @@ SUPPLEMENT = (("noise multiplier 0, Adam at 1e-3 (supplementary)", "noise0", 0, 
 
 def supplement() -> list[dict]:
     """The :data:`SUPPLEMENT` rows, on the base and planted data that :func:`run` left in ``WORK``."""
-    from privaudit.stats.accounting import noise_multiplier_for_epsilon
 
     base, planted = WORK / "base", WORK / "planted" / "members.jsonl"
     if not planted.is_file():
         raise SystemExit(f"{planted} is missing: run the section first (benchmarks/run.py --only outside-dp)")
-    nm = noise_multiplier_for_epsilon(target_epsilon=EPSILON, sample_rate=RATE, steps=STEPS, delta=DELTA)
+    nm = _noise_multiplier()
     secret = WORK / "planted" / "secret" / "canaries.jsonl"
     rows = []
     for name, variant, seed, with_hook, lr in SUPPLEMENT:
@@ -267,7 +265,6 @@ def minilm_row() -> dict:
     """The :data:`MINILM` row: plant on MiniLM's vocabulary, train with the outside pipeline, audit both paths."""
     from benchmarks.minilm import model_dir
     from privaudit.canary.plant import plant
-    from privaudit.stats.accounting import noise_multiplier_for_epsilon
 
     base = model_dir()
     if base is None:
@@ -277,7 +274,7 @@ def minilm_row() -> dict:
     shutil.rmtree(planted, ignore_errors=True)
     planted.parent.mkdir(parents=True, exist_ok=True)
     plant(members, base=base, count=round(PLANT_SHARE * 1000), out=planted, seed=0)
-    nm = noise_multiplier_for_epsilon(target_epsilon=EPSILON, sample_rate=RATE, steps=STEPS, delta=DELTA)
+    nm = _noise_multiplier()
     name, variant, seed, with_hook, lr = MINILM
     for old in WORK.glob(f"minilm-{variant}-{seed}-*"):
         shutil.rmtree(old)
@@ -333,10 +330,9 @@ def ideal_canaries(counts=(100, 1000, 10000), trials: int = 200, seed: int = 0) 
     """
     import numpy as np
 
-    from privaudit.stats.accounting import noise_multiplier_for_epsilon
     from privaudit.stats.auditor import CanaryScoreAuditor, reach
 
-    nm = noise_multiplier_for_epsilon(target_epsilon=EPSILON, sample_rate=RATE, steps=STEPS, delta=DELTA)
+    nm = _noise_multiplier()
     rng = np.random.default_rng(seed)
     out = {"noise_multiplier": nm, "trials": trials, "counts": {}}
     for m in counts:
