@@ -80,10 +80,8 @@ def reach_line(result: DpAuditResult) -> str | None:
     """A note when the claim lies above what these canaries can show at most (so the strict gate cannot fail);
     ``None`` otherwise (the bounds table's caption gives the reach)."""
     b, eps = result.bounds, result.theoretical_epsilon
-    if b.reach is None:
+    if b.reach is None or eps is None or eps <= b.reach:
         return None
-    if eps is None or eps <= b.reach:
-        return None  # the table's caption gives the reach
     return (
         f"note: with {b.m} canaries this audit can show at most ε {b.reach:.3f}, below the claimed ε {eps:.3f}: "
         "no model can fail the strict bound's gate here; use more canaries, or gate on the estimate "
