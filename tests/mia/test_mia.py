@@ -32,12 +32,12 @@ def _tpr_at_1pct(result, name: str) -> float:
 
 @pytest.fixture(scope="module")
 def reference_audit(tmp_path_factory):
-    """LOSS, LiRA (offline) and RMIA with 4 reference models on intent-tiny: trained once for the module."""
+    """LOSS, LiRA (offline) and RMIA with 2 reference models on intent-tiny: trained once for the module."""
     cache = tmp_path_factory.mktemp("reference-cache")
     request = _request(
         attacks="loss,lira-offline,rmia",
         population=DATA / "population.jsonl",
-        reference_models=4,
+        reference_models=2,
         cache_dir=cache,
     )
     return request, run_mia(request)
@@ -56,7 +56,7 @@ def test_lira_and_rmia_beat_loss_at_low_fpr(reference_audit):
     loss = _tpr_at_1pct(result, "loss")
     assert _tpr_at_1pct(result, "lira-offline") > loss
     assert _tpr_at_1pct(result, "rmia") > loss
-    assert result.n_reference_models == 4
+    assert result.n_reference_models == 2
 
 
 def test_reference_models_are_cached_and_results_repeat(reference_audit):
@@ -68,7 +68,7 @@ def test_reference_models_are_cached_and_results_repeat(reference_audit):
 def test_reference_dirs_reuse_trained_models(reference_audit):
     request, first = reference_audit
     dirs = tuple(sorted(request.cache_dir.rglob("model-*")))
-    assert len(dirs) == 4
+    assert len(dirs) == 2
     again = run_mia(_request(attacks="lira-offline,rmia", population=DATA / "population.jsonl", reference_dirs=dirs))
     by_name = {a.name: a for a in first.attacks}
     np.testing.assert_allclose(again.attacks[0].scores, by_name["lira-offline"].scores)
@@ -95,11 +95,11 @@ def test_lira_scores_only_the_audited_texts(reference_audit, monkeypatch):
         _request(
             attacks="lira-offline",
             population=DATA / "population.jsonl",
-            reference_models=4,
+            reference_models=2,
             cache_dir=request.cache_dir,
         )
     )
-    assert scored == [2000] * 5  # the target and 4 cached reference models, members and non-members only
+    assert scored == [2000] * 3  # the target and 2 cached reference models, members and non-members only
     np.testing.assert_allclose(
         again.attacks[0].scores, next(a for a in first.attacks if a.name == "lira-offline").scores, rtol=1e-5
     )
@@ -115,7 +115,7 @@ def test_attack_options_reach_the_attack(reference_audit):
             attacks="rmia,lira-offline",
             attack_options=("rmia:a=0.5", "rmia:gamma=2", "lira-offline:fixed_variance=false"),
             population=DATA / "population.jsonl",
-            reference_models=4,
+            reference_models=2,
             cache_dir=request.cache_dir,
         )
     )
