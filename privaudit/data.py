@@ -82,15 +82,7 @@ def read_dataset(path: str | Path | TextDataset, *, min_examples: int = 1, group
     # bom: spreadsheet exports often start with a byte-order mark
     raw = read_utf8(path, what="data file", bom=True)
     records = _read_csv(path, raw, group_by) if suffix == ".csv" else _read_jsonl(path, raw, group_by)
-    _check_count(path, len(records), min_examples)
-    texts, labels, groups = zip(*records) if records else ((), (), ())
-    return TextDataset(
-        path=path,
-        texts=tuple(texts),
-        labels=tuple(labels),
-        groups=None if group_by is None else tuple(groups),
-        group_by=group_by,
-    )
+    return _dataset(path, records, min_examples=min_examples, group_by=group_by)
 
 
 def dataset_from_records(
@@ -130,10 +122,17 @@ def dataset_from_records(
             label = int(label)  # numpy's integers, as a data frame's integer column gives them
         text, label = _check_record(where, record["text"], label)
         found.append((text, label, _group(where, record, group_by)))
-    _check_count(name, len(found), min_examples)
-    texts, labels, groups = zip(*found) if found else ((), (), ())
+    return _dataset(name, found, min_examples=min_examples, group_by=group_by)
+
+
+def _dataset(
+    path: Path | str, records: list[tuple[str, str | int, str | None]], *, min_examples: int, group_by: str | None
+) -> TextDataset:
+    """The dataset of checked ``(text, label, owner)`` records, after checking their count."""
+    _check_count(path, len(records), min_examples)
+    texts, labels, groups = zip(*records) if records else ((), (), ())
     return TextDataset(
-        path=name,
+        path=path,
         texts=tuple(texts),
         labels=tuple(labels),
         groups=None if group_by is None else tuple(groups),
